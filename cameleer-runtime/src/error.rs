@@ -1,0 +1,165 @@
+//! The crate's error type and its stable codes.
+
+use crate::deployment::{DeploymentEvent, DeploymentStatus};
+
+/// A boxed error from a lower layer (a backend, a store, the validator).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result type of every fallible operation in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the model, the contracts and the pipeline.
+///
+/// Every variant has a stable [`code`](Error::code) that APIs return to
+/// clients; the message names the offending part (the id, the config field,
+/// the JAR entry).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An id (tenant, app, env, deployment) is not a valid name.
+    #[error("invalid {kind} id {value:?}: {reason}")]
+    InvalidId {
+        /// Which id: `tenant`, `app`, `env` or `deployment`.
+        kind: &'static str,
+        /// The rejected value, cut to 100 characters.
+        value: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
+    /// An [`AppConfig`](crate::AppConfig) field is invalid.
+    #[error("invalid config: {field}: {reason}")]
+    InvalidConfig {
+        /// The path of the offending field, e.g. `env.MY-VAR` or `jvm_options[2]`.
+        field: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
+    /// An uploaded artifact was rejected by validation.
+    #[error("invalid artifact: {source}")]
+    InvalidArtifact {
+        /// The validator's stable code, e.g. `path_traversal`.
+        code: &'static str,
+        /// The validator's error, naming the offending entry.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A thing that was asked for does not exist.
+    #[error("{what} not found: {id}")]
+    NotFound {
+        /// What kind of thing: `app`, `deployment`, `artifact`, `version`, …
+        what: &'static str,
+        /// Its id or a description of the lookup.
+        id: String,
+    },
+
+    /// An event that the deployment state machine does not allow.
+    #[error("illegal transition: {event} is not allowed in state {from}")]
+    IllegalTransition {
+        /// The current status.
+        from: DeploymentStatus,
+        /// The rejected event.
+        event: Box<DeploymentEvent>,
+    },
+
+    /// A conditional update lost a race, or the request conflicts with the
+    /// current state (e.g. promoting from an environment with nothing running).
+    #[error("conflict: {0}")]
+    Conflict(String),
+
+    /// Building the image failed; the text is the builder's own.
+    #[error("build failed: {0}")]
+    BuildFailed(String),
+
+    /// A backend (container engine, cluster) failed or is unreachable.
+    #[error("backend error: {message}")]
+    Backend {
+        /// What the backend was doing and what it said.
+        message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The storage of deployments or artifacts failed.
+    #[error("storage error: {message}")]
+    Storage {
+        /// What the store was doing.
+        message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// An operation did not finish in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+
+    /// The backend does not implement an optional operation.
+    #[error("unsupported by this backend: {0}")]
+    Unsupported(&'static str),
+}
+
+impl Error {
+    /// The stable, snake_case code of this error, for APIs and logs.
+    ///
+    /// Codes never change meaning once published; new variants get new codes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cameleer_runtime::{Error, TenantId};
+    ///
+    /// let err = "Not_A_Label".parse::<TenantId>().unwrap_err();
+    /// assert_eq!(err.code(), "invalid_id");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidId { .. } => "invalid_id",
+            Error::InvalidConfig { .. } => "invalid_config",
+            Error::InvalidArtifact { code, .. } => code,
+            Error::NotFound { .. } => "not_found",
+            Error::IllegalTransition { .. } => "illegal_transition",
+            Error::Conflict(_) => "conflict",
+            Error::BuildFailed(_) => "build_failed",
+            Error::Backend { .. } => "backend_error",
+            Error::Storage { .. } => "storage_error",
+            Error::Timeout(_) => "timeout",
+            Error::Unsupported(_) => "unsupported",
+        }
+    }
+
+    /// Shorthand for [`Error::NotFound`].
+    pub fn not_found(what: &'static str, id: impl std::fmt::Display) -> Self {
+        Error::NotFound {
+            what,
+            id: id.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidConfig`].
+    pub fn invalid_config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidConfig {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for a [`Error::Backend`] with a source.
+    pub fn backend(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Backend {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// Shorthand for a [`Error::Storage`] with a source.
+    pub fn storage(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Storage {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}

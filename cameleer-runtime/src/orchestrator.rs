@@ -1,0 +1,228 @@
+//! The contract every runtime backend implements.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use cameleer_build::ImageRef;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::{AppConfig, AppRef, Deployment, DeploymentId, DeploymentStatus, Result, TenantId};
+
+/// What a backend is asked to run: one version of one app.
+///
+/// The [`Deployment`] record itself (history, store revision) belongs to the
+/// [`Platform`](crate::Platform); the backend gets the identity it must label
+/// its resources with and the pinned image and config to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRequest {
+    /// Which app, where.
+    pub app: AppRef,
+    /// The deployment being started.
+    pub deployment: DeploymentId,
+    /// Its version.
+    pub version: u64,
+    /// The image, pinned to a digest.
+    pub image: ImageRef,
+    /// The environment's config.
+    pub config: AppConfig,
+}
+
+impl DeployRequest {
+    /// The request that starts `deployment` (which must have an image).
+    pub fn for_deployment(deployment: &Deployment) -> Option<Self> {
+        Some(Self {
+            app: deployment.app.clone(),
+            deployment: deployment.id,
+            version: deployment.version,
+            image: deployment.image.clone()?,
+            config: deployment.config.clone(),
+        })
+    }
+}
+
+/// What the backend sees of an app right now: the truth read back from the
+/// engine or cluster, not from the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppStatus {
+    /// Which app.
+    pub app: AppRef,
+    /// STARTING, RUNNING, FAILED or STOPPED (a backend never reports BUILDING).
+    pub status: DeploymentStatus,
+    /// The deployment that is (or was last) running.
+    pub deployment: Option<DeploymentId>,
+    /// Its version.
+    pub version: Option<u64>,
+    /// Why it is in this state (exit code, OOM kill, health failure).
+    pub reason: Option<String>,
+}
+
+/// One line of an app's list entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSummary {
+    /// Which app.
+    pub app: AppRef,
+    /// Its runtime status.
+    pub status: DeploymentStatus,
+    /// The deployment that is (or was last) running.
+    pub deployment: Option<DeploymentId>,
+    /// Its version.
+    pub version: Option<u64>,
+}
+
+/// Which output stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogSource {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One line an app wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When the runtime received it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    /// stdout or stderr.
+    pub stream: LogSource,
+    /// The text, without the trailing newline.
+    pub line: String,
+}
+
+/// How to read logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Only lines written at or after this time.
+    pub since: Option<SystemTime>,
+    /// Keep the stream open and deliver new lines as they are written.
+    pub follow: bool,
+}
+
+/// Something the backend observed without being asked: a crash, an OOM kill,
+/// a health change. The [`Platform`](crate::Platform) turns these into
+/// deployment transitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeEvent {
+    /// Which app.
+    pub app: AppRef,
+    /// Which deployment of it.
+    pub deployment: DeploymentId,
+    /// What happened.
+    pub kind: RuntimeEventKind,
+    /// When the backend saw it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// What happened, in a [`RuntimeEvent`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RuntimeEventKind {
+    /// The health check passed.
+    Healthy,
+    /// The health check started failing while RUNNING.
+    Unhealthy {
+        /// The probe's output.
+        reason: String,
+    },
+    /// The process exited on its own.
+    Exited {
+        /// The exit code, when known.
+        exit_code: Option<i64>,
+    },
+    /// The process was killed for exceeding its memory limit.
+    OomKilled,
+    /// The backend's resources for the deployment are gone.
+    Removed,
+}
+
+/// What [`RuntimeOrchestrator::reconcile`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    /// Running deployments the backend adopted (it runs them and the store
+    /// knows them).
+    pub adopted: Vec<DeploymentId>,
+    /// Resources under our labels that the store does not know, removed.
+    pub removed_orphans: Vec<String>,
+    /// Deployments the store thinks are active but that the backend does not
+    /// run, with their actual status.
+    pub missing: Vec<(DeploymentId, AppStatus)>,
+}
+
+/// A stream of log lines.
+pub type LogStream = BoxStream<'static, Result<LogLine>>;
+
+/// A stream of runtime events.
+pub type EventStream = BoxStream<'static, RuntimeEvent>;
+
+/// Runs apps: the contract between the [`Platform`](crate::Platform) and a
+/// container runtime (Docker, Kubernetes, or a host's own).
+///
+/// The six operations are required; the rest have defaults so a custom
+/// backend stays small. Every operation must be idempotent: a controller that
+/// dies in the middle of a step converges by running the step again.
+///
+/// Backends must keep tenants apart: `list_apps(t)` never shows another
+/// tenant's apps, and apps of one tenant+env cannot reach those of another.
+#[async_trait]
+pub trait RuntimeOrchestrator: Send + Sync {
+    /// Starts `request.version` of `request.app` and returns once it is
+    /// RUNNING (its health check passed within
+    /// [`AppConfig::start_timeout`]) or has failed.
+    ///
+    /// A previous version of the same app keeps running until the new one is
+    /// RUNNING; then the backend stops and removes it. If the new one fails,
+    /// the previous one is left running and the error says why (exit code,
+    /// OOM kill, health timeout).
+    async fn deploy_app(&self, request: &DeployRequest) -> Result<AppStatus>;
+
+    /// Stops every running version of `app`. Stopping a stopped app is a
+    /// no-op; stopping an app the backend never ran is
+    /// [`Error::NotFound`](crate::Error::NotFound).
+    async fn stop_app(&self, app: &AppRef) -> Result<()>;
+
+    /// Restarts the current version of `app` (also when stopped or failed)
+    /// and returns once it is RUNNING or has failed.
+    async fn restart_app(&self, app: &AppRef) -> Result<AppStatus>;
+
+    /// The app's output, stdout and stderr tagged, from `options.since`,
+    /// following new lines when `options.follow`. Memory stays bounded however
+    /// fast the app writes and however slowly the caller reads.
+    async fn app_logs(&self, app: &AppRef, options: &LogOptions) -> Result<LogStream>;
+
+    /// What runs for `app` now, read from the runtime.
+    async fn app_status(&self, app: &AppRef) -> Result<AppStatus>;
+
+    /// Every app of `tenant` the backend runs or has stopped; never another
+    /// tenant's.
+    async fn list_apps(&self, tenant: &TenantId) -> Result<Vec<AppSummary>>;
+
+    /// Crashes, OOM kills and health changes as they happen.
+    ///
+    /// The default is a stream that never yields: the platform then learns of
+    /// crashes only through [`app_status`](Self::app_status).
+    async fn events(&self) -> Result<EventStream> {
+        Ok(Box::pin(futures::stream::pending()))
+    }
+
+    /// After a controller restart: adopt what runs under our labels and the
+    /// store knows (`known`), remove what the store does not know, and report
+    /// what the store believes runs but does not.
+    ///
+    /// The default does nothing, which suits a backend whose resources die
+    /// with the controller.
+    async fn reconcile(&self, known: &[Deployment]) -> Result<ReconcileReport> {
+        let _ = known;
+        Ok(ReconcileReport::default())
+    }
+
+    /// How long a deploy may take beyond the app's own start timeout (image
+    /// pulls, container creation) before the platform gives up on it.
+    fn deploy_grace(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+}
