@@ -29,7 +29,9 @@ pub struct Sha256Digest([u8; 32]);
 
 /// Why a string is not a SHA-256 digest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid sha256 digest {input:?}: expected 64 hex characters, optionally prefixed by \"sha256:\"")]
+#[error(
+    "invalid sha256 digest {input:?}: expected 64 hex characters, optionally prefixed by \"sha256:\""
+)]
 pub struct DigestParseError {
     /// The rejected input, cut to 80 characters.
     pub input: String,
@@ -140,7 +142,14 @@ mod tests {
 
     #[test]
     fn rejects_wrong_length_and_non_hex() {
-        for bad in ["", "abc", &"g".repeat(64), &"a".repeat(63), &"a".repeat(65), "sha512:00"] {
+        for bad in [
+            "",
+            "abc",
+            &"g".repeat(64),
+            &"a".repeat(63),
+            &"a".repeat(65),
+            "sha512:00",
+        ] {
             let e = bad.parse::<Sha256Digest>().unwrap_err();
             assert_eq!(e.code(), "invalid_digest");
         }

@@ -167,7 +167,9 @@ fn valid_registry(r: &str) -> bool {
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -178,7 +180,8 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 impl FromStr for ImageRef {
@@ -200,7 +203,9 @@ impl FromStr for ImageRef {
                 if !d.starts_with("sha256:") {
                     return Err(err("digest must be sha256:<64 hex>"));
                 }
-                let d: Sha256Digest = d.parse().map_err(|_| err("digest must be sha256:<64 hex>"))?;
+                let d: Sha256Digest = d
+                    .parse()
+                    .map_err(|_| err("digest must be sha256:<64 hex>"))?;
                 (rest, Some(d))
             }
             None => (s, None),

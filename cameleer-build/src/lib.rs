@@ -5,7 +5,8 @@
 //!
 //! - [`Sha256Digest`], the content address of artifacts and build contexts;
 //! - [`ImageRef`], a validated container image reference;
-//! - streaming JAR validation and the security scan;
+//! - [`validate_jar`], streaming JAR validation and the security scan, with
+//!   its [`ValidationPolicy`] and stable [`ValidationError`] codes;
 //! - the Dockerfile template and the deterministic build-context tar.
 //!
 //! Core functions are synchronous (they take `std::io::Read`); async callers
@@ -13,7 +14,22 @@
 #![deny(missing_docs)]
 
 mod digest;
+mod error;
 mod image_ref;
+mod manifest;
+mod policy;
+mod report;
+mod scan;
+mod validate;
+mod zip;
 
 pub use digest::{DigestParseError, Sha256Digest};
+pub use error::ValidationError;
 pub use image_ref::{ImageRef, ImageRefError};
+pub use manifest::Manifest;
+pub use policy::{Limits, ValidationPolicy};
+pub use report::{Finding, FindingKind, Runtime, ValidatedJar};
+pub use validate::validate_jar;
+
+#[cfg(feature = "testing")]
+pub mod testing;
