@@ -100,6 +100,36 @@ pub enum Error {
     /// The backend does not implement an optional operation.
     #[error("unsupported by this backend: {0}")]
     Unsupported(&'static str),
+
+    /// The SHA-256 of an upload differs from the one the client announced:
+    /// the transfer was corrupted or the wrong file was sent.
+    #[error("checksum mismatch: expected sha256 {expected}, got {actual}")]
+    ChecksumMismatch {
+        /// The digest the client announced.
+        expected: cameleer_build::Sha256Digest,
+        /// The digest of the bytes received.
+        actual: cameleer_build::Sha256Digest,
+    },
+
+    /// An upload or a stored artifact is larger than allowed.
+    #[error("artifact too large: more than {limit} bytes")]
+    ArtifactTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+
+    /// Reading the upload failed (the client went away, the body was cut).
+    #[error("reading the upload failed: {source}")]
+    UploadFailed {
+        /// The error of the upload stream.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A bug or a broken invariant inside the platform (a panicked task, a
+    /// store that did not consume its input); the message says which.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -128,6 +158,10 @@ impl Error {
             Error::Storage { .. } => "storage_error",
             Error::Timeout(_) => "timeout",
             Error::Unsupported(_) => "unsupported",
+            Error::ChecksumMismatch { .. } => "checksum_mismatch",
+            Error::ArtifactTooLarge { .. } => "artifact_too_large",
+            Error::UploadFailed { .. } => "upload_failed",
+            Error::Internal(_) => "internal",
         }
     }
 
@@ -155,11 +189,62 @@ impl Error {
         }
     }
 
+    /// Whether this is [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
     /// Shorthand for a [`Error::Storage`] with a source.
     pub fn storage(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Storage {
             message: message.into(),
             source: Some(source.into()),
         }
+    }
+}
+
+/// Keeps the validator's stable code: a rejected JAR is
+/// [`Error::InvalidArtifact`] with the [`ValidationError::code`]
+/// (`path_traversal`, `missing_main_class`, …), except for the three
+/// rejections this crate has its own variants for (size, checksum, a broken
+/// upload stream).
+///
+/// [`ValidationError::code`]: cameleer_build::ValidationError::code
+impl From<cameleer_build::ValidationError> for Error {
+    fn from(e: cameleer_build::ValidationError) -> Self {
+        use cameleer_build::ValidationError as V;
+        match e {
+            V::ChecksumMismatch { expected, actual } => {
+                Error::ChecksumMismatch { expected, actual }
+            }
+            V::TooLarge { limit } => Error::ArtifactTooLarge { limit },
+            V::Io(source) => Error::UploadFailed { source },
+            other => Error::InvalidArtifact {
+                code: other.code(),
+                source: Box::new(other),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cameleer_build::{Sha256Digest, ValidationError};
+
+    use super::*;
+
+    #[test]
+    fn validation_errors_keep_their_codes() {
+        let e: Error = ValidationError::NotAZip("no PK header".into()).into();
+        assert_eq!(e.code(), "not_a_zip");
+        assert!(e.to_string().contains("no PK header"), "{e}");
+        let e: Error = ValidationError::TooLarge { limit: 10 }.into();
+        assert_eq!(e.code(), "artifact_too_large");
+        let e: Error = ValidationError::ChecksumMismatch {
+            expected: Sha256Digest::of(b"a"),
+            actual: Sha256Digest::of(b"b"),
+        }
+        .into();
+        assert_eq!(e.code(), "checksum_mismatch");
     }
 }

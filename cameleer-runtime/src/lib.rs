@@ -19,6 +19,7 @@ mod config;
 mod deployment;
 mod error;
 mod ids;
+pub mod memory;
 mod orchestrator;
 mod store;
 
