@@ -121,34 +121,33 @@ fn judge(
         ValidationError::MissingMainClass(format!("{MANIFEST_NAME} has no Main-Class{hint}"))
     })?;
     let names = &report.walked.names;
-    let has_class = |prefix: &str, class: &str| {
-        names.contains(format!("{prefix}{}.class", class.replace('.', "/")).as_str())
-    };
+    let class_entry =
+        |prefix: &str, class: &str| format!("{prefix}{}.class", class.replace('.', "/"));
     let class_path = manifest.get_trimmed("Class-Path");
-    if class_path.is_none() && !has_class("", &main) {
-        return Err(ValidationError::MainClassNotFound {
-            entry: format!("{}.class", main.replace('.', "/")),
-            class: main,
-        });
-    }
     let (runtime, main_class) = if main.starts_with("org.springframework.boot.loader.") {
         let start = class_attr(&manifest, "Start-Class")?.ok_or_else(|| {
             ValidationError::MissingMainClass(format!(
                 "{MANIFEST_NAME} names Spring Boot's launcher {main} but no Start-Class"
             ))
         })?;
-        if !has_class("BOOT-INF/classes/", &start) && !has_class("", &start) {
+        let entry = class_entry("BOOT-INF/classes/", &start);
+        if !names.contains(entry.as_str()) && !names.contains(class_entry("", &start).as_str()) {
             return Err(ValidationError::MainClassNotFound {
-                entry: format!("BOOT-INF/classes/{}.class", start.replace('.', "/")),
                 class: start,
+                entry,
             });
         }
         (Runtime::SpringBoot, start)
     } else if main.starts_with("io.quarkus.") || report.quarkus_entries {
-        (Runtime::Quarkus, main)
+        (Runtime::Quarkus, main.clone())
     } else {
-        (Runtime::Plain, main)
+        (Runtime::Plain, main.clone())
     };
+    // The launcher itself must be there too, unless a Class-Path brings it.
+    let entry = class_entry("", &main);
+    if class_path.is_none() && !names.contains(entry.as_str()) {
+        return Err(ValidationError::MainClassNotFound { class: main, entry });
+    }
 
     let mut findings = Vec::new();
     if report.walked.prefix_len > 0 {

@@ -82,7 +82,7 @@ pub fn class_file(major: u16, len: usize, rng: &mut Rng) -> Vec<u8> {
     out.extend_from_slice(&major.to_be_bytes());
     while out.len() < len {
         let r = rng.next_u64();
-        if r % 3 == 0 {
+        if r.is_multiple_of(3) {
             out.extend_from_slice(&r.to_le_bytes()[..4]);
         } else {
             let w = WORDS[(r >> 8) as usize % WORDS.len()];

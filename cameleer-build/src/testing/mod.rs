@@ -20,17 +20,31 @@
 
 pub mod jars;
 
-use std::io::Write;
+use std::cell::RefCell;
 
-use flate2::Compression;
-use flate2::write::DeflateEncoder;
+use flate2::{Compress, Compression, FlushCompress, Status};
 
-/// Raw DEFLATE (no zlib header) at a fast level.
+/// Raw DEFLATE (no zlib header) at a fast level. The compressor is reused
+/// per thread: setting one up costs more than compressing a small entry.
 pub fn deflate(data: &[u8]) -> Vec<u8> {
-    let mut e = DeflateEncoder::new(Vec::with_capacity(data.len() / 2 + 64), Compression::fast());
-    // Writing into a Vec cannot fail.
-    e.write_all(data).expect("in-memory deflate");
-    e.finish().expect("in-memory deflate")
+    thread_local! {
+        static COMPRESS: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), false));
+    }
+    COMPRESS.with_borrow_mut(|c| {
+        c.reset();
+        let mut out = Vec::with_capacity(data.len() / 2 + 128);
+        loop {
+            let consumed = c.total_in() as usize;
+            // Compressing into a Vec's spare room cannot fail.
+            let status = c
+                .compress_vec(&data[consumed..], &mut out, FlushCompress::Finish)
+                .expect("in-memory deflate");
+            if status == Status::StreamEnd {
+                return out;
+            }
+            out.reserve(out.capacity().max(1024));
+        }
+    })
 }
 
 /// CRC-32 (IEEE) of `data`.
@@ -290,7 +304,7 @@ impl ZipBuilder {
         let count = self.central.len();
         let (mut entries, mut size32, mut off32) = (count as u16, cd_size, cd_start);
         if end.zip64 {
-            let at = (b.len() as u64 - self.base) as u64;
+            let at = b.len() as u64 - self.base;
             b.extend_from_slice(b"PK\x06\x06");
             put64(b, 44);
             put16(b, 0x032d);

@@ -11,11 +11,11 @@ use crate::ValidationError;
 /// directory and is allowed.
 ///
 /// `display` turns a name into its full path (nested archives) for messages.
-pub(crate) fn check_name<'n>(
-    raw: &'n [u8],
+pub(crate) fn check_name(
+    raw: &[u8],
     max_len: usize,
     display: impl Fn(&str) -> String,
-) -> Result<&'n str, ValidationError> {
+) -> Result<&str, ValidationError> {
     let lossy = || display(&String::from_utf8_lossy(raw));
     if raw.len() > max_len {
         return Err(ValidationError::EntryNameTooLong {
