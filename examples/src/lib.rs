@@ -2,5 +2,12 @@
 //!
 //! Each example wires the crates the way a host application would: the HTTP
 //! server on embedded defaults (SQLite storage, the Docker backend) and a
-//! custom backend written only against the public traits.
+//! custom backend written only against the public traits. The pieces a host
+//! would write itself live here as a library so the binaries stay small and
+//! the pieces are tested on their own:
+//!
+//! - [`storage`]: a SQLite [`DeploymentStore`](cameleer_runtime::DeploymentStore)
+//!   and a filesystem [`ArtifactStore`](cameleer_runtime::ArtifactStore).
 #![deny(missing_docs)]
+
+pub mod storage;

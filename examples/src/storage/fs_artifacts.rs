@@ -1,0 +1,230 @@
+//! An [`ArtifactStore`] of content-addressed files.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use cameleer_runtime::{ArtifactInfo, ArtifactStore, ByteStream, Error, Result, Sha256Digest};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+/// JARs as files named by their SHA-256 under `root/sha256/ab/abcdef…`.
+///
+/// An upload is written to `root/tmp/` while it is hashed, flushed to disk,
+/// and renamed into place only when its stream ends without error; so a crash
+/// or a rejected upload never leaves half an artifact where readers look.
+/// Leftover temporary files from a crash are removed by [`open`](Self::open).
+#[derive(Debug, Clone)]
+pub struct FsArtifactStore {
+    root: PathBuf,
+    max_size: u64,
+}
+
+fn io_err(what: &str, e: io::Error) -> Error {
+    Error::storage(format!("artifact store: {what}"), e)
+}
+
+impl FsArtifactStore {
+    /// Opens the store under `root`, creating it and removing temporary
+    /// files a previous process left behind. Uploads over `max_size` bytes
+    /// are refused with `artifact_too_large`.
+    pub async fn open(root: impl AsRef<Path>, max_size: u64) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        let tmp = root.join("tmp");
+        if tokio::fs::try_exists(&tmp).await.unwrap_or(false) {
+            tokio::fs::remove_dir_all(&tmp)
+                .await
+                .map_err(|e| io_err("clearing tmp", e))?;
+        }
+        tokio::fs::create_dir_all(&tmp)
+            .await
+            .map_err(|e| io_err("creating tmp", e))?;
+        tokio::fs::create_dir_all(root.join("sha256"))
+            .await
+            .map_err(|e| io_err("creating sha256", e))?;
+        Ok(Self { root, max_size })
+    }
+
+    /// Where the artifact with this digest lives (whether or not it exists).
+    pub fn path_of(&self, sha256: &Sha256Digest) -> PathBuf {
+        let hex = sha256.to_string();
+        self.root.join("sha256").join(&hex[..2]).join(hex)
+    }
+
+    async fn write_temp(&self, tmp: &Path, mut data: ByteStream) -> Result<ArtifactInfo> {
+        let mut file = tokio::fs::File::create(tmp)
+            .await
+            .map_err(|e| io_err("creating temp file", e))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = data.next().await {
+            let chunk = chunk.map_err(|e| io_err("reading upload", e))?;
+            size += chunk.len() as u64;
+            if size > self.max_size {
+                return Err(Error::ArtifactTooLarge {
+                    limit: self.max_size,
+                });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| io_err("writing temp file", e))?;
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| io_err("syncing temp file", e))?;
+        Ok(ArtifactInfo {
+            sha256: Sha256Digest::from(hasher.finalize()),
+            size,
+        })
+    }
+}
+
+#[async_trait]
+impl ArtifactStore for FsArtifactStore {
+    async fn put(&self, data: ByteStream) -> Result<ArtifactInfo> {
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("upload-{}", uuid::Uuid::new_v4()));
+        let info = match self.write_temp(&tmp, data).await {
+            Ok(info) => info,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
+        let dest = self.path_of(&info.sha256);
+        let dir = dest
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone());
+        let placed = async {
+            tokio::fs::create_dir_all(&dir).await?;
+            // Same content, same name: renaming over an existing copy is
+            // harmless and keeps one file.
+            tokio::fs::rename(&tmp, &dest).await?;
+            // Make the rename itself durable.
+            tokio::fs::File::open(&dir).await?.sync_all().await
+        }
+        .await;
+        if let Err(e) = placed {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(io_err("placing artifact", e));
+        }
+        Ok(info)
+    }
+
+    async fn get(&self, sha256: &Sha256Digest) -> Result<ByteStream> {
+        match tokio::fs::File::open(self.path_of(sha256)).await {
+            Ok(file) => Ok(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).boxed()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(Error::not_found("artifact", sha256))
+            }
+            Err(e) => Err(io_err("opening artifact", e)),
+        }
+    }
+
+    async fn stat(&self, sha256: &Sha256Digest) -> Result<Option<ArtifactInfo>> {
+        match tokio::fs::metadata(self.path_of(sha256)).await {
+            Ok(meta) => Ok(Some(ArtifactInfo {
+                sha256: *sha256,
+                size: meta.len(),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("stat", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn stream(chunks: Vec<io::Result<&'static [u8]>>) -> ByteStream {
+        futures::stream::iter(chunks.into_iter().map(|c| c.map(Bytes::from_static))).boxed()
+    }
+
+    async fn read_all(mut s: ByteStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c.unwrap());
+        }
+        out
+    }
+
+    fn files_under(dir: &Path) -> usize {
+        std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn stores_by_digest_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsArtifactStore::open(dir.path(), 1 << 20).await.unwrap();
+        let info = store
+            .put(stream(vec![Ok(b"PK\x03\x04"), Ok(b"rest")]))
+            .await
+            .unwrap();
+        assert_eq!(info.sha256, Sha256Digest::of(b"PK\x03\x04rest"));
+        assert_eq!(info.size, 8);
+        assert_eq!(
+            read_all(store.get(&info.sha256).await.unwrap()).await,
+            b"PK\x03\x04rest"
+        );
+        assert_eq!(store.stat(&info.sha256).await.unwrap(), Some(info));
+        // Idempotent.
+        assert_eq!(
+            store
+                .put(stream(vec![Ok(b"PK\x03\x04rest")]))
+                .await
+                .unwrap(),
+            info
+        );
+        assert_eq!(files_under(&dir.path().join("tmp")), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_stream_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsArtifactStore::open(dir.path(), 1 << 20).await.unwrap();
+        let err = store
+            .put(stream(vec![
+                Ok(b"partial"),
+                Err(io::Error::other("rejected")),
+            ]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "storage_error");
+        assert_eq!(
+            store.stat(&Sha256Digest::of(b"partial")).await.unwrap(),
+            None
+        );
+        assert_eq!(files_under(&dir.path().join("tmp")), 0);
+        assert_eq!(files_under(&dir.path().join("sha256")), 0);
+    }
+
+    #[tokio::test]
+    async fn too_large_is_refused_and_unknown_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsArtifactStore::open(dir.path(), 4).await.unwrap();
+        let err = store
+            .put(stream(vec![Ok(b"abc"), Ok(b"de")]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "artifact_too_large");
+        assert_eq!(files_under(&dir.path().join("tmp")), 0);
+        let err = store.get(&Sha256Digest::of(b"nope")).await.err().unwrap();
+        assert_eq!(err.code(), "not_found");
+    }
+
+    #[tokio::test]
+    async fn open_clears_leftover_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        std::fs::write(dir.path().join("tmp/upload-crashed"), b"half").unwrap();
+        FsArtifactStore::open(dir.path(), 10).await.unwrap();
+        assert_eq!(files_under(&dir.path().join("tmp")), 0);
+    }
+}

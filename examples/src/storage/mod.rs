@@ -1,0 +1,9 @@
+//! Durable storage for the example server: SQLite for deployments, content
+//! addressed files for artifacts. Both survive a SIGKILL: every write is one
+//! SQLite transaction or one rename.
+
+mod fs_artifacts;
+mod sqlite;
+
+pub use fs_artifacts::FsArtifactStore;
+pub use sqlite::SqliteDeploymentStore;
