@@ -7,14 +7,21 @@
 //! - [`ImageRef`], a validated container image reference;
 //! - [`validate_jar`], streaming JAR validation and the security scan, with
 //!   its [`ValidationPolicy`] and stable [`ValidationError`] codes;
-//! - the Dockerfile template and the deterministic build-context tar.
+//! - [`DockerfileSpec`], the Dockerfile template, and [`BuildContext`], the
+//!   deterministic build-context tar whose SHA-256 is the build cache key.
 //!
 //! Core functions are synchronous (they take `std::io::Read`); async callers
-//! use the thin adapters next to them.
+//! use the thin adapters next to them (feature `async`, on by default):
+//! [`validate_jar_async`] and [`BuildContext::into_stream`].
 #![deny(missing_docs)]
 
+#[cfg(feature = "async")]
+mod async_io;
+mod context;
 mod digest;
+mod dockerfile;
 mod error;
+mod hashing;
 mod image_ref;
 mod manifest;
 mod policy;
@@ -23,8 +30,15 @@ mod scan;
 mod validate;
 mod zip;
 
+#[cfg(feature = "async")]
+pub use async_io::{ContextStream, validate_jar_async};
+pub use context::{BuildContext, ContextFile};
 pub use digest::{DigestParseError, Sha256Digest};
+pub use dockerfile::{
+    CONTEXT_AGENT_FILE, CONTEXT_APP_FILE, CONTEXT_DOCKERFILE, DockerfileError, DockerfileSpec,
+};
 pub use error::ValidationError;
+pub use hashing::HashingWriter;
 pub use image_ref::{ImageRef, ImageRefError};
 pub use manifest::Manifest;
 pub use policy::{Limits, ValidationPolicy};
