@@ -6,8 +6,10 @@
 //! would write itself live here as a library so the binaries stay small and
 //! the pieces are tested on their own:
 //!
+//! - [`api`]: the platform's HTTP API as an axum router;
 //! - [`storage`]: a SQLite [`DeploymentStore`](cameleer_runtime::DeploymentStore)
 //!   and a filesystem [`ArtifactStore`](cameleer_runtime::ArtifactStore).
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod storage;

@@ -1,0 +1,61 @@
+//! The platform's HTTP API (JSON), as an axum [`Router`] over a [`Platform`].
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `PUT /api/v1/tenants/{tenant}/apps/{app}/artifacts` | upload a JAR (raw body, streamed; optional `X-Checksum-Sha256`) → 201 |
+//! | `POST …/apps/{app}/envs/{env}/deployments` | `{"artifact", "config"}` → 202, the BUILDING deployment |
+//! | `GET …/apps/{app}/envs/{env}` | `{"status", "deployment"}` |
+//! | `GET …/envs/{env}/deployments` | the history, newest first |
+//! | `GET …/envs/{env}/logs?since=RFC3339&follow=bool` | NDJSON `{ts, stream, line}`, or SSE with `Accept: text/event-stream` |
+//! | `GET …/envs/{env}/events` | SSE of status changes and build progress |
+//! | `POST …/envs/{env}/stop`, `…/restart`, `…/rollback` (`{"version"}`) | lifecycle |
+//! | `POST /api/v1/tenants/{tenant}/apps/{app}/promote` | `{"from", "to"}` → 202 |
+//! | `GET /api/v1/tenants/{tenant}/apps` | every app and environment with its status |
+//! | `GET /healthz` | liveness |
+//!
+//! Errors are `{"error": {"code", "message"}}` with 400, 404, 409, 413 or
+//! 422 as fits (see [`status_for`]).
+
+mod error;
+mod handlers;
+mod streams;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use cameleer_runtime::Platform;
+
+pub use error::{ApiError, status_for};
+
+/// The largest JSON request body accepted (deploy, promote, rollback).
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// The API's routes over `platform`.
+///
+/// Uploads are limited by the platform's own upload limit
+/// (`PlatformOptions::validation.limits.max_upload_bytes`), enforced while
+/// streaming; JSON bodies by [`MAX_JSON_BODY`].
+pub fn router(platform: Platform) -> Router {
+    let app = "/api/v1/tenants/{tenant}/apps/{app}";
+    let env = "/api/v1/tenants/{tenant}/apps/{app}/envs/{env}";
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route(
+            &format!("{app}/artifacts"),
+            put(handlers::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            &format!("{env}/deployments"),
+            post(handlers::deploy).get(handlers::history),
+        )
+        .route(env, get(handlers::status))
+        .route(&format!("{env}/logs"), get(streams::logs))
+        .route(&format!("{env}/events"), get(streams::events))
+        .route(&format!("{env}/stop"), post(handlers::stop))
+        .route(&format!("{env}/restart"), post(handlers::restart))
+        .route(&format!("{env}/rollback"), post(handlers::rollback))
+        .route(&format!("{app}/promote"), post(handlers::promote))
+        .route("/api/v1/tenants/{tenant}/apps", get(handlers::list))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .with_state(platform)
+}
