@@ -22,6 +22,8 @@ mod ids;
 pub mod memory;
 mod orchestrator;
 mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use builder::{BuildProgress, BuildSpec, BuiltImage, ImageBuilder, ProgressSink};
 pub use config::{AppConfig, HealthCheck, Resources};

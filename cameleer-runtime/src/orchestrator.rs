@@ -203,6 +203,11 @@ pub trait RuntimeOrchestrator: Send + Sync {
 
     /// Crashes, OOM kills and health changes as they happen.
     ///
+    /// Report only what the platform did not cause: a container the backend
+    /// stops on request or replaces in a redeploy is not an `Exited` event.
+    /// The platform ignores events for deployments the store does not know
+    /// and events its state machine no longer allows.
+    ///
     /// The default is a stream that never yields: the platform then learns of
     /// crashes only through [`app_status`](Self::app_status).
     async fn events(&self) -> Result<EventStream> {

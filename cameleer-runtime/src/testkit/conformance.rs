@@ -1,0 +1,702 @@
+//! The conformance suite every [`RuntimeOrchestrator`] runs.
+//!
+//! A backend proves it keeps the contract by passing these checks against
+//! its real engine. It provides a [`ConformanceFixture`]: the orchestrator,
+//! deployable images of three small apps ([`FixtureApp`]), their configs,
+//! and fresh tenant ids so that parallel runs never see each other's apps.
+//! Each check deploys into its own tenant(s) and the fixture's
+//! [`cleanup`](ConformanceFixture::cleanup) runs afterwards, pass or fail.
+//!
+//! # Running it
+//!
+//! One `#[tokio::test]` per check, with [`conformance_tests!`](crate::conformance_tests)
+//! (the test crate needs `tokio` with the `macros` and `rt-multi-thread`
+//! features):
+//!
+//! ```ignore
+//! // tests/conformance.rs of a backend
+//! cameleer_runtime::conformance_tests!(
+//!     #[ignore = "needs a Docker engine"]
+//!     async { my_backend::testing::ConformanceFixture::new().await }
+//! );
+//! ```
+//!
+//! or all checks in one test with [`run_all`]:
+//!
+//! ```
+//! use cameleer_runtime::testkit::{conformance, FakeFixture};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let report = conformance::run_all(&FakeFixture::new()).await;
+//! report.assert_passed();
+//! # });
+//! ```
+//!
+//! # What the fixture apps must do
+//!
+//! - [`FixtureApp::Logging`] stays up and prints lines containing
+//!   [`log_marker`](ConformanceFixture::log_marker) at least every second,
+//!   with gaps of at least 50 ms between some of them (the Java fixture
+//!   prints `[app] line N` every `LOG_INTERVAL_MS`).
+//! - [`FixtureApp::Crashing`] starts, then exits on its own with
+//!   [`crash_exit_code`](ConformanceFixture::crash_exit_code).
+//! - [`FixtureApp::Oom`] (optional, see
+//!   [`supports_oom`](ConformanceFixture::supports_oom)) exceeds its memory
+//!   limit and is killed.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+
+use crate::{
+    AppConfig, AppId, AppRef, AppStatus, DeployRequest, DeploymentId, DeploymentStatus, EnvId,
+    Error, ImageRef, LogLine, LogOptions, RuntimeOrchestrator, TenantId,
+};
+
+/// The apps the suite deploys; see the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FixtureApp {
+    /// Stays up and logs steadily.
+    Logging,
+    /// Exits with a known code shortly after starting.
+    Crashing,
+    /// Is OOM-killed shortly after starting.
+    Oom,
+}
+
+/// What a backend gives the suite.
+#[async_trait]
+pub trait ConformanceFixture: Send + Sync {
+    /// The backend under test.
+    fn orchestrator(&self) -> Arc<dyn RuntimeOrchestrator>;
+
+    /// A deployable, pinned image of `app` (built or pulled once and
+    /// cached by the fixture; the suite asks for each image several times).
+    async fn image(&self, app: FixtureApp) -> crate::Result<ImageRef>;
+
+    /// The config `app` runs with (env vars that steer the fixture app,
+    /// a memory limit low enough for the OOM app, …).
+    fn config(&self, app: FixtureApp) -> AppConfig {
+        let _ = app;
+        AppConfig::default()
+    }
+
+    /// A tenant no other run uses; see [`unique_tenant`].
+    fn unique_tenant(&self) -> TenantId {
+        unique_tenant("conformance")
+    }
+
+    /// The environment the suite deploys into.
+    fn env(&self) -> EnvId {
+        EnvId::new("conf").expect("a valid env id")
+    }
+
+    /// The exit code of [`FixtureApp::Crashing`]. Default 3.
+    fn crash_exit_code(&self) -> i64 {
+        3
+    }
+
+    /// Text every line of [`FixtureApp::Logging`] contains. Default `[app] `.
+    fn log_marker(&self) -> &str {
+        "[app] "
+    }
+
+    /// Whether the backend can run [`FixtureApp::Oom`] (the OOM check is
+    /// skipped otherwise). Default false.
+    fn supports_oom(&self) -> bool {
+        false
+    }
+
+    /// How long any one step may take (a deploy, a crash to show). Default
+    /// 120 s, for engines that start JVMs in fresh containers.
+    fn patience(&self) -> Duration {
+        Duration::from_secs(120)
+    }
+
+    /// Removes everything the suite created for `tenant`. Called after
+    /// each check, pass or fail, for each tenant it used.
+    async fn cleanup(&self, tenant: &TenantId) {
+        let _ = tenant;
+    }
+}
+
+/// `{prefix}-{8 random hex}`: a tenant id unique to this run. `prefix` is
+/// cut to 21 characters so the id stays within [`TenantId::MAX_LEN`].
+pub fn unique_tenant(prefix: &str) -> TenantId {
+    let prefix: String = prefix.chars().take(21).collect();
+    let prefix = prefix.trim_end_matches('-');
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    TenantId::new(format!("{prefix}-{}", &suffix[..8])).expect("prefix must be a valid id start")
+}
+
+/// The checks of the suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Check {
+    /// `deploy_app` of the logging app returns RUNNING; `app_status` agrees
+    /// and names the deployment and version.
+    DeployReachesRunning,
+    /// Deploying the same request twice succeeds and runs one app.
+    DeployIsIdempotent,
+    /// `app_logs` with `since` excludes lines before it and includes lines
+    /// after it.
+    LogsSince,
+    /// `stop_app` makes `app_status` STOPPED; stopping again is a no-op.
+    StopThenStopped,
+    /// `restart_app` of a stopped app brings it back to RUNNING.
+    RestartRunsAgain,
+    /// `list_apps(t)` shows exactly `t`'s apps.
+    ListIsPerTenant,
+    /// `app_status`, `stop_app`, `restart_app` and `app_logs` of an app
+    /// never deployed fail with `not_found`.
+    UnknownAppIsNotFound,
+    /// The crashing app ends FAILED with a reason naming its exit code.
+    CrashBecomesFailed,
+    /// The OOM app ends FAILED with a reason naming the OOM kill (skipped
+    /// unless [`ConformanceFixture::supports_oom`]).
+    OomBecomesFailed,
+}
+
+impl Check {
+    /// Every check, in the order [`run_all`] runs them.
+    pub const ALL: [Check; 9] = [
+        Check::DeployReachesRunning,
+        Check::DeployIsIdempotent,
+        Check::LogsSince,
+        Check::StopThenStopped,
+        Check::RestartRunsAgain,
+        Check::ListIsPerTenant,
+        Check::UnknownAppIsNotFound,
+        Check::CrashBecomesFailed,
+        Check::OomBecomesFailed,
+    ];
+
+    /// The snake_case name, as the generated tests are named.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Check::DeployReachesRunning => "deploy_reaches_running",
+            Check::DeployIsIdempotent => "deploy_is_idempotent",
+            Check::LogsSince => "logs_since",
+            Check::StopThenStopped => "stop_then_stopped",
+            Check::RestartRunsAgain => "restart_runs_again",
+            Check::ListIsPerTenant => "list_is_per_tenant",
+            Check::UnknownAppIsNotFound => "unknown_app_is_not_found",
+            Check::CrashBecomesFailed => "crash_becomes_failed",
+            Check::OomBecomesFailed => "oom_becomes_failed",
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The check.
+    pub check: Check,
+    /// What was expected and what happened.
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "conformance check {} failed: {}",
+            self.check, self.message
+        )
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The outcome of [`run_all`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The checks that passed.
+    pub passed: Vec<Check>,
+    /// The checks that were skipped (the fixture does not support them).
+    pub skipped: Vec<Check>,
+    /// The checks that failed.
+    pub failed: Vec<Failure>,
+}
+
+impl Report {
+    /// Panics listing every failure, if there is one.
+    pub fn assert_passed(&self) {
+        if !self.failed.is_empty() {
+            let all: Vec<String> = self.failed.iter().map(Failure::to_string).collect();
+            panic!(
+                "{} conformance check(s) failed:\n{}",
+                all.len(),
+                all.join("\n")
+            );
+        }
+    }
+}
+
+/// Runs every check, one after the other.
+pub async fn run_all(fixture: &dyn ConformanceFixture) -> Report {
+    let mut report = Report::default();
+    for check in Check::ALL {
+        if !applies(fixture, check) {
+            report.skipped.push(check);
+            continue;
+        }
+        match run(fixture, check).await {
+            Ok(()) => report.passed.push(check),
+            Err(f) => report.failed.push(f),
+        }
+    }
+    report
+}
+
+fn applies(fixture: &dyn ConformanceFixture, check: Check) -> bool {
+    check != Check::OomBecomesFailed || fixture.supports_oom()
+}
+
+/// Runs one check, then cleans up the tenants it used. A check the fixture
+/// does not support passes.
+pub async fn run(fixture: &dyn ConformanceFixture, check: Check) -> Result<(), Failure> {
+    if !applies(fixture, check) {
+        return Ok(());
+    }
+    let mut ctx = Ctx {
+        fixture,
+        orchestrator: fixture.orchestrator(),
+        tenants: Mutex::new(Vec::new()),
+    };
+    let outcome = match check {
+        Check::DeployReachesRunning => deploy_reaches_running(&mut ctx).await,
+        Check::DeployIsIdempotent => deploy_is_idempotent(&mut ctx).await,
+        Check::LogsSince => logs_since(&mut ctx).await,
+        Check::StopThenStopped => stop_then_stopped(&mut ctx).await,
+        Check::RestartRunsAgain => restart_runs_again(&mut ctx).await,
+        Check::ListIsPerTenant => list_is_per_tenant(&mut ctx).await,
+        Check::UnknownAppIsNotFound => unknown_app_is_not_found(&mut ctx).await,
+        Check::CrashBecomesFailed => crash_becomes_failed(&mut ctx).await,
+        Check::OomBecomesFailed => oom_becomes_failed(&mut ctx).await,
+    };
+    let tenants = std::mem::take(&mut *ctx.tenants.lock().unwrap_or_else(|p| p.into_inner()));
+    for tenant in tenants {
+        fixture.cleanup(&tenant).await;
+    }
+    outcome.map_err(|message| Failure { check, message })
+}
+
+/// Defines one `#[tokio::test]` per conformance check for a backend.
+///
+/// The argument is an expression evaluating to a future that yields the
+/// fixture (an `async` block); attributes before it (such as
+/// `#[ignore = "needs a Docker engine"]`) go on every test. See the
+/// [`conformance`](crate::testkit::conformance) module docs.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($(#[$attr:meta])* $make:expr) => {
+        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) deploy_reaches_running DeployReachesRunning);
+        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) deploy_is_idempotent DeployIsIdempotent);
+        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) logs_since LogsSince);
+        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) stop_then_stopped StopThenStopped);
+        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) restart_runs_again RestartRunsAgain);
+        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) list_is_per_tenant ListIsPerTenant);
+        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) unknown_app_is_not_found UnknownAppIsNotFound);
+        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) crash_becomes_failed CrashBecomesFailed);
+        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) oom_becomes_failed OomBecomesFailed);
+    };
+    (@test [$($attr:tt)*] ($make:expr) $name:ident $check:ident) => {
+        #[::tokio::test(flavor = "multi_thread")]
+        $($attr)*
+        async fn $name() {
+            let fixture = $make.await;
+            if let ::std::result::Result::Err(failure) = $crate::testkit::conformance::run(
+                &fixture,
+                $crate::testkit::conformance::Check::$check,
+            )
+            .await
+            {
+                panic!("{failure}");
+            }
+        }
+    };
+}
+
+type Outcome = Result<(), String>;
+
+struct Ctx<'a> {
+    fixture: &'a dyn ConformanceFixture,
+    orchestrator: Arc<dyn RuntimeOrchestrator>,
+    tenants: Mutex<Vec<TenantId>>,
+}
+
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
+fn err(step: &str) -> impl FnOnce(Error) -> String + '_ {
+    move |e| format!("{step}: {} ({e})", e.code())
+}
+
+impl Ctx<'_> {
+    /// A fresh tenant, cleaned up after the check.
+    fn tenant(&self) -> TenantId {
+        let t = self.fixture.unique_tenant();
+        self.tenants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(t.clone());
+        t
+    }
+
+    fn app_in(&self, tenant: &TenantId, name: &str) -> AppRef {
+        AppRef::new(
+            tenant.clone(),
+            AppId::new(name).expect("a valid app id"),
+            self.fixture.env(),
+        )
+    }
+
+    async fn request(
+        &self,
+        app: &AppRef,
+        kind: FixtureApp,
+        version: u64,
+    ) -> Result<DeployRequest, String> {
+        Ok(DeployRequest {
+            app: app.clone(),
+            deployment: DeploymentId::new_random(),
+            version,
+            image: self
+                .fixture
+                .image(kind)
+                .await
+                .map_err(err("getting the fixture image"))?,
+            config: self.fixture.config(kind),
+        })
+    }
+
+    async fn within<T>(&self, what: &str, fut: impl Future<Output = T>) -> Result<T, String> {
+        let patience = self.fixture.patience();
+        tokio::time::timeout(patience, fut)
+            .await
+            .map_err(|_| format!("{what} took longer than {patience:?}"))
+    }
+
+    /// Deploys the logging app into a fresh tenant and checks it RUNNING.
+    async fn running_logging_app(&self, name: &str) -> Result<(AppRef, DeployRequest), String> {
+        let app = self.app_in(&self.tenant(), name);
+        let req = self.request(&app, FixtureApp::Logging, 1).await?;
+        let status = self
+            .within("deploy_app", self.orchestrator.deploy_app(&req))
+            .await?
+            .map_err(err("deploy_app of the logging app"))?;
+        ensure!(
+            status.status == DeploymentStatus::Running,
+            "deploy_app returned {status:?}, expected RUNNING"
+        );
+        Ok((app, req))
+    }
+
+    async fn status(&self, app: &AppRef) -> Result<AppStatus, String> {
+        self.within("app_status", self.orchestrator.app_status(app))
+            .await?
+            .map_err(err("app_status"))
+    }
+
+    /// Polls `app_status` until `done` holds, within the patience.
+    async fn eventually(
+        &self,
+        app: &AppRef,
+        what: &str,
+        done: impl Fn(&AppStatus) -> bool,
+    ) -> Result<AppStatus, String> {
+        let deadline = tokio::time::Instant::now() + self.fixture.patience();
+        loop {
+            let status = self.status(app).await?;
+            if done(&status) {
+                return Ok(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "{what}: still {status:?} after {:?}",
+                    self.fixture.patience()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn logs(&self, app: &AppRef, since: Option<SystemTime>) -> Result<Vec<LogLine>, String> {
+        let options = LogOptions {
+            since,
+            follow: false,
+        };
+        let stream = self
+            .within("app_logs", self.orchestrator.app_logs(app, &options))
+            .await?
+            .map_err(err("app_logs"))?;
+        let lines: Vec<_> = self
+            .within("reading logs", stream.collect::<Vec<_>>())
+            .await?;
+        lines
+            .into_iter()
+            .map(|l| l.map_err(err("reading logs")))
+            .collect()
+    }
+
+    /// Stops `app` and waits until `app_status` says STOPPED.
+    async fn stop(&self, app: &AppRef) -> Result<(), String> {
+        self.within("stop_app", self.orchestrator.stop_app(app))
+            .await?
+            .map_err(err("stop_app"))?;
+        self.eventually(app, "after stop_app", |s| {
+            s.status == DeploymentStatus::Stopped
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Waits for a failure of `app` and returns its reason.
+    async fn failure_reason(&self, req: &DeployRequest) -> Result<String, String> {
+        // A backend may notice the failure inside deploy_app or only later.
+        let _ = self
+            .within("deploy_app", self.orchestrator.deploy_app(req))
+            .await?;
+        let status = self
+            .eventually(&req.app, "waiting for FAILED", |s| {
+                s.status == DeploymentStatus::Failed
+            })
+            .await?;
+        ensure!(
+            status.deployment.is_none_or(|d| d == req.deployment),
+            "app_status names deployment {:?}, expected {}",
+            status.deployment,
+            req.deployment
+        );
+        status
+            .reason
+            .ok_or_else(|| "FAILED without a reason".to_string())
+    }
+}
+
+async fn deploy_reaches_running(ctx: &mut Ctx<'_>) -> Outcome {
+    let (app, req) = ctx.running_logging_app("logging").await?;
+    let status = ctx.status(&app).await?;
+    ensure!(
+        status.app == app,
+        "app_status is about {}, expected {app}",
+        status.app
+    );
+    ensure!(
+        status.status == DeploymentStatus::Running,
+        "app_status: {status:?}, expected RUNNING"
+    );
+    ensure!(
+        status.deployment == Some(req.deployment) && status.version == Some(req.version),
+        "app_status names {:?} v{:?}, expected {} v{}",
+        status.deployment,
+        status.version,
+        req.deployment,
+        req.version
+    );
+    Ok(())
+}
+
+async fn deploy_is_idempotent(ctx: &mut Ctx<'_>) -> Outcome {
+    let (app, req) = ctx.running_logging_app("twice").await?;
+    let again = ctx
+        .within("deploy_app", ctx.orchestrator.deploy_app(&req))
+        .await?
+        .map_err(err("deploy_app of the same request again"))?;
+    ensure!(
+        again.status == DeploymentStatus::Running,
+        "second deploy_app returned {again:?}"
+    );
+    let listed = ctx
+        .orchestrator
+        .list_apps(&app.tenant)
+        .await
+        .map_err(err("list_apps"))?;
+    ensure!(
+        listed.len() == 1,
+        "list_apps after deploying twice: {listed:?}"
+    );
+    ensure!(
+        ctx.status(&app).await?.deployment == Some(req.deployment),
+        "app_status names another deployment"
+    );
+    Ok(())
+}
+
+async fn logs_since(ctx: &mut Ctx<'_>) -> Outcome {
+    let (app, _) = ctx.running_logging_app("logs").await?;
+    let marker = ctx.fixture.log_marker().to_string();
+    // Two consecutive app lines with a gap, to put `since` in between.
+    let deadline = tokio::time::Instant::now() + ctx.fixture.patience();
+    let (before, after) = loop {
+        let lines: Vec<LogLine> = ctx
+            .logs(&app, None)
+            .await?
+            .into_iter()
+            .filter(|l| l.line.contains(&marker))
+            .collect();
+        let gap = lines
+            .windows(2)
+            .find(|w| w[1].ts - w[0].ts >= time::Duration::milliseconds(50));
+        if let Some(w) = gap {
+            break (w[0].clone(), w[1].clone());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no two log lines containing {marker:?} 50 ms apart; got {lines:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let since: time::OffsetDateTime = before.ts + (after.ts - before.ts) / 2;
+    let lines = ctx.logs(&app, Some(since.into())).await?;
+    ensure!(
+        lines.iter().all(|l| l.ts >= since),
+        "lines before `since` ({since}) returned: {:?}",
+        lines.iter().filter(|l| l.ts < since).collect::<Vec<_>>()
+    );
+    ensure!(
+        !lines.contains(&before),
+        "{before:?} is before `since` ({since}) but was returned"
+    );
+    ensure!(
+        lines.contains(&after),
+        "{after:?} is after `since` ({since}) but was not returned: {lines:?}"
+    );
+    Ok(())
+}
+
+async fn stop_then_stopped(ctx: &mut Ctx<'_>) -> Outcome {
+    let (app, _) = ctx.running_logging_app("stopping").await?;
+    ctx.stop(&app).await?;
+    ctx.within("stop_app", ctx.orchestrator.stop_app(&app))
+        .await?
+        .map_err(err("stop_app of a stopped app"))?;
+    Ok(())
+}
+
+async fn restart_runs_again(ctx: &mut Ctx<'_>) -> Outcome {
+    let (app, req) = ctx.running_logging_app("restarting").await?;
+    ctx.stop(&app).await?;
+    let status = ctx
+        .within("restart_app", ctx.orchestrator.restart_app(&app))
+        .await?
+        .map_err(err("restart_app"))?;
+    ensure!(
+        status.status == DeploymentStatus::Running,
+        "restart_app returned {status:?}"
+    );
+    let status = ctx.status(&app).await?;
+    ensure!(
+        status.status == DeploymentStatus::Running && status.deployment == Some(req.deployment),
+        "app_status after restart_app: {status:?}"
+    );
+    Ok(())
+}
+
+async fn list_is_per_tenant(ctx: &mut Ctx<'_>) -> Outcome {
+    let (a, _) = ctx.running_logging_app("alpha").await?;
+    let (b, _) = ctx.running_logging_app("beta").await?;
+    for (mine, theirs) in [(&a, &b), (&b, &a)] {
+        let listed = ctx
+            .within("list_apps", ctx.orchestrator.list_apps(&mine.tenant))
+            .await?
+            .map_err(err("list_apps"))?;
+        let apps: Vec<&AppRef> = listed.iter().map(|s| &s.app).collect();
+        ensure!(
+            apps == [mine],
+            "list_apps({}) returned {apps:?}, expected only {mine}",
+            mine.tenant
+        );
+        ensure!(
+            !apps.contains(&theirs),
+            "list_apps({}) shows {theirs}",
+            mine.tenant
+        );
+    }
+    Ok(())
+}
+
+async fn unknown_app_is_not_found(ctx: &mut Ctx<'_>) -> Outcome {
+    let app = ctx.app_in(&ctx.tenant(), "ghost");
+    let o = &ctx.orchestrator;
+    let not_found = |what: &str, r: Result<(), Error>| -> Outcome {
+        match r {
+            Err(e) if e.code() == "not_found" => Ok(()),
+            Err(e) => Err(format!(
+                "{what} of an unknown app: {} ({e}), expected not_found",
+                e.code()
+            )),
+            Ok(()) => Err(format!(
+                "{what} of an unknown app succeeded, expected not_found"
+            )),
+        }
+    };
+    not_found(
+        "app_status",
+        ctx.within("app_status", o.app_status(&app))
+            .await?
+            .map(drop),
+    )?;
+    not_found("stop_app", ctx.within("stop_app", o.stop_app(&app)).await?)?;
+    not_found(
+        "restart_app",
+        ctx.within("restart_app", o.restart_app(&app))
+            .await?
+            .map(drop),
+    )?;
+    // The error may come from the call or as the stream's first item.
+    let logs = ctx
+        .within("app_logs", o.app_logs(&app, &LogOptions::default()))
+        .await?;
+    let first = match logs {
+        Err(e) => Err(e),
+        Ok(mut stream) => match ctx.within("reading logs", stream.next()).await? {
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
+        },
+    };
+    not_found("app_logs", first)
+}
+
+async fn crash_becomes_failed(ctx: &mut Ctx<'_>) -> Outcome {
+    let app = ctx.app_in(&ctx.tenant(), "crashing");
+    let req = ctx.request(&app, FixtureApp::Crashing, 1).await?;
+    let reason = ctx.failure_reason(&req).await?;
+    let code = ctx.fixture.crash_exit_code().to_string();
+    let names_code = reason
+        .split(|c: char| !c.is_ascii_digit() && c != '-')
+        .any(|word| word == code);
+    ensure!(
+        names_code,
+        "FAILED reason {reason:?} does not name exit code {code}"
+    );
+    Ok(())
+}
+
+async fn oom_becomes_failed(ctx: &mut Ctx<'_>) -> Outcome {
+    let app = ctx.app_in(&ctx.tenant(), "oom");
+    let req = ctx.request(&app, FixtureApp::Oom, 1).await?;
+    let reason = ctx.failure_reason(&req).await?;
+    let lower = reason.to_lowercase();
+    ensure!(
+        lower.contains("oom") || lower.contains("out of memory") || lower.contains("memory limit"),
+        "FAILED reason {reason:?} does not name the OOM kill"
+    );
+    Ok(())
+}

@@ -1,0 +1,653 @@
+//! [`FakeOrchestrator`]: an in-memory backend with fault injection.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+
+use crate::{
+    AppConfig, AppRef, AppStatus, AppSummary, DeployRequest, Deployment, DeploymentId,
+    DeploymentStatus, Error, EventStream, ImageRef, LogLine, LogOptions, LogSource, LogStream,
+    ReconcileReport, Result, RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator, TenantId,
+};
+
+/// What a fake "container" does once it is up. Every program first prints
+/// `[app] started`, like the Java fixture apps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FakeProgram {
+    /// Stays up and says nothing more.
+    Idle,
+    /// Prints `[app] line N` every `interval`; every third line also goes to
+    /// stderr as `[app] stderr line N`.
+    Logging {
+        /// Time between lines.
+        interval: Duration,
+    },
+    /// Exits with `exit_code` after `after`.
+    Crashing {
+        /// How long it stays up.
+        after: Duration,
+        /// Its exit code.
+        exit_code: i64,
+    },
+    /// Is OOM-killed after `after`.
+    OomKilled {
+        /// How long it stays up.
+        after: Duration,
+    },
+}
+
+/// How long an injected crash or OOM kill waits after the app is up.
+const FAULT_DELAY: Duration = Duration::from_millis(10);
+/// Instances kept per app (older ones are forgotten).
+const KEPT_INSTANCES: usize = 16;
+
+/// An in-memory [`RuntimeOrchestrator`] for tests.
+///
+/// - Per-[`AppRef`] state; a new version replaces the RUNNING one only once
+///   it is up, and a failed start leaves the previous one running.
+/// - Logs with timestamps, `since` honoured, follow mode (a following
+///   stream ends when the instance stops).
+/// - Runtime events ([`RuntimeEventKind::Exited`], `OomKilled`) for crashes.
+/// - Images run a [`FakeProgram`] ([`register_image`](Self::register_image);
+///   unknown images are [`FakeProgram::Idle`]).
+/// - Fault injection for the next start (deploy or restart):
+///   [`crash_after_start`](Self::crash_after_start),
+///   [`oom_kill`](Self::oom_kill), [`slow_health`](Self::slow_health),
+///   [`fail_start`](Self::fail_start).
+/// - [`reconcile`](RuntimeOrchestrator::reconcile) adopts what it runs and
+///   [`wipe`](Self::wipe) loses everything, to test controller restarts.
+///
+/// Clones share one fake. Needs a tokio runtime.
+#[derive(Clone)]
+pub struct FakeOrchestrator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    events: broadcast::Sender<RuntimeEvent>,
+    deploy_grace: Duration,
+    log_capacity: usize,
+}
+
+#[derive(Default)]
+struct State {
+    apps: BTreeMap<AppRef, FakeApp>,
+    pending: Faults,
+    programs: HashMap<String, FakeProgram>,
+    next_run: u64,
+    deploys: u64,
+}
+
+#[derive(Default)]
+struct Faults {
+    crash: Option<i64>,
+    oom: bool,
+    slow: Option<Duration>,
+    fail: Option<String>,
+}
+
+#[derive(Default)]
+struct FakeApp {
+    instances: Vec<Instance>,
+    logs: VecDeque<LogLine>,
+}
+
+struct Instance {
+    run: u64,
+    deployment: DeploymentId,
+    version: u64,
+    image: ImageRef,
+    config: AppConfig,
+    status: DeploymentStatus,
+    reason: Option<String>,
+    follow: Option<broadcast::Sender<LogLine>>,
+}
+
+impl Default for FakeOrchestrator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for FakeOrchestrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeOrchestrator").finish_non_exhaustive()
+    }
+}
+
+impl FakeOrchestrator {
+    /// A fake with a 5 s deploy grace and 10,000 log lines kept per app.
+    pub fn new() -> Self {
+        Self::with_deploy_grace(Duration::from_secs(5))
+    }
+
+    /// A fake whose [`deploy_grace`](RuntimeOrchestrator::deploy_grace) is
+    /// `grace`.
+    pub fn with_deploy_grace(grace: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::default(),
+                events: broadcast::channel(1024).0,
+                deploy_grace: grace,
+                log_capacity: 10_000,
+            }),
+        }
+    }
+
+    /// Makes `image` run `program`.
+    pub fn register_image(&self, image: &ImageRef, program: FakeProgram) {
+        self.inner
+            .lock()
+            .programs
+            .insert(image.to_string(), program);
+    }
+
+    /// The next app started crashes with `exit_code` right after it is up.
+    pub fn crash_after_start(&self, exit_code: i64) {
+        self.inner.lock().pending.crash = Some(exit_code);
+    }
+
+    /// The next app started is OOM-killed right after it is up.
+    pub fn oom_kill(&self) {
+        self.inner.lock().pending.oom = true;
+    }
+
+    /// The next app started takes `delay` to pass its health check; beyond
+    /// its start timeout, the start fails with `timeout`.
+    pub fn slow_health(&self, delay: Duration) {
+        self.inner.lock().pending.slow = Some(delay);
+    }
+
+    /// The next start fails with a backend error saying `reason`.
+    pub fn fail_start(&self, reason: impl Into<String>) {
+        self.inner.lock().pending.fail = Some(reason.into());
+    }
+
+    /// The deployment RUNNING for `app`, if any.
+    pub fn running(&self, app: &AppRef) -> Option<DeploymentId> {
+        let st = self.inner.lock();
+        st.apps
+            .get(app)?
+            .instances
+            .iter()
+            .rev()
+            .find(|i| i.status == DeploymentStatus::Running)
+            .map(|i| i.deployment)
+    }
+
+    /// How many times [`deploy_app`](RuntimeOrchestrator::deploy_app) was
+    /// called.
+    pub fn deploys(&self) -> u64 {
+        self.inner.lock().deploys
+    }
+
+    /// Sends `event` to [`events`](RuntimeOrchestrator::events) subscribers,
+    /// as if the backend had observed it.
+    pub fn emit(&self, event: RuntimeEvent) {
+        let _ = self.inner.events.send(event);
+    }
+
+    /// Forgets every app, as if the machine had been replaced.
+    pub fn wipe(&self) {
+        self.inner.lock().apps.clear();
+    }
+
+    /// Brings instance `run` of `app` up (after injected delays and
+    /// failures) and starts its program.
+    async fn bring_up(
+        &self,
+        app: &AppRef,
+        run: u64,
+        faults: Faults,
+        config: &AppConfig,
+    ) -> Result<AppStatus> {
+        if let Some(delay) = faults.slow {
+            let limit = config.start_timeout();
+            if delay > limit {
+                tokio::time::sleep(limit).await;
+                let reason = format!(
+                    "health check did not pass within {}s",
+                    config.start_timeout_secs
+                );
+                self.inner
+                    .end(app, run, DeploymentStatus::Failed, &reason, None);
+                return Err(Error::Timeout(reason));
+            }
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(reason) = faults.fail {
+            self.inner
+                .end(app, run, DeploymentStatus::Failed, &reason, None);
+            return Err(Error::Backend {
+                message: reason,
+                source: None,
+            });
+        }
+        let (status, program) = {
+            let mut st = self.inner.lock();
+            let programs = st.programs.clone();
+            let entry = st.apps.get_mut(app).ok_or_else(|| gone(app))?;
+            let Some(inst) = entry.instances.iter_mut().find(|i| i.run == run) else {
+                return Err(gone(app));
+            };
+            if inst.status != DeploymentStatus::Starting {
+                // Stopped while starting.
+                return Ok(inst.status_of(app));
+            }
+            inst.status = DeploymentStatus::Running;
+            inst.reason = None;
+            inst.follow = Some(broadcast::channel(256).0);
+            let status = inst.status_of(app);
+            let program = match (faults.crash, faults.oom) {
+                (Some(exit_code), _) => FakeProgram::Crashing {
+                    after: FAULT_DELAY,
+                    exit_code,
+                },
+                (None, true) => FakeProgram::OomKilled { after: FAULT_DELAY },
+                (None, false) => programs
+                    .get(&inst.image.to_string())
+                    .cloned()
+                    .unwrap_or(FakeProgram::Idle),
+            };
+            let version = inst.version;
+            for old in &mut entry.instances {
+                if old.run != run && old.status == DeploymentStatus::Running {
+                    old.stop(format!("replaced by version {version}"));
+                }
+            }
+            self.inner
+                .push_log(entry, run, LogSource::Stdout, "[app] started".into());
+            (status, program)
+        };
+        tokio::spawn(run_program(
+            Arc::downgrade(&self.inner),
+            app.clone(),
+            run,
+            program,
+        ));
+        Ok(status)
+    }
+}
+
+fn gone(app: &AppRef) -> Error {
+    Error::not_found("app", app)
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push_log(&self, app: &mut FakeApp, run: u64, stream: LogSource, line: String) {
+        let line = LogLine {
+            ts: OffsetDateTime::now_utc(),
+            stream,
+            line,
+        };
+        if let Some(tx) = app
+            .instances
+            .iter()
+            .find(|i| i.run == run)
+            .and_then(|i| i.follow.as_ref())
+        {
+            let _ = tx.send(line.clone());
+        }
+        if app.logs.len() >= self.log_capacity {
+            app.logs.pop_front();
+        }
+        app.logs.push_back(line);
+    }
+
+    /// Writes a line for instance `run` if it is still up; false otherwise.
+    fn log_if_running(&self, app: &AppRef, run: u64, stream: LogSource, line: String) -> bool {
+        let mut st = self.lock();
+        let Some(entry) = st.apps.get_mut(app) else {
+            return false;
+        };
+        let up = entry
+            .instances
+            .iter()
+            .any(|i| i.run == run && i.status == DeploymentStatus::Running);
+        if up {
+            self.push_log(entry, run, stream, line);
+        }
+        up
+    }
+
+    /// Ends instance `run` (if it is still starting or up) and reports it.
+    fn end(
+        &self,
+        app: &AppRef,
+        run: u64,
+        status: DeploymentStatus,
+        reason: &str,
+        event: Option<RuntimeEventKind>,
+    ) {
+        let mut st = self.lock();
+        let Some(entry) = st.apps.get_mut(app) else {
+            return;
+        };
+        let Some(inst) = entry.instances.iter_mut().find(|i| {
+            i.run == run
+                && matches!(
+                    i.status,
+                    DeploymentStatus::Starting | DeploymentStatus::Running
+                )
+        }) else {
+            return;
+        };
+        let deployment = inst.deployment;
+        if event.is_some() {
+            self.push_log(entry, run, LogSource::Stderr, format!("[app] {reason}"));
+        }
+        let inst = entry
+            .instances
+            .iter_mut()
+            .find(|i| i.run == run)
+            .expect("found above");
+        inst.status = status;
+        inst.reason = Some(reason.to_string());
+        inst.follow = None;
+        if let Some(kind) = event {
+            let _ = self.events.send(RuntimeEvent {
+                app: app.clone(),
+                deployment,
+                kind,
+                at: OffsetDateTime::now_utc(),
+            });
+        }
+    }
+}
+
+impl Instance {
+    fn status_of(&self, app: &AppRef) -> AppStatus {
+        AppStatus {
+            app: app.clone(),
+            status: self.status,
+            deployment: Some(self.deployment),
+            version: Some(self.version),
+            reason: self.reason.clone(),
+        }
+    }
+
+    fn stop(&mut self, reason: String) {
+        if matches!(
+            self.status,
+            DeploymentStatus::Starting | DeploymentStatus::Running
+        ) {
+            self.status = DeploymentStatus::Stopped;
+            self.reason = Some(reason);
+            self.follow = None;
+        }
+    }
+}
+
+impl FakeApp {
+    /// What `app_status` reports: the newest RUNNING instance, else the
+    /// newest one.
+    fn current(&self) -> Option<&Instance> {
+        self.instances
+            .iter()
+            .rev()
+            .find(|i| i.status == DeploymentStatus::Running)
+            .or(self.instances.last())
+    }
+
+    fn add(&mut self, inst: Instance) {
+        self.instances.push(inst);
+        if self.instances.len() > KEPT_INSTANCES {
+            self.instances.remove(0);
+        }
+    }
+}
+
+async fn run_program(inner: Weak<Inner>, app: AppRef, run: u64, program: FakeProgram) {
+    match program {
+        FakeProgram::Idle => {}
+        FakeProgram::Logging { interval } => {
+            for n in 1u64.. {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = inner.upgrade() else { return };
+                if !inner.log_if_running(&app, run, LogSource::Stdout, format!("[app] line {n}")) {
+                    return;
+                }
+                if n % 3 == 0 {
+                    inner.log_if_running(
+                        &app,
+                        run,
+                        LogSource::Stderr,
+                        format!("[app] stderr line {n}"),
+                    );
+                }
+            }
+        }
+        FakeProgram::Crashing { after, exit_code } => {
+            tokio::time::sleep(after).await;
+            if let Some(inner) = inner.upgrade() {
+                let reason = format!("exited with code {exit_code}");
+                let event = RuntimeEventKind::Exited {
+                    exit_code: Some(exit_code),
+                };
+                inner.end(&app, run, DeploymentStatus::Failed, &reason, Some(event));
+            }
+        }
+        FakeProgram::OomKilled { after } => {
+            tokio::time::sleep(after).await;
+            if let Some(inner) = inner.upgrade() {
+                let reason = "OOM killed: memory limit exceeded (exit code 137)";
+                let event = RuntimeEventKind::OomKilled;
+                inner.end(&app, run, DeploymentStatus::Failed, reason, Some(event));
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl RuntimeOrchestrator for FakeOrchestrator {
+    async fn deploy_app(&self, request: &DeployRequest) -> Result<AppStatus> {
+        request.config.validate()?;
+        let (run, faults) = {
+            let mut st = self.inner.lock();
+            st.deploys += 1;
+            let faults = std::mem::take(&mut st.pending);
+            st.next_run += 1;
+            let run = st.next_run;
+            let entry = st.apps.entry(request.app.clone()).or_default();
+            if let Some(up) = entry.instances.iter().find(|i| {
+                i.deployment == request.deployment && i.status == DeploymentStatus::Running
+            }) {
+                // Idempotent: it already runs.
+                return Ok(up.status_of(&request.app));
+            }
+            entry.add(Instance {
+                run,
+                deployment: request.deployment,
+                version: request.version,
+                image: request.image.clone(),
+                config: request.config.clone(),
+                status: DeploymentStatus::Starting,
+                reason: None,
+                follow: None,
+            });
+            (run, faults)
+        };
+        self.bring_up(&request.app, run, faults, &request.config)
+            .await
+    }
+
+    async fn stop_app(&self, app: &AppRef) -> Result<()> {
+        let mut st = self.inner.lock();
+        let entry = st.apps.get_mut(app).ok_or_else(|| gone(app))?;
+        let runs: Vec<u64> = entry
+            .instances
+            .iter()
+            .filter(|i| i.status == DeploymentStatus::Running)
+            .map(|i| i.run)
+            .collect();
+        for run in runs {
+            self.inner
+                .push_log(entry, run, LogSource::Stdout, "[app] stopping".into());
+        }
+        for inst in &mut entry.instances {
+            inst.stop("stopped on request".into());
+        }
+        Ok(())
+    }
+
+    async fn restart_app(&self, app: &AppRef) -> Result<AppStatus> {
+        let (run, faults, config) = {
+            let mut st = self.inner.lock();
+            let faults = std::mem::take(&mut st.pending);
+            st.next_run += 1;
+            let run = st.next_run;
+            let entry = st.apps.get_mut(app).ok_or_else(|| gone(app))?;
+            let current = entry.current().ok_or_else(|| gone(app))?;
+            let (deployment, version, image, config) = (
+                current.deployment,
+                current.version,
+                current.image.clone(),
+                current.config.clone(),
+            );
+            for inst in &mut entry.instances {
+                inst.stop("restarting".into());
+            }
+            entry.add(Instance {
+                run,
+                deployment,
+                version,
+                image,
+                config: config.clone(),
+                status: DeploymentStatus::Starting,
+                reason: None,
+                follow: None,
+            });
+            (run, faults, config)
+        };
+        self.bring_up(app, run, faults, &config).await
+    }
+
+    async fn app_logs(&self, app: &AppRef, options: &LogOptions) -> Result<LogStream> {
+        let since = options.since.map(OffsetDateTime::from);
+        let keep = move |l: &LogLine| since.is_none_or(|s| l.ts >= s);
+        let (past, live) = {
+            let st = self.inner.lock();
+            let entry = st.apps.get(app).ok_or_else(|| gone(app))?;
+            let past: Vec<Result<LogLine>> = entry
+                .logs
+                .iter()
+                .filter(|l| keep(l))
+                .cloned()
+                .map(Ok)
+                .collect();
+            let live = options
+                .follow
+                .then(|| entry.current().and_then(|i| i.follow.as_ref()))
+                .flatten()
+                .map(broadcast::Sender::subscribe);
+            (past, live)
+        };
+        let past = futures::stream::iter(past);
+        let Some(live) = live else {
+            return Ok(Box::pin(past));
+        };
+        let live = futures::stream::unfold(live, move |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(line) if keep(&line) => return Some((Ok(line), rx)),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(Box::pin(past.chain(live)))
+    }
+
+    async fn app_status(&self, app: &AppRef) -> Result<AppStatus> {
+        let st = self.inner.lock();
+        st.apps
+            .get(app)
+            .and_then(FakeApp::current)
+            .map(|i| i.status_of(app))
+            .ok_or_else(|| gone(app))
+    }
+
+    async fn list_apps(&self, tenant: &TenantId) -> Result<Vec<AppSummary>> {
+        let st = self.inner.lock();
+        Ok(st
+            .apps
+            .iter()
+            .filter(|(app, _)| &app.tenant == tenant)
+            .filter_map(|(app, entry)| {
+                let i = entry.current()?;
+                Some(AppSummary {
+                    app: app.clone(),
+                    status: i.status,
+                    deployment: Some(i.deployment),
+                    version: Some(i.version),
+                })
+            })
+            .collect())
+    }
+
+    async fn events(&self) -> Result<EventStream> {
+        let rx = self.inner.events.subscribe();
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => return Some((event, rx)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })))
+    }
+
+    async fn reconcile(&self, known: &[Deployment]) -> Result<ReconcileReport> {
+        let known_ids: HashSet<DeploymentId> = known.iter().map(|d| d.id).collect();
+        let mut st = self.inner.lock();
+        let mut report = ReconcileReport::default();
+        for (app, entry) in &mut st.apps {
+            for inst in &mut entry.instances {
+                if inst.status == DeploymentStatus::Running && !known_ids.contains(&inst.deployment)
+                {
+                    inst.stop("removed: unknown to the store".into());
+                    report
+                        .removed_orphans
+                        .push(format!("fake/{app}/v{}", inst.version));
+                }
+            }
+        }
+        for d in known {
+            let inst = st
+                .apps
+                .get(&d.app)
+                .and_then(|e| e.instances.iter().rev().find(|i| i.deployment == d.id));
+            match inst {
+                Some(i) if i.status == DeploymentStatus::Running => report.adopted.push(d.id),
+                Some(i) => report.missing.push((d.id, i.status_of(&d.app))),
+                None => report.missing.push((
+                    d.id,
+                    AppStatus {
+                        app: d.app.clone(),
+                        status: DeploymentStatus::Stopped,
+                        deployment: None,
+                        version: None,
+                        reason: Some("no container".into()),
+                    },
+                )),
+            }
+        }
+        Ok(report)
+    }
+
+    fn deploy_grace(&self) -> Duration {
+        self.inner.deploy_grace
+    }
+}
