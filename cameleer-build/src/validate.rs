@@ -1,9 +1,11 @@
 //! `validate_jar`: one pass over an upload, from bytes to a verdict.
 
 use std::io::Read;
+use std::sync::atomic::AtomicBool;
 
 use crate::manifest::Manifest;
 use crate::report::{Finding, FindingKind, Runtime, ValidatedJar};
+use crate::scan::offload::Worker;
 use crate::scan::{ArchiveReport, MANIFEST_NAME, scan_archive};
 use crate::zip::entry::Budget;
 use crate::zip::input::Input;
@@ -42,14 +44,20 @@ pub fn validate_jar<R: Read>(
     policy: &ValidationPolicy,
 ) -> Result<ValidatedJar, ValidationError> {
     let budget = Budget::new(policy.limits.max_total_uncompressed);
-    let ctx = ArchiveContext {
-        policy,
-        budget: &budget,
-        path: String::new(),
-        depth: 0,
-    };
+    let busy = AtomicBool::new(false);
     let mut input = Input::new(reader, BUFFER, policy.limits.max_upload_bytes, true);
-    let scanned = scan_archive(&mut input, &ctx, true);
+    let scanned = std::thread::scope(|scope| {
+        let worker = Worker::new(scope, policy, &budget, &busy);
+        let ctx = ArchiveContext {
+            policy,
+            budget: &budget,
+            path: String::new(),
+            depth: 0,
+            offload: Some(&worker),
+        };
+        scan_archive(&mut input, &ctx, true)
+        // Dropping the worker closes its job queue; the scope joins it.
+    });
     let report = match scanned {
         Ok(report) => report,
         Err(e) => return Err(prefer_checksum_error(e, &mut input, policy)),

@@ -3,6 +3,7 @@
 //! recursively from the outer entry's bytes, never held whole).
 
 mod log4j;
+pub(crate) mod offload;
 
 use std::io::Read;
 
@@ -51,9 +52,32 @@ pub(crate) fn scan_archive<R: Read>(
         findings: Vec::new(),
         quarkus_entries: false,
         signature_file: None,
+        nested: Vec::new(),
     };
-    let walked = walk(input, ctx, allow_prefix, &mut scan)?;
-    scan.finish(walked)
+    match walk(input, ctx, allow_prefix, &mut scan) {
+        Ok(walked) => scan.finish(walked),
+        // A nested JAR scanned in parallel came earlier; its error first.
+        Err(e) => Err(scan.first_nested_error().unwrap_or(e)),
+    }
+}
+
+/// A nested JAR's report: ready (scanned inline) or coming from the worker.
+enum Nested {
+    Ready(ArchiveReport),
+    Pending(offload::Report),
+}
+
+impl Nested {
+    fn wait(self) -> Result<ArchiveReport, ValidationError> {
+        match self {
+            Nested::Ready(r) => Ok(r),
+            Nested::Pending(rx) => rx.recv().unwrap_or_else(|_| {
+                Err(ValidationError::Io(std::io::Error::other(
+                    "the nested-archive worker stopped",
+                )))
+            }),
+        }
+    }
 }
 
 struct ArchiveScan<'c> {
@@ -65,6 +89,8 @@ struct ArchiveScan<'c> {
     findings: Vec<Finding>,
     quarkus_entries: bool,
     signature_file: Option<String>,
+    /// Nested JAR reports, in entry order.
+    nested: Vec<Nested>,
 }
 
 impl EntryVisitor for ArchiveScan<'_> {
@@ -148,21 +174,37 @@ impl ArchiveScan<'_> {
                 limit,
             });
         }
+        if let Some(submission) = ctx.offload.and_then(|o| o.try_submit(entry.path)) {
+            offload::feed(data, submission.chunks)?;
+            self.nested.push(Nested::Pending(submission.report));
+            return Ok(());
+        }
         let child = ArchiveContext {
             policy: ctx.policy,
             budget: ctx.budget,
             path: entry.path.to_owned(),
             depth: ctx.depth + 1,
+            offload: None,
         };
         let mut input = Input::new(data, MIN_BUFFER, u64::MAX, false);
         let report = scan_archive(&mut input, &child, false)?;
-        self.max_class_version = self.max_class_version.max(report.max_class_version);
-        self.findings.extend(report.findings);
+        self.nested.push(Nested::Ready(report));
         Ok(())
+    }
+
+    /// The first error among nested JARs scanned in parallel, waiting for
+    /// them in entry order.
+    fn first_nested_error(&mut self) -> Option<ValidationError> {
+        self.nested.drain(..).find_map(|n| n.wait().err())
     }
 
     /// Judges log4j once the whole archive is known.
     fn finish(mut self, walked: Walked) -> Result<ArchiveReport, ValidationError> {
+        for nested in std::mem::take(&mut self.nested) {
+            let report = nested.wait()?;
+            self.max_class_version = self.max_class_version.max(report.max_class_version);
+            self.findings.extend(report.findings);
+        }
         if let Some(first) = self.jndi_lookups.first() {
             let manifest_version = match &self.manifest {
                 Some(Ok(m)) => log4j::manifest_version(m),

@@ -30,6 +30,8 @@ pub(crate) struct ArchiveContext<'a> {
     pub path: String,
     /// 0 for the upload, 1 for a JAR inside it, ...
     pub depth: u8,
+    /// Where nested JARs of this archive may be scanned in parallel.
+    pub offload: Option<&'a dyn crate::scan::offload::Offloader>,
 }
 
 impl ArchiveContext<'_> {

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# cameleer-build side by side with peer tools, in one run:
+#   1. full JAR validation (the `validate` example, release build) vs `unzip -t`
+#      on the same ~20 MB, 4,000-entry Spring-Boot-style fat JAR
+#      (target: at most 0.5x unzip's wall time);
+#   2. SHA-256 alone (the `sha256sum` example) vs `openssl dgst -sha256` on a
+#      ~400 MB file (target: at least 0.9x openssl's throughput).
+# Runs are interleaved (ours, theirs, ours, ...) and the median wall time of
+# each is compared, so load from other processes hits both sides alike.
+#
+#   benches/scripts/validate_vs_peers.sh            # RUNS=31 by default
+#   RUNS=51 benches/scripts/validate_vs_peers.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+RUNS=${RUNS:-31}
+for tool in unzip openssl python3; do
+    command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
+done
+# tmpfs when there is one, so disk speed is not measured.
+WORK=$(mktemp -d /dev/shm/cameleer-bench.XXXXXX 2>/dev/null || mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+cargo build --release -q -p cameleer-build --features testing \
+    --example validate --example sha256sum --example make_fat_jar
+BIN=target/release/examples
+"$BIN/make_fat_jar" "$WORK/fat.jar" >/dev/null
+for _ in $(seq 20); do cat "$WORK/fat.jar"; done > "$WORK/big.bin"
+
+# Sanity: both sides agree before anything is timed.
+"$BIN/validate" "$WORK/fat.jar" | grep -q '"valid":true'
+unzip -tqq "$WORK/fat.jar" >/dev/null
+ours=$("$BIN/sha256sum" "$WORK/big.bin" | cut -d' ' -f1)
+theirs=$(openssl dgst -sha256 -r "$WORK/big.bin" | cut -d' ' -f1)
+[ "$ours" = "$theirs" ] || { echo "sha256 differs: $ours vs $theirs" >&2; exit 1; }
+
+# median_pair A B: runs A and B alternately RUNS times, prints "medA medB" in ms.
+median_pair() {
+    local a=$1 b=$2 i t0 t1 t2
+    local -a ta=() tb=()
+    for ((i = 0; i < RUNS; i++)); do
+        t0=$(date +%s%N); eval "$a" >/dev/null 2>&1
+        t1=$(date +%s%N); eval "$b" >/dev/null 2>&1
+        t2=$(date +%s%N)
+        ta+=($(( (t1 - t0) / 1000 ))); tb+=($(( (t2 - t1) / 1000 )))
+    done
+    python3 - "${ta[*]}" "${tb[*]}" <<'PY'
+import statistics, sys
+a = [int(x) for x in sys.argv[1].split()]
+b = [int(x) for x in sys.argv[2].split()]
+print(f"{statistics.median(a) / 1000:.1f} {statistics.median(b) / 1000:.1f}")
+PY
+}
+
+size=$(stat -c %s "$WORK/fat.jar")
+entries=$(unzip -Z1 "$WORK/fat.jar" | wc -l)
+big=$(stat -c %s "$WORK/big.bin")
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $RUNS interleaved runs, medians"
+echo "fat jar: $size bytes, $entries outer entries (4,000 counting the nested ones)"
+
+read -r v u < <(median_pair "$BIN/validate $WORK/fat.jar" "unzip -tqq $WORK/fat.jar")
+python3 - "$v" "$u" <<'PY'
+import sys
+v, u = map(float, sys.argv[1:])
+verdict = "met" if v / u <= 0.5 else "MISSED"
+print(f"validate {v:.1f} ms vs unzip -t {u:.1f} ms: ratio {v / u:.2f} (target <= 0.50, {verdict})")
+PY
+
+read -r s o < <(median_pair "$BIN/sha256sum $WORK/big.bin" "openssl dgst -sha256 $WORK/big.bin")
+python3 - "$s" "$o" "$big" <<'PY'
+import sys
+s, o, size = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+mb = size / 1e6
+ratio = o / s
+verdict = "met" if ratio >= 0.9 else "MISSED"
+print(f"sha256 {mb / s * 1000:.0f} MB/s vs openssl {mb / o * 1000:.0f} MB/s on {mb:.0f} MB: "
+      f"throughput ratio {ratio:.2f} (target >= 0.90, {verdict})")
+PY
