@@ -39,7 +39,7 @@ pub enum Error {
     /// An uploaded artifact was rejected by validation.
     #[error("invalid artifact: {source}")]
     InvalidArtifact {
-        /// The validator's stable code, e.g. `path_traversal`.
+        /// The validator's stable code, e.g. `invalid_entry_name`.
         code: &'static str,
         /// The validator's error, naming the offending entry.
         #[source]
@@ -205,7 +205,7 @@ impl Error {
 
 /// Keeps the validator's stable code: a rejected JAR is
 /// [`Error::InvalidArtifact`] with the [`ValidationError::code`]
-/// (`path_traversal`, `missing_main_class`, …), except for the three
+/// (`invalid_entry_name`, `missing_main_class`, …), except for the three
 /// rejections this crate has its own variants for (size, checksum, a broken
 /// upload stream).
 ///

@@ -128,7 +128,8 @@ macro_rules! label_id {
 
 label_id!(
     /// A tenant: the customer that owns apps. A DNS-1035 label of at most 30
-    /// characters (see the [module docs](self)).
+    /// characters, so that every name derived from it stays legal in Docker
+    /// and Kubernetes (`cameleer-{tenant}-{env}` ≤ 63).
     ///
     /// # Examples
     ///
@@ -145,8 +146,8 @@ label_id!(
 );
 
 label_id!(
-    /// An application of a tenant. A DNS-1035 label of at most 40 characters
-    /// (see the [module docs](self)).
+    /// An application of a tenant. A DNS-1035 label of at most 40 characters,
+    /// leaving room for a pod name's generated suffixes within 63.
     AppId,
     "app",
     40
@@ -154,7 +155,7 @@ label_id!(
 
 label_id!(
     /// An environment, such as `dev`, `staging` or `prod`. A DNS-1035 label of
-    /// at most 20 characters (see the [module docs](self)).
+    /// at most 20 characters, so that `cameleer-{tenant}-{env}` stays ≤ 63.
     EnvId,
     "env",
     20

@@ -9,9 +9,41 @@
 //! - the contracts: [`RuntimeOrchestrator`] (a backend), [`ImageBuilder`],
 //!   [`DeploymentStore`] and [`ArtifactStore`] (the host's storage);
 //! - in-memory stores ([`memory`]);
-//! - [`Platform`], the pipeline from an uploaded JAR to a RUNNING app;
+//! - [`Platform`], the pipeline from an uploaded JAR to a RUNNING app, and
+//!   the [`PlatformEvent`]s it publishes;
 //! - with the `testkit` feature, fakes with fault injection and the
-//!   conformance suite every backend runs.
+//!   conformance suite every backend runs (`testkit::conformance`).
+//!
+//! # How the pieces fit
+//!
+//! A host builds one [`Platform`] from a backend, a builder and its two
+//! stores, calls [`Platform::start`] once, and serves requests with the
+//! platform's methods:
+//!
+//! ```text
+//! upload_artifact ──> validate (cameleer-build) + ArtifactStore::put      one pass, streaming
+//! deploy ───────────> DeploymentStore::create (v N, BUILDING) ──> returns
+//!                       └─ background, one version of an app at a time:
+//!                          ImageBuilder::build ──> STARTING (image pinned)
+//!                          RuntimeOrchestrator::deploy_app ──> RUNNING, vN-1 STOPPED
+//!                                                       or ──> FAILED (reason), vN-1 serves on
+//! promote / rollback ──> a new version of an existing image, no build
+//! RuntimeOrchestrator::events ──> crash / OOM kill ──> FAILED (reason)
+//! ```
+//!
+//! Every status change goes through [`transition`] and a conditional
+//! [`DeploymentStore::update`], so concurrent writers (a user's stop, a
+//! crash event, the pipeline) never overwrite each other: the loser re-reads
+//! and, if its event no longer applies, drops it.
+//!
+//! # Errors
+//!
+//! Every error is an [`Error`] with a stable [`Error::code`] for APIs:
+//! `invalid_id`, `invalid_config`, the validator's codes for rejected JARs
+//! (`not_a_zip`, `invalid_entry_name`, …), `checksum_mismatch`,
+//! `artifact_too_large`, `upload_failed`, `not_found`,
+//! `illegal_transition`, `conflict`, `build_failed`, `backend_error`,
+//! `storage_error`, `timeout`, `unsupported`, `internal`.
 #![deny(missing_docs)]
 
 mod builder;
@@ -21,6 +53,7 @@ mod error;
 mod ids;
 pub mod memory;
 mod orchestrator;
+mod platform;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -36,6 +69,10 @@ pub use orchestrator::{
     AppStatus, AppSummary, DeployRequest, EventStream, LogLine, LogOptions, LogSource, LogStream,
     ReconcileReport, RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator,
 };
+pub use platform::{
+    AppView, BuildProgressEvent, INTERRUPTED, Platform, PlatformEvent, PlatformOptions,
+    RecoveryReport, STOP_REASON, StatusEvent, UnhealthyEvent, UploadedArtifact,
+};
 pub use store::{ArtifactInfo, ArtifactStore, ByteStream, DeploymentStore, NewDeployment};
 
-pub use cameleer_build::{ImageRef, Sha256Digest};
+pub use cameleer_build::{ImageRef, Sha256Digest, ValidatedJar, ValidationPolicy};

@@ -1,0 +1,224 @@
+//! The state the [`Platform`](crate::Platform) handle and its background
+//! tasks share, and the one way deployments are written.
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use time::OffsetDateTime;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::PlatformOptions;
+use super::events::{PlatformEvent, StatusEvent};
+use super::lanes::{Lanes, Turn};
+use crate::{
+    AppRef, ArtifactStore, Deployment, DeploymentEvent, DeploymentId, DeploymentStore, Error,
+    ImageBuilder, NewDeployment, Result, RuntimeOrchestrator,
+};
+
+pub(crate) struct Core {
+    pub(crate) orchestrator: Arc<dyn RuntimeOrchestrator>,
+    pub(crate) builder: Arc<dyn ImageBuilder>,
+    pub(crate) store: Arc<dyn DeploymentStore>,
+    pub(crate) artifacts: Arc<dyn ArtifactStore>,
+    pub(crate) options: PlatformOptions,
+    pub(crate) events: broadcast::Sender<PlatformEvent>,
+    pub(crate) lanes: Lanes,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) cancel: CancellationToken,
+    /// Deployments a pipeline of this process is working on; recovery and
+    /// reconciliation leave them alone.
+    inflight: Mutex<HashSet<DeploymentId>>,
+    /// Bumped whenever a deployment stops being in flight.
+    pub(crate) finished: watch::Sender<u64>,
+    pub(crate) watching: AtomicBool,
+}
+
+impl Core {
+    pub(crate) fn new(
+        orchestrator: Arc<dyn RuntimeOrchestrator>,
+        builder: Arc<dyn ImageBuilder>,
+        store: Arc<dyn DeploymentStore>,
+        artifacts: Arc<dyn ArtifactStore>,
+        options: PlatformOptions,
+    ) -> Self {
+        let (events, _) = broadcast::channel(options.event_capacity.max(1));
+        Self {
+            orchestrator,
+            builder,
+            store,
+            artifacts,
+            options,
+            events,
+            lanes: Lanes::default(),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            inflight: Mutex::default(),
+            finished: watch::Sender::new(0),
+            watching: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn publish(&self, event: PlatformEvent) {
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn is_inflight(&self, id: &DeploymentId) -> bool {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+    }
+
+    /// Allocates the next version of `app` and queues it in the app's lane,
+    /// in one step, so that lane order is version order.
+    pub(crate) async fn create_queued(
+        &self,
+        app: &AppRef,
+        new: NewDeployment,
+    ) -> Result<(Deployment, Turn)> {
+        let lane = self.lanes.lane(app);
+        let _admission = lane.admission.lock().await;
+        let turn = lane.queue().await;
+        let d = self.store.create(app, new).await?;
+        tracing::info!(deployment = %d.id, version = d.version, status = %d.status, "deployment created");
+        self.publish(PlatformEvent::Status(StatusEvent::latest(&d)));
+        Ok((d, turn))
+    }
+
+    /// Runs `work` for deployment `id` in the background: after its lane
+    /// turn, until done or until the platform shuts down. While it runs the
+    /// deployment counts as in flight.
+    pub(crate) fn spawn_for(
+        self: &Arc<Self>,
+        id: DeploymentId,
+        turn: Turn,
+        work: impl Future<Output = ()> + Send + 'static,
+    ) {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+        let guard = InflightGuard {
+            core: self.clone(),
+            id,
+        };
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(
+            async move {
+                let _inflight = guard;
+                cancel
+                    .run_until_cancelled(async move {
+                        let _lane = turn.wait().await;
+                        work.await;
+                    })
+                    .await;
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// Applies `event` to the stored deployment `id` and writes it back with
+    /// a conditional update, re-reading and retrying when another writer got
+    /// there first; `edit` adjusts the record before it is written.
+    ///
+    /// `Ok(None)` means the event is not (or no longer) allowed: someone else
+    /// moved the deployment on (a stop while building, a crash while
+    /// starting), and the caller's step is moot. Nothing is overwritten.
+    pub(crate) async fn apply_with(
+        &self,
+        id: &DeploymentId,
+        event: &DeploymentEvent,
+        edit: impl Fn(&mut Deployment) + Send + Sync,
+    ) -> Result<Option<Deployment>> {
+        for _ in 0..=self.options.conflict_retries {
+            let mut d = self.store.get(id).await?;
+            if let Err(e) = d.apply(event, OffsetDateTime::now_utc()) {
+                tracing::debug!(deployment = %id, "not applied: {e}");
+                return Ok(None);
+            }
+            edit(&mut d);
+            match self.store.update(&d).await {
+                Ok(d) => {
+                    tracing::info!(
+                        deployment = %d.id,
+                        version = d.version,
+                        status = %d.status,
+                        reason = d.last_reason(),
+                        "status changed"
+                    );
+                    self.publish(PlatformEvent::Status(StatusEvent::latest(&d)));
+                    return Ok(Some(d));
+                }
+                Err(Error::Conflict(why)) => tracing::debug!(deployment = %id, "retrying: {why}"),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict(format!(
+            "deployment {id}: gave up after {} conflicting writes",
+            self.options.conflict_retries + 1
+        )))
+    }
+
+    /// [`apply_with`](Self::apply_with) without an edit.
+    pub(crate) async fn apply(
+        &self,
+        id: &DeploymentId,
+        event: &DeploymentEvent,
+    ) -> Result<Option<Deployment>> {
+        self.apply_with(id, event, |_| {}).await
+    }
+
+    /// Like [`apply`](Self::apply), for background tasks that have nobody to
+    /// return an error to: a failing store is logged.
+    pub(crate) async fn apply_logged(
+        &self,
+        id: &DeploymentId,
+        event: &DeploymentEvent,
+    ) -> Option<Deployment> {
+        match self.apply(id, event).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(deployment = %id, %event, "could not record the event: {e}");
+                None
+            }
+        }
+    }
+}
+
+struct InflightGuard {
+    core: Arc<Core>,
+    id: DeploymentId,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.core
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+        self.core.finished.send_modify(|n| *n += 1);
+    }
+}
+
+/// The text to record for a failed step: the builder's or backend's own
+/// words, without our prefixes.
+pub(crate) fn reason_of(e: &Error) -> String {
+    match e {
+        Error::BuildFailed(text) => text.clone(),
+        Error::Backend {
+            message,
+            source: Some(source),
+        } => format!("{message}: {source}"),
+        Error::Backend {
+            message,
+            source: None,
+        } => message.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,266 @@
+//! Keeping the store truthful: runtime events, status reconciliation,
+//! recovery after a controller restart, timeouts and shutdown.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cameleer_runtime::testkit::FakeOrchestrator;
+use cameleer_runtime::{
+    AppRef, AppStatus, AppSummary, DeployRequest, DeploymentStatus as S, INTERRUPTED, LogOptions,
+    LogStream, PlatformEvent, PlatformOptions, Result, RuntimeEvent, RuntimeEventKind,
+    RuntimeOrchestrator, TenantId,
+};
+use common::{Harness, app, config, statuses};
+use time::OffsetDateTime;
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_after_start_becomes_failed_through_the_event_stream() {
+    let h = Harness::new();
+    h.platform.start().await.unwrap();
+    h.fake.crash_after_start(42);
+    let d = h.deploy_settled(&app("orders")).await;
+    let d = h.wait_for(&d.id, S::Failed).await;
+    assert_eq!(
+        statuses(&d),
+        [S::Building, S::Starting, S::Running, S::Failed]
+    );
+    let reason = d.last_reason().unwrap();
+    assert!(reason.contains("exited with code 42"), "{reason}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oom_kill_becomes_failed_naming_the_oom_killer() {
+    let h = Harness::new();
+    h.platform.start().await.unwrap();
+    h.fake.oom_kill();
+    let d = h.deploy_settled(&app("orders")).await;
+    let d = h.wait_for(&d.id, S::Failed).await;
+    let reason = d.last_reason().unwrap();
+    assert!(reason.contains("OOM"), "{reason}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn unhealthy_keeps_running_and_is_published() {
+    let h = Harness::new();
+    h.platform.start().await.unwrap();
+    let d = h.deploy_settled(&app("orders")).await;
+    let mut events = h.platform.subscribe();
+    h.fake.emit(RuntimeEvent {
+        app: d.app.clone(),
+        deployment: d.id,
+        kind: RuntimeEventKind::Unhealthy {
+            reason: "GET /health: 503".into(),
+        },
+        at: OffsetDateTime::now_utc(),
+    });
+    let PlatformEvent::Unhealthy(u) = events.recv().await.unwrap() else {
+        panic!("expected an unhealthy event");
+    };
+    assert_eq!(
+        (u.deployment, u.reason.as_str()),
+        (d.id, "GET /health: 503")
+    );
+    assert_eq!(
+        h.platform.deployment(&d.id).await.unwrap().status,
+        S::Running
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_for_unknown_or_mismatched_deployments_are_ignored() {
+    let h = Harness::new();
+    h.platform.start().await.unwrap();
+    let d = h.deploy_settled(&app("orders")).await;
+    for (app, deployment) in [
+        (d.app.clone(), cameleer_runtime::DeploymentId::new_random()),
+        (app("billing"), d.id),
+    ] {
+        h.fake.emit(RuntimeEvent {
+            app,
+            deployment,
+            kind: RuntimeEventKind::Exited { exit_code: Some(1) },
+            at: OffsetDateTime::now_utc(),
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        h.platform.deployment(&d.id).await.unwrap().status,
+        S::Running
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_reconciles_a_crash_nobody_watched() {
+    let h = Harness::new(); // no start(): nobody consumes the events
+    h.fake.crash_after_start(9);
+    let d = h.deploy_settled(&app("orders")).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        h.platform.deployment(&d.id).await.unwrap().status,
+        S::Running
+    );
+
+    let view = h.platform.status(&app("orders")).await.unwrap();
+    let latest = view.deployment.unwrap();
+    assert_eq!(latest.status, S::Failed);
+    assert!(
+        latest.last_reason().unwrap().contains("exited with code 9"),
+        "{:?}",
+        latest.last_reason()
+    );
+    assert_eq!(view.status, Some(S::Failed));
+    // Persisted, not just shown.
+    assert_eq!(
+        h.platform.deployment(&d.id).await.unwrap().status,
+        S::Failed
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_and_list_notice_an_app_the_backend_lost() {
+    let h = Harness::new();
+    h.deploy_settled(&app("orders")).await;
+    h.deploy_settled(&app("billing")).await;
+    h.fake.wipe();
+    let list = h.platform.list(&"acme".parse().unwrap()).await.unwrap();
+    assert_eq!(list.len(), 2);
+    for view in list {
+        let d = view.deployment.unwrap();
+        assert_eq!(d.status, S::Failed, "{}", view.app);
+        assert_eq!(d.last_reason(), Some("the backend no longer runs it"));
+    }
+    assert_eq!(
+        h.platform.status(&app("nothing")).await.unwrap_err().code(),
+        "not_found"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_settles_what_a_controller_restart_interrupted() {
+    let h = Harness::new();
+    let kept = h.deploy_settled(&app("kept")).await;
+    let lost = h.deploy_settled(&app("lost")).await;
+    h.builder.set_delay(Duration::from_secs(3600));
+    let building = h.deploy(&app("building")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.platform.shutdown().await; // the controller dies mid-build
+    assert_eq!(
+        h.platform.deployment(&building.id).await.unwrap().status,
+        S::Building
+    );
+    h.fake.stop_app(&app("lost")).await.unwrap(); // and an app died with it
+
+    let restarted = h.restarted();
+    let report = restarted.start().await.unwrap();
+    assert_eq!(report.backend.adopted, [kept.id]);
+    let mut failed = report.failed.clone();
+    failed.sort();
+    let mut expected = vec![building.id, lost.id];
+    expected.sort();
+    assert_eq!(failed, expected);
+
+    let building = restarted.deployment(&building.id).await.unwrap();
+    assert_eq!(statuses(&building), [S::Building, S::Failed]);
+    assert_eq!(building.last_reason(), Some(INTERRUPTED));
+    let lost = restarted.deployment(&lost.id).await.unwrap();
+    assert_eq!(lost.status, S::Failed);
+    assert!(
+        lost.last_reason().unwrap().contains("stopped on request"),
+        "{:?}",
+        lost.last_reason()
+    );
+    assert_eq!(
+        restarted.deployment(&kept.id).await.unwrap().status,
+        S::Running
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_refuses_new_work() {
+    let h = Harness::new();
+    h.platform.shutdown().await;
+    let artifact = h.upload("com.example.Main").await;
+    let err = h
+        .platform
+        .deploy(&app("orders"), artifact, config())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "conflict");
+    assert!(h.store.is_empty());
+}
+
+/// The fake, except that `deploy_app` never returns.
+struct Hanging(FakeOrchestrator);
+
+#[async_trait]
+impl RuntimeOrchestrator for Hanging {
+    async fn deploy_app(&self, _: &DeployRequest) -> Result<AppStatus> {
+        std::future::pending().await
+    }
+    async fn stop_app(&self, app: &AppRef) -> Result<()> {
+        self.0.stop_app(app).await
+    }
+    async fn restart_app(&self, app: &AppRef) -> Result<AppStatus> {
+        self.0.restart_app(app).await
+    }
+    async fn app_logs(&self, app: &AppRef, options: &LogOptions) -> Result<LogStream> {
+        self.0.app_logs(app, options).await
+    }
+    async fn app_status(&self, app: &AppRef) -> Result<AppStatus> {
+        self.0.app_status(app).await
+    }
+    async fn list_apps(&self, tenant: &TenantId) -> Result<Vec<AppSummary>> {
+        self.0.list_apps(tenant).await
+    }
+    fn deploy_grace(&self) -> Duration {
+        Duration::from_secs(7)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backend_that_never_answers_times_out_after_start_timeout_plus_grace() {
+    let fake = FakeOrchestrator::new();
+    let h = Harness::over(
+        Arc::new(Hanging(fake.clone())),
+        fake,
+        PlatformOptions::default(),
+    );
+    let started = tokio::time::Instant::now();
+    let d = h.deploy_settled(&app("orders")).await;
+    assert_eq!(d.status, S::Failed);
+    assert_eq!(started.elapsed(), Duration::from_secs(37));
+    let reason = d.last_reason().unwrap();
+    assert!(reason.contains("not RUNNING within 37s"), "{reason}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_platform_stops_its_background_work() {
+    let h = Harness::new();
+    h.platform.start().await.unwrap();
+    h.builder.set_delay(Duration::from_secs(3600));
+    let d = h.deploy(&app("orders")).await;
+    let weak = Arc::downgrade(&h.store);
+    let Harness {
+        platform, store, ..
+    } = h;
+    drop(platform);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The pipeline and the watcher let go of the store.
+    assert_eq!(
+        Arc::strong_count(&store),
+        1,
+        "only the test holds the store"
+    );
+    assert_eq!(
+        cameleer_runtime::DeploymentStore::get(store.as_ref(), &d.id)
+            .await
+            .unwrap()
+            .status,
+        S::Building
+    );
+    drop(store);
+    assert!(weak.upgrade().is_none());
+}
