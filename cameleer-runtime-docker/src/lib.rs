@@ -7,7 +7,15 @@
 //!
 //! Groundwork they stand on:
 //!
-//! - [`connect`]: a bollard client with the API version negotiated.
+//! - [`connect`]: a bollard client with the API version negotiated;
+//! - [`jdk`]: the machine's JDK, and JARs compiled from sources, cached.
+//!
+//! With the `fixtures` feature, `fixtures` (Java test apps and the demo
+//! agent).
 #![deny(missing_docs)]
 
 pub mod connect;
+pub mod jdk;
+
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
