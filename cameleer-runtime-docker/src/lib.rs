@@ -8,14 +8,18 @@
 //! Groundwork they stand on:
 //!
 //! - [`connect`]: a bollard client with the API version negotiated;
-//! - [`jdk`]: the machine's JDK, and JARs compiled from sources, cached.
+//! - [`jdk`]: the machine's JDK, and JARs compiled from sources, cached;
+//! - [`base_image`]: the JRE base image, configured or `jlink`ed locally.
 //!
 //! With the `fixtures` feature, `fixtures` (Java test apps and the demo
-//! agent).
+//! agent) and `testing` (cleanup guards for tests against the engine).
 #![deny(missing_docs)]
 
+pub mod base_image;
 pub mod connect;
 pub mod jdk;
 
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
+#[cfg(feature = "fixtures")]
+pub mod testing;
