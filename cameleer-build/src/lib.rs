@@ -10,6 +10,28 @@
 //! - [`DockerfileSpec`], the Dockerfile template, and [`BuildContext`], the
 //!   deterministic build-context tar whose SHA-256 is the build cache key.
 //!
+//! # Validating an upload
+//!
+//! [`validate_jar`] reads the upload once, forward only: it hashes it,
+//! inflates every entry (nested JARs too, as their bytes stream out of the
+//! outer entry) and cross-checks the central directory against what it saw,
+//! so the archive the JVM will open is exactly the one that was checked.
+//! Rejections carry a stable [`ValidationError::code`]:
+//!
+//! | code | why |
+//! | --- | --- |
+//! | `empty`, `not_a_zip`, `truncated`, `too_large`, `malformed` | not a well-formed archive |
+//! | `invalid_entry_name`, `entry_name_too_long` | `..`, absolute, `\`, `C:`, control characters |
+//! | `symlink_entry`, `duplicate_entry`, `encrypted_entry` | unsafe or ambiguous entries |
+//! | `unsupported_compression`, `stored_with_data_descriptor` | only STORED and DEFLATE, ends findable |
+//! | `central_directory_mismatch`, `overlapping_entries` | the JVM would see another archive |
+//! | `size_mismatch`, `crc_mismatch` | declared sizes or CRC lie |
+//! | `too_many_entries`, `uncompressed_budget_exceeded`, `compression_ratio_exceeded`, `nesting_too_deep` | [`Limits`] |
+//! | `missing_main_class`, `main_class_not_found`, `invalid_manifest` | not runnable |
+//! | `vulnerable_dependency` | log4j-core < 2.17.1 with `JndiLookup.class` |
+//! | `unsupported_class_version` | classes newer than the target Java release |
+//! | `checksum_mismatch`, `io_error` | transfer problems |
+//!
 //! Core functions are synchronous (they take `std::io::Read`); async callers
 //! use the thin adapters next to them (feature `async`, on by default):
 //! [`validate_jar_async`] and [`BuildContext::into_stream`].

@@ -53,10 +53,11 @@ pub fn validate_jar<R: Read>(
             budget: &budget,
             path: String::new(),
             depth: 0,
-            offload: Some(&worker),
+            offload: policy.parallel.then_some(&worker as _),
         };
         scan_archive(&mut input, &ctx, true)
         // Dropping the worker closes its job queue; the scope joins it.
+        // It is started only when a nested JAR is handed to it.
     });
     let report = match scanned {
         Ok(report) => report,

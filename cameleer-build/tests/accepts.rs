@@ -236,3 +236,44 @@ fn info_zip_output_is_accepted() {
     run(d, "zip", &["-q", "-A", "exe.jar"]).unwrap();
     assert!(check(&std::fs::read(d.join("exe.jar")).unwrap()).is_ok());
 }
+
+#[test]
+fn parallel_and_sequential_scans_agree() {
+    let sequential = ValidationPolicy {
+        parallel: false,
+        ..Default::default()
+    };
+    let parallel = ValidationPolicy::default();
+    let libs: Vec<_> = (0..8)
+        .map(|i| {
+            (
+                format!("lib-{i}.jar"),
+                jars::library_jar(&format!("org/l{i}"), 10, 3000, i),
+            )
+        })
+        .collect();
+    let ok = jars::spring_boot_jar("com.acme.App", 5, &libs);
+    assert_eq!(
+        validate_jar(&ok[..], &sequential).unwrap(),
+        validate_jar(&ok[..], &parallel).unwrap()
+    );
+
+    // Two bad libraries: the earlier one is reported, whichever thread
+    // scanned which.
+    let mut bad_libs = libs.clone();
+    let mut newer = ZipBuilder::new();
+    newer.add(Entry::deflated("org/n/New.class", class(70)));
+    bad_libs[2] = ("newer.jar".into(), newer.finish());
+    bad_libs[6] = ("broken.jar".into(), b"not a zip".to_vec());
+    let bad = jars::spring_boot_jar("com.acme.App", 5, &bad_libs);
+    for _ in 0..20 {
+        for policy in [&sequential, &parallel] {
+            let e = validate_jar(&bad[..], policy).unwrap_err();
+            assert_eq!(e.code(), "unsupported_class_version", "{e}");
+            assert!(
+                e.to_string()
+                    .contains("BOOT-INF/lib/newer.jar!/org/n/New.class")
+            );
+        }
+    }
+}

@@ -187,6 +187,58 @@ fn rejects_overlapping_entries_fifield_style() {
 }
 
 #[test]
+fn rejects_fifields_deflate_quoted_overlap() {
+    // The "better zip bomb" construction: entry A's deflate stream opens
+    // with a non-compressed block that quotes B's local header, then
+    // continues with B's own compressed data, so both central entries
+    // inflate the same kernel bytes.
+    let content = vec![b'k'; 10_000];
+    let kernel = deflate(&content);
+    let mut b_header = Vec::new();
+    b_header.extend_from_slice(b"PK\x03\x04\x14\x00\x00\x08\x08\x00\x00\x00\x21\x00");
+    b_header.extend_from_slice(&cameleer_build::testing::crc32(&content).to_le_bytes());
+    b_header.extend_from_slice(&(kernel.len() as u32).to_le_bytes());
+    b_header.extend_from_slice(&(content.len() as u32).to_le_bytes());
+    b_header.extend_from_slice(&[5, 0, 0, 0]);
+    b_header.extend_from_slice(b"b.bin");
+    let len = b_header.len() as u16;
+    let mut a_data = vec![0x00];
+    a_data.extend_from_slice(&len.to_le_bytes());
+    a_data.extend_from_slice(&(!len).to_le_bytes());
+    a_data.extend_from_slice(&b_header);
+    a_data.extend_from_slice(&kernel);
+    let mut a_plain = b_header.clone();
+    a_plain.extend_from_slice(&content);
+
+    let mut zip = jar();
+    let a_offset = zip.offset();
+    zip.add(Entry {
+        raw_data: Some(a_data),
+        ..Entry::deflated("a.bin", &a_plain)
+    });
+    let mut b = zip.central[2].clone();
+    b.name = b"b.bin".to_vec();
+    b.offset = a_offset + 30 + 5 + 5;
+    (b.crc, b.csize, b.usize) = (
+        cameleer_build::testing::crc32(&content),
+        kernel.len() as u32,
+        content.len() as u32,
+    );
+    zip.central.push(b);
+    let bytes = zip.finish();
+    assert_eq!(
+        &bytes[a_offset as usize + 40..][..4],
+        b"PK\x03\x04",
+        "B's header sits inside A's data"
+    );
+    assert_rejected(
+        check(&bytes),
+        "overlapping_entries",
+        "central entry \"b.bin\" points at offset",
+    );
+}
+
+#[test]
 fn rejects_encryption_and_unknown_methods() {
     let mut zip = jar();
     let mut e = Entry::deflated("secret.txt", b"x");

@@ -14,6 +14,8 @@ fuzz_target!(|data: &[u8]| {
             ratio_threshold_bytes: 64 << 10,
             ..Limits::default()
         },
+        // Both the sequential and the parallel nested scan.
+        parallel: data.len() % 2 == 0,
         ..ValidationPolicy::default()
     };
     // Read in odd-sized pieces to exercise buffer boundaries.
