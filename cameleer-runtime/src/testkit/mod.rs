@@ -12,6 +12,7 @@ pub mod conformance;
 
 mod builder;
 mod orchestrator;
+mod program;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,8 @@ use async_trait::async_trait;
 
 pub use self::builder::FakeImageBuilder;
 pub use self::conformance::{ConformanceFixture, FixtureApp};
-pub use self::orchestrator::{FakeOrchestrator, FakeProgram};
+pub use self::orchestrator::FakeOrchestrator;
+pub use self::program::FakeProgram;
 use crate::{ImageRef, RuntimeOrchestrator, Sha256Digest};
 
 /// The [`ConformanceFixture`] of [`FakeOrchestrator`]: fake images whose

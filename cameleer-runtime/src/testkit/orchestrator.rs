@@ -1,7 +1,7 @@
 //! [`FakeOrchestrator`]: an in-memory backend with fault injection.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,41 +9,13 @@ use futures::StreamExt;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
+use super::program::{FAULT_DELAY, FakeProgram, run_program};
 use crate::{
     AppConfig, AppRef, AppStatus, AppSummary, DeployRequest, Deployment, DeploymentId,
     DeploymentStatus, Error, EventStream, ImageRef, LogLine, LogOptions, LogSource, LogStream,
     ReconcileReport, Result, RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator, TenantId,
 };
 
-/// What a fake "container" does once it is up. Every program first prints
-/// `[app] started`, like the Java fixture apps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FakeProgram {
-    /// Stays up and says nothing more.
-    Idle,
-    /// Prints `[app] line N` every `interval`; every third line also goes to
-    /// stderr as `[app] stderr line N`.
-    Logging {
-        /// Time between lines.
-        interval: Duration,
-    },
-    /// Exits with `exit_code` after `after`.
-    Crashing {
-        /// How long it stays up.
-        after: Duration,
-        /// Its exit code.
-        exit_code: i64,
-    },
-    /// Is OOM-killed after `after`.
-    OomKilled {
-        /// How long it stays up.
-        after: Duration,
-    },
-}
-
-/// How long an injected crash or OOM kill waits after the app is up.
-const FAULT_DELAY: Duration = Duration::from_millis(10);
 /// Instances kept per app (older ones are forgotten).
 const KEPT_INSTANCES: usize = 16;
 
@@ -69,7 +41,7 @@ pub struct FakeOrchestrator {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     state: Mutex<State>,
     events: broadcast::Sender<RuntimeEvent>,
     deploy_grace: Duration,
@@ -306,7 +278,13 @@ impl Inner {
     }
 
     /// Writes a line for instance `run` if it is still up; false otherwise.
-    fn log_if_running(&self, app: &AppRef, run: u64, stream: LogSource, line: String) -> bool {
+    pub(super) fn log_if_running(
+        &self,
+        app: &AppRef,
+        run: u64,
+        stream: LogSource,
+        line: String,
+    ) -> bool {
         let mut st = self.lock();
         let Some(entry) = st.apps.get_mut(app) else {
             return false;
@@ -322,7 +300,7 @@ impl Inner {
     }
 
     /// Ends instance `run` (if it is still starting or up) and reports it.
-    fn end(
+    pub(super) fn end(
         &self,
         app: &AppRef,
         run: u64,
@@ -404,47 +382,6 @@ impl FakeApp {
         self.instances.push(inst);
         if self.instances.len() > KEPT_INSTANCES {
             self.instances.remove(0);
-        }
-    }
-}
-
-async fn run_program(inner: Weak<Inner>, app: AppRef, run: u64, program: FakeProgram) {
-    match program {
-        FakeProgram::Idle => {}
-        FakeProgram::Logging { interval } => {
-            for n in 1u64.. {
-                tokio::time::sleep(interval).await;
-                let Some(inner) = inner.upgrade() else { return };
-                if !inner.log_if_running(&app, run, LogSource::Stdout, format!("[app] line {n}")) {
-                    return;
-                }
-                if n % 3 == 0 {
-                    inner.log_if_running(
-                        &app,
-                        run,
-                        LogSource::Stderr,
-                        format!("[app] stderr line {n}"),
-                    );
-                }
-            }
-        }
-        FakeProgram::Crashing { after, exit_code } => {
-            tokio::time::sleep(after).await;
-            if let Some(inner) = inner.upgrade() {
-                let reason = format!("exited with code {exit_code}");
-                let event = RuntimeEventKind::Exited {
-                    exit_code: Some(exit_code),
-                };
-                inner.end(&app, run, DeploymentStatus::Failed, &reason, Some(event));
-            }
-        }
-        FakeProgram::OomKilled { after } => {
-            tokio::time::sleep(after).await;
-            if let Some(inner) = inner.upgrade() {
-                let reason = "OOM killed: memory limit exceeded (exit code 137)";
-                let event = RuntimeEventKind::OomKilled;
-                inner.end(&app, run, DeploymentStatus::Failed, reason, Some(event));
-            }
         }
     }
 }

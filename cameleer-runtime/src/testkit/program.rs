@@ -1,0 +1,80 @@
+//! What a fake "container" does once it is up.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use super::orchestrator::Inner;
+use crate::{AppRef, DeploymentStatus, LogSource, RuntimeEventKind};
+
+/// What a fake "container" does once it is up. Every program first prints
+/// `[app] started`, like the Java fixture apps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FakeProgram {
+    /// Stays up and says nothing more.
+    Idle,
+    /// Prints `[app] line N` every `interval`; every third line also goes to
+    /// stderr as `[app] stderr line N`.
+    Logging {
+        /// Time between lines.
+        interval: Duration,
+    },
+    /// Exits with `exit_code` after `after`.
+    Crashing {
+        /// How long it stays up.
+        after: Duration,
+        /// Its exit code.
+        exit_code: i64,
+    },
+    /// Is OOM-killed after `after`.
+    OomKilled {
+        /// How long it stays up.
+        after: Duration,
+    },
+}
+
+/// How long an injected crash or OOM kill waits after the app is up.
+pub(super) const FAULT_DELAY: Duration = Duration::from_millis(10);
+
+/// Runs `program` for instance `run` of `app` until it ends, the instance
+/// is stopped, or the fake is dropped.
+pub(super) async fn run_program(inner: Weak<Inner>, app: AppRef, run: u64, program: FakeProgram) {
+    match program {
+        FakeProgram::Idle => {}
+        FakeProgram::Logging { interval } => {
+            for n in 1u64.. {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = inner.upgrade() else { return };
+                if !inner.log_if_running(&app, run, LogSource::Stdout, format!("[app] line {n}")) {
+                    return;
+                }
+                if n % 3 == 0 {
+                    inner.log_if_running(
+                        &app,
+                        run,
+                        LogSource::Stderr,
+                        format!("[app] stderr line {n}"),
+                    );
+                }
+            }
+        }
+        FakeProgram::Crashing { after, exit_code } => {
+            tokio::time::sleep(after).await;
+            if let Some(inner) = inner.upgrade() {
+                let reason = format!("exited with code {exit_code}");
+                let event = RuntimeEventKind::Exited {
+                    exit_code: Some(exit_code),
+                };
+                inner.end(&app, run, DeploymentStatus::Failed, &reason, Some(event));
+            }
+        }
+        FakeProgram::OomKilled { after } => {
+            tokio::time::sleep(after).await;
+            if let Some(inner) = inner.upgrade() {
+                let reason = "OOM killed: memory limit exceeded (exit code 137)";
+                let event = RuntimeEventKind::OomKilled;
+                inner.end(&app, run, DeploymentStatus::Failed, reason, Some(event));
+            }
+        }
+    }
+}
