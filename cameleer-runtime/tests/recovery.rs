@@ -179,6 +179,50 @@ async fn recovery_settles_what_a_controller_restart_interrupted() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn recovery_finishes_a_start_the_backend_completed() {
+    use cameleer_runtime::{DeployRequest, DeploymentStore, NewDeployment};
+    let h = Harness::new();
+    let v1 = h.deploy_settled(&app("orders")).await;
+    // v2 was handed to the backend, which brought it up, but the controller
+    // died before recording RUNNING.
+    let new = NewDeployment {
+        artifact: v1.artifact,
+        image: v1.image.clone(),
+        source: v1.source.clone(),
+        config: v1.config.clone(),
+    };
+    let v2 = h.store.create(&app("orders"), new).await.unwrap();
+    assert_eq!(v2.status, S::Starting);
+    let request = DeployRequest::for_deployment(&v2).unwrap();
+    h.fake.deploy_app(&request).await.unwrap();
+    // And v3 was starting when it died, but never came up.
+    let new = NewDeployment {
+        artifact: v1.artifact,
+        image: v1.image.clone(),
+        source: v1.source.clone(),
+        config: v1.config.clone(),
+    };
+    let v3 = h.store.create(&app("orders"), new).await.unwrap();
+
+    let restarted = h.restarted();
+    let report = restarted.recover().await.unwrap();
+    assert_eq!(report.running, [v2.id]);
+    assert_eq!(report.failed, [v3.id]);
+    let get = |id| restarted.deployment(id);
+    assert_eq!(get(&v2.id).await.unwrap().status, S::Running);
+    let v1 = get(&v1.id).await.unwrap();
+    assert_eq!(v1.status, S::Stopped);
+    assert_eq!(v1.last_reason(), Some("superseded by version 2"));
+    let v3 = get(&v3.id).await.unwrap();
+    assert_eq!(statuses(&v3), [S::Starting, S::Failed]);
+    assert!(
+        v3.last_reason().unwrap().starts_with(INTERRUPTED),
+        "{:?}",
+        v3.last_reason()
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn shutdown_refuses_new_work() {
     let h = Harness::new();
     h.platform.shutdown().await;

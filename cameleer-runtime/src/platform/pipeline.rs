@@ -226,7 +226,7 @@ impl Core {
         }
     }
 
-    async fn supersede_others(&self, current: &Deployment) {
+    pub(crate) async fn supersede_others(&self, current: &Deployment) {
         let others = match self.store.list(&current.app).await {
             Ok(all) => all,
             Err(e) => {

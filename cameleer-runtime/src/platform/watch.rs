@@ -145,13 +145,16 @@ impl Core {
     /// After a controller restart: lets the backend adopt what the store
     /// says is active, then settles whatever no pipeline will finish.
     pub(crate) async fn recover(&self) -> Result<RecoveryReport> {
-        let known: Vec<Deployment> = self
+        let mut known: Vec<Deployment> = self
             .store
             .active()
             .await?
             .into_iter()
             .filter(|d| !self.is_inflight(&d.id))
             .collect();
+        // Newest first per app: a newer version found running supersedes
+        // the older ones before they are judged missing.
+        known.sort_by(|a, b| (&a.app, b.version).cmp(&(&b.app, a.version)));
         let backend = self.orchestrator.reconcile(&known).await?;
         let missing: HashMap<DeploymentId, &AppStatus> =
             backend.missing.iter().map(|(id, s)| (*id, s)).collect();
@@ -172,7 +175,10 @@ impl Core {
             };
             match after.status {
                 DeploymentStatus::Failed => report.failed.push(after.id),
-                DeploymentStatus::Running => report.running.push(after.id),
+                DeploymentStatus::Running => {
+                    self.supersede_others(&after).await;
+                    report.running.push(after.id);
+                }
                 _ => {}
             }
         }
