@@ -191,17 +191,11 @@ async fn recovery_finishes_a_start_the_backend_completed() {
         source: v1.source.clone(),
         config: v1.config.clone(),
     };
-    let v2 = h.store.create(&app("orders"), new).await.unwrap();
+    let v2 = h.store.create(&app("orders"), new.clone()).await.unwrap();
     assert_eq!(v2.status, S::Starting);
     let request = DeployRequest::for_deployment(&v2).unwrap();
     h.fake.deploy_app(&request).await.unwrap();
     // And v3 was starting when it died, but never came up.
-    let new = NewDeployment {
-        artifact: v1.artifact,
-        image: v1.image.clone(),
-        source: v1.source.clone(),
-        config: v1.config.clone(),
-    };
     let v3 = h.store.create(&app("orders"), new).await.unwrap();
 
     let restarted = h.restarted();
