@@ -7,9 +7,11 @@
 //! the pieces are tested on their own:
 //!
 //! - [`api`]: the platform's HTTP API as an axum router;
+//! - [`server`]: the example server's command line;
 //! - [`storage`]: a SQLite [`DeploymentStore`](cameleer_runtime::DeploymentStore)
 //!   and a filesystem [`ArtifactStore`](cameleer_runtime::ArtifactStore).
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod server;
 pub mod storage;

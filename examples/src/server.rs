@@ -1,0 +1,148 @@
+//! The example server: command line and wiring.
+//!
+//! `cargo run -p cameleer-examples --bin server -- [--listen ADDR]
+//! [--data-dir DIR] [--agent-jar PATH] [--agent-args STR] [--base-image REF]`
+//!
+//! It wires the crates exactly as a host application would: SQLite and
+//! content-addressed files under the data dir for storage, the local Docker
+//! engine for images and containers, and the [`api`](crate::api) router on
+//! top of a [`Platform`](cameleer_runtime::Platform).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use cameleer_runtime::ImageRef;
+
+/// The server's settings, from the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerArgs {
+    /// Where to listen. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Where the database and artifacts live. Default `./cameleer-data`.
+    pub data_dir: PathBuf,
+    /// The Cameleer agent JAR; default: the demo agent, compiled from the
+    /// source that ships in the repository.
+    pub agent_jar: Option<PathBuf>,
+    /// Arguments passed to the agent (`-javaagent:agent.jar=<args>`).
+    pub agent_args: Option<String>,
+    /// The JRE base image; default: one built locally with `jlink`.
+    pub base_image: Option<ImageRef>,
+}
+
+impl Default for ServerArgs {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("cameleer-data"),
+            agent_jar: None,
+            agent_args: None,
+            base_image: None,
+        }
+    }
+}
+
+/// The usage text.
+pub const USAGE: &str = "usage: server [--listen ADDR] [--data-dir DIR] [--agent-jar PATH] \
+[--agent-args STR] [--base-image REF]";
+
+impl ServerArgs {
+    /// Parses the arguments after the program name. `Ok(None)` for
+    /// `--help`; `Err` names the offending argument.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cameleer_examples::server::ServerArgs;
+    ///
+    /// let args = ServerArgs::parse(["--listen", "127.0.0.1:0", "--data-dir", "/tmp/c"])
+    ///     .unwrap()
+    ///     .unwrap();
+    /// assert_eq!(args.listen.port(), 0);
+    /// assert!(ServerArgs::parse(["--nope"]).is_err());
+    /// ```
+    pub fn parse<I, S>(args: I) -> Result<Option<Self>, String>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut out = Self::default();
+        let mut it = args.into_iter().map(Into::into);
+        while let Some(flag) = it.next() {
+            if flag == "--help" || flag == "-h" {
+                return Ok(None);
+            }
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+                _ => (flag.clone(), None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| it.next())
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            match name.as_str() {
+                "--listen" => {
+                    let v = value()?;
+                    out.listen = v.parse().map_err(|e| {
+                        format!("--listen {v:?}: not an address such as 127.0.0.1:8080 ({e})")
+                    })?;
+                }
+                "--data-dir" => out.data_dir = PathBuf::from(value()?),
+                "--agent-jar" => out.agent_jar = Some(PathBuf::from(value()?)),
+                "--agent-args" => out.agent_args = Some(value()?),
+                "--base-image" => {
+                    let v = value()?;
+                    out.base_image = Some(v.parse().map_err(|e| format!("--base-image: {e}"))?);
+                }
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_every_flag() {
+        assert_eq!(
+            ServerArgs::parse(Vec::<String>::new()).unwrap().unwrap(),
+            ServerArgs::default()
+        );
+        let a = ServerArgs::parse([
+            "--listen=0.0.0.0:9000",
+            "--data-dir",
+            "/d",
+            "--agent-jar",
+            "/a.jar",
+            "--agent-args",
+            "x=1,y=2",
+            "--base-image",
+            "cameleer/jre:17",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.listen.port(), 9000);
+        assert_eq!(a.data_dir, PathBuf::from("/d"));
+        assert_eq!(a.agent_jar, Some(PathBuf::from("/a.jar")));
+        assert_eq!(a.agent_args.as_deref(), Some("x=1,y=2"));
+        assert_eq!(a.base_image.unwrap().to_string(), "cameleer/jre:17");
+        assert_eq!(ServerArgs::parse(["--help"]).unwrap(), None);
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        for (args, needle) in [
+            (vec!["--listen", "nowhere"], "--listen"),
+            (vec!["--listen"], "needs a value"),
+            (vec!["--base-image", "UPPER"], "--base-image"),
+            (vec!["serve"], "unknown argument"),
+        ] {
+            let e = ServerArgs::parse(args).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+}
