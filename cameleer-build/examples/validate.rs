@@ -1,8 +1,10 @@
 //! Validates JAR files and prints one JSON object per file per line.
 //!
 //! ```text
-//! cargo run -p cameleer-build --example validate -- [--sha256 HEX] [--java-release N] FILE...
+//! cargo run -p cameleer-build --example validate -- [--sha256 HEX] [--java-release N] [--sequential] FILE...
 //! ```
+//!
+//! `--sequential` keeps the scan on one core (no nested-JAR worker thread).
 //!
 //! Exit status: 0 when every file is valid, 1 when any is rejected, 2 on a
 //! usage error.
@@ -12,7 +14,7 @@ use std::io::Write;
 use cameleer_build::{Sha256Digest, ValidationPolicy, validate_jar};
 use serde_json::json;
 
-const USAGE: &str = "usage: validate [--sha256 HEX] [--java-release N] FILE...";
+const USAGE: &str = "usage: validate [--sha256 HEX] [--java-release N] [--sequential] FILE...";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,6 +38,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 Some(Ok(r)) => policy.java_release = r,
                 _ => return usage(err, "--java-release needs a number"),
             },
+            "--sequential" => policy.parallel = false,
             "--" => files.extend(it.by_ref().cloned()),
             flag if flag.starts_with("--") => return usage(err, &format!("unknown option {flag}")),
             file => files.push(file.to_owned()),

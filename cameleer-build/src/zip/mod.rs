@@ -3,9 +3,10 @@
 //!
 //! It reads the upload strictly forward (no `Seek`), so it can validate
 //! while the bytes arrive: local headers in order, each entry inflated and
-//! measured ([`entry`]), then the central directory and end records,
-//! cross-checked against what was really seen ([`walker`]).
+//! measured ([`entry`], [`walker`]), then the central directory and end
+//! records, cross-checked against what was really seen ([`central`]).
 
+pub(crate) mod central;
 pub(crate) mod entry;
 pub(crate) mod input;
 pub(crate) mod names;
