@@ -19,6 +19,19 @@ pub mod base_image;
 pub mod connect;
 pub mod jdk;
 
+pub mod container;
+mod engine;
+mod events;
+mod health;
+pub mod labels;
+mod logs;
+mod network;
+mod orchestrator;
+mod status;
+
+pub use logs::MAX_LINE_BYTES;
+pub use orchestrator::{DockerOrchestratorOptions, DockerRuntimeOrchestrator};
+
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 #[cfg(feature = "fixtures")]

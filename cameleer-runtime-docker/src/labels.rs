@@ -1,0 +1,259 @@
+//! The labels and names the backend gives its containers and networks.
+//!
+//! Labels are the truth about what runs: a controller that restarts reads
+//! them back to learn which tenant, app, environment, version and deployment
+//! a container belongs to, and how to probe it. Names only keep two
+//! resources from being created twice; they are never parsed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cameleer_runtime::{AppId, AppRef, DeploymentId, EnvId, HealthCheck, TenantId};
+
+/// The label every resource this backend creates carries, with value `true`.
+pub const MANAGED: &str = "io.cameleer.managed";
+/// The owning tenant.
+pub const TENANT: &str = "io.cameleer.tenant";
+/// The app.
+pub const APP: &str = "io.cameleer.app";
+/// The environment.
+pub const ENV: &str = "io.cameleer.env";
+/// The deployment's version.
+pub const VERSION: &str = "io.cameleer.version";
+/// The deployment id.
+pub const DEPLOYMENT: &str = "io.cameleer.deployment";
+/// How to probe the app: `none`, `tcp:<port>` or `http:<port><path>`.
+pub const HEALTH: &str = "io.cameleer.health";
+/// How long the app may take to become healthy, in seconds.
+pub const START_TIMEOUT: &str = "io.cameleer.start-timeout";
+/// On images: the SHA-256 of the JAR inside.
+pub const ARTIFACT_SHA256: &str = "io.cameleer.artifact-sha256";
+
+/// The `label=…` filter values that select every container or network this
+/// backend manages.
+pub fn managed_filter() -> Vec<String> {
+    vec![format!("{MANAGED}=true")]
+}
+
+/// The label filter values that select the resources of `tenant`.
+pub fn tenant_filter(tenant: &TenantId) -> Vec<String> {
+    vec![format!("{MANAGED}=true"), format!("{TENANT}={tenant}")]
+}
+
+/// The label filter values that select the resources of one tenant+env.
+pub fn tenant_env_filter(tenant: &TenantId, env: &EnvId) -> Vec<String> {
+    let mut f = tenant_filter(tenant);
+    f.push(format!("{ENV}={env}"));
+    f
+}
+
+/// The label filter values that select every container of `app`.
+pub fn app_filter(app: &AppRef) -> Vec<String> {
+    let mut f = tenant_env_filter(&app.tenant, &app.env);
+    f.push(format!("{APP}={}", app.app));
+    f
+}
+
+/// The filters map of a list call: `{"label": values}`.
+pub fn label_filters(values: Vec<String>) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), values)])
+}
+
+/// The network of one tenant+env: `cameleer-{tenant}-{env}`.
+///
+/// Two pairs can map to the same name (`a`/`b-c` and `a-b`/`c`), so the
+/// network's labels, not its name, say whose it is, and a network of a pair
+/// whose name is taken gets a hash of the pair appended.
+pub fn network_name(tenant: &TenantId, env: &EnvId) -> String {
+    format!("cameleer-{tenant}-{env}")
+}
+
+/// The container of one version: `cameleer-{tenant}-{env}-{app}-v{version}`.
+pub fn container_name(app: &AppRef, version: u64) -> String {
+    format!("cameleer-{}-{}-{}-v{version}", app.tenant, app.env, app.app)
+}
+
+/// The labels of a network.
+pub fn network_labels(tenant: &TenantId, env: &EnvId) -> HashMap<String, String> {
+    HashMap::from([
+        (MANAGED.to_string(), "true".to_string()),
+        (TENANT.to_string(), tenant.to_string()),
+        (ENV.to_string(), env.to_string()),
+    ])
+}
+
+/// Whether `labels` mark a network as the one of `tenant`+`env`.
+pub fn network_belongs_to(
+    labels: Option<&HashMap<String, String>>,
+    tenant: &TenantId,
+    env: &EnvId,
+) -> bool {
+    let Some(labels) = labels else { return false };
+    labels.get(MANAGED).map(String::as_str) == Some("true")
+        && labels.get(TENANT).map(String::as_str) == Some(tenant.as_str())
+        && labels.get(ENV).map(String::as_str) == Some(env.as_str())
+}
+
+/// What the labels of one of our containers say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerLabels {
+    /// Which app, where.
+    pub app: AppRef,
+    /// The deployment.
+    pub deployment: DeploymentId,
+    /// Its version.
+    pub version: u64,
+    /// How to probe it.
+    pub health: HealthCheck,
+    /// How long it may take to become healthy.
+    pub start_timeout: Duration,
+}
+
+impl ContainerLabels {
+    /// The labels to put on a container.
+    pub fn to_map(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (MANAGED.to_string(), "true".to_string()),
+            (TENANT.to_string(), self.app.tenant.to_string()),
+            (APP.to_string(), self.app.app.to_string()),
+            (ENV.to_string(), self.app.env.to_string()),
+            (VERSION.to_string(), self.version.to_string()),
+            (DEPLOYMENT.to_string(), self.deployment.to_string()),
+            (HEALTH.to_string(), encode_health(&self.health)),
+            (
+                START_TIMEOUT.to_string(),
+                self.start_timeout.as_secs().to_string(),
+            ),
+        ])
+    }
+
+    /// Reads the labels of a container back; `None` when it is not one of
+    /// ours or a label is missing or malformed (such a container is never
+    /// probed or adopted).
+    pub fn parse(labels: &HashMap<String, String>) -> Option<Self> {
+        if labels.get(MANAGED)? != "true" {
+            return None;
+        }
+        let app = AppRef::new(
+            TenantId::new(labels.get(TENANT)?.as_str()).ok()?,
+            AppId::new(labels.get(APP)?.as_str()).ok()?,
+            EnvId::new(labels.get(ENV)?.as_str()).ok()?,
+        );
+        let health = labels
+            .get(HEALTH)
+            .map_or(Some(HealthCheck::None), |h| decode_health(h))?;
+        let start_timeout = labels
+            .get(START_TIMEOUT)
+            .and_then(|s| s.parse::<u64>().ok())
+            .map_or(Duration::from_secs(120), Duration::from_secs);
+        Some(Self {
+            app,
+            deployment: labels.get(DEPLOYMENT)?.parse().ok()?,
+            version: labels.get(VERSION)?.parse().ok()?,
+            health,
+            start_timeout,
+        })
+    }
+}
+
+/// `none`, `tcp:9092` or `http:8080/health`.
+fn encode_health(health: &HealthCheck) -> String {
+    match health {
+        HealthCheck::TcpPort(port) => format!("tcp:{port}"),
+        HealthCheck::Http { port, path } => format!("http:{port}{path}"),
+        HealthCheck::None => "none".to_string(),
+    }
+}
+
+fn decode_health(s: &str) -> Option<HealthCheck> {
+    if s == "none" {
+        return Some(HealthCheck::None);
+    }
+    if let Some(port) = s.strip_prefix("tcp:") {
+        return port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .map(HealthCheck::TcpPort);
+    }
+    let rest = s.strip_prefix("http:")?;
+    let slash = rest.find('/')?;
+    let port: u16 = rest[..slash].parse().ok().filter(|p| *p != 0)?;
+    let path = &rest[slash..];
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    Some(HealthCheck::Http {
+        port,
+        path: path.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(health: HealthCheck) -> ContainerLabels {
+        ContainerLabels {
+            app: AppRef::parse("acme", "orders", "dev").unwrap(),
+            deployment: DeploymentId::new_random(),
+            version: 7,
+            health,
+            start_timeout: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn labels_round_trip() {
+        for health in [
+            HealthCheck::None,
+            HealthCheck::TcpPort(9092),
+            HealthCheck::Http {
+                port: 8080,
+                path: "/actuator/health?x=1".into(),
+            },
+        ] {
+            let l = labels(health);
+            assert_eq!(ContainerLabels::parse(&l.to_map()), Some(l));
+        }
+    }
+
+    #[test]
+    fn foreign_or_damaged_labels_are_not_ours() {
+        let good = labels(HealthCheck::TcpPort(1)).to_map();
+        for (key, value) in [
+            (MANAGED, "false"),
+            (TENANT, "Not A Tenant"),
+            (VERSION, "x"),
+            (DEPLOYMENT, "nope"),
+            (HEALTH, "tcp:0"),
+            (HEALTH, "http:80"),
+            (HEALTH, "udp:53"),
+        ] {
+            let mut m = good.clone();
+            m.insert(key.into(), value.into());
+            assert_eq!(ContainerLabels::parse(&m), None, "{key}={value}");
+        }
+        let mut m = good.clone();
+        m.remove(APP);
+        assert_eq!(ContainerLabels::parse(&m), None);
+    }
+
+    #[test]
+    fn names() {
+        let app = AppRef::parse("acme", "orders", "dev").unwrap();
+        assert_eq!(container_name(&app, 3), "cameleer-acme-dev-orders-v3");
+        assert_eq!(network_name(&app.tenant, &app.env), "cameleer-acme-dev");
+    }
+
+    #[test]
+    fn a_network_of_a_colliding_name_is_not_taken_for_ours() {
+        let (t1, e1) = (TenantId::new("a").unwrap(), EnvId::new("b-c").unwrap());
+        let (t2, e2) = (TenantId::new("a-b").unwrap(), EnvId::new("c").unwrap());
+        assert_eq!(network_name(&t1, &e1), network_name(&t2, &e2));
+        let l = network_labels(&t1, &e1);
+        assert!(network_belongs_to(Some(&l), &t1, &e1));
+        assert!(!network_belongs_to(Some(&l), &t2, &e2));
+        assert!(!network_belongs_to(None, &t1, &e1));
+    }
+}

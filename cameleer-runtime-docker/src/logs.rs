@@ -1,0 +1,338 @@
+//! An app's output as a stream of [`LogLine`]s, from the engine's log API.
+//!
+//! The engine is asked for stdout and stderr with timestamps. Each frame it
+//! sends is one log entry, tagged stdout or stderr by its header and
+//! prefixed with an RFC 3339 timestamp with nanoseconds. The json-file
+//! driver cuts lines longer than 16 KiB into several entries, each with its
+//! own timestamp and only the last ending in `\n`, so lines are reassembled
+//! per stream (stdout and stderr partials never mix) and stamped with the
+//! time of their first piece.
+//!
+//! Memory stays bounded: the stream pulls one frame from the engine only
+//! when its reader asks for a line (no forwarding task, no channel), and a
+//! line longer than [`MAX_LINE_BYTES`] is delivered in pieces of at most that
+//! size rather than buffered whole.
+//!
+//! `since` is honoured to the nanosecond: the engine only takes whole
+//! seconds, so it is asked for the second that contains `since` and the
+//! lines before `since` in that second are dropped here.
+
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+use bollard::container::LogOutput;
+use cameleer_runtime::{Error, LogLine, LogSource, LogStream};
+use futures::{Stream, StreamExt};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// The longest line delivered in one piece, in bytes; longer lines come as
+/// several [`LogLine`]s.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Splits `2024-05-01T10:00:00.123456789Z message` into its time and the
+/// message; `None` when the frame has no timestamp prefix.
+pub(crate) fn split_timestamp(frame: &[u8]) -> Option<(OffsetDateTime, &[u8])> {
+    // An RFC 3339 timestamp with nanoseconds and an offset is at most 35 bytes.
+    let space = frame.iter().take(40).position(|b| *b == b' ')?;
+    let stamp = std::str::from_utf8(&frame[..space]).ok()?;
+    let ts = OffsetDateTime::parse(stamp, &Rfc3339).ok()?;
+    Some((ts, &frame[space + 1..]))
+}
+
+#[derive(Debug, Default)]
+struct Partial {
+    ts: Option<OffsetDateTime>,
+    bytes: Vec<u8>,
+}
+
+/// Turns log frames into whole lines, per stream.
+#[derive(Debug)]
+pub(crate) struct LineAssembler {
+    stdout: Partial,
+    stderr: Partial,
+    max_line: usize,
+    /// The last timestamp seen, for a frame that has none.
+    last_ts: OffsetDateTime,
+}
+
+impl LineAssembler {
+    pub(crate) fn new(max_line: usize) -> Self {
+        Self {
+            stdout: Partial::default(),
+            stderr: Partial::default(),
+            max_line: max_line.max(4),
+            last_ts: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    /// Feeds one frame; completed lines are appended to `out`.
+    pub(crate) fn push(&mut self, source: LogSource, frame: &[u8], out: &mut VecDeque<LogLine>) {
+        let (ts, mut content) = match split_timestamp(frame) {
+            Some((ts, rest)) => (ts, rest),
+            None => (self.last_ts, frame),
+        };
+        self.last_ts = ts;
+        let max_line = self.max_line;
+        let partial = match source {
+            LogSource::Stdout => &mut self.stdout,
+            LogSource::Stderr => &mut self.stderr,
+        };
+        while !content.is_empty() {
+            let ts = *partial.ts.get_or_insert(ts);
+            match content.iter().position(|b| *b == b'\n') {
+                Some(nl) => {
+                    partial.bytes.extend_from_slice(&content[..nl]);
+                    content = &content[nl + 1..];
+                    flush_long(partial, source, ts, max_line, out);
+                    out.push_back(line(source, ts, std::mem::take(&mut partial.bytes), true));
+                    partial.ts = None;
+                }
+                None => {
+                    partial.bytes.extend_from_slice(content);
+                    content = &[];
+                    flush_long(partial, source, ts, max_line, out);
+                }
+            }
+        }
+    }
+
+    /// The unterminated rest of each stream, as lines, at the end of the logs.
+    pub(crate) fn finish(&mut self, out: &mut VecDeque<LogLine>) {
+        for (source, partial) in [
+            (LogSource::Stdout, &mut self.stdout),
+            (LogSource::Stderr, &mut self.stderr),
+        ] {
+            if !partial.bytes.is_empty() {
+                let ts = partial.ts.unwrap_or(self.last_ts);
+                out.push_back(line(source, ts, std::mem::take(&mut partial.bytes), true));
+            }
+            partial.ts = None;
+        }
+    }
+}
+
+/// Emits full `max_line` pieces of a partial that grew too long, cut at a
+/// UTF-8 character boundary.
+fn flush_long(
+    partial: &mut Partial,
+    source: LogSource,
+    ts: OffsetDateTime,
+    max_line: usize,
+    out: &mut VecDeque<LogLine>,
+) {
+    while partial.bytes.len() > max_line {
+        let mut cut = max_line;
+        // Back up over continuation bytes (10xxxxxx), at most 3.
+        while cut > max_line - 3 && (partial.bytes[cut] & 0xC0) == 0x80 {
+            cut -= 1;
+        }
+        let rest = partial.bytes.split_off(cut);
+        let piece = std::mem::replace(&mut partial.bytes, rest);
+        out.push_back(line(source, ts, piece, false));
+    }
+}
+
+fn line(source: LogSource, ts: OffsetDateTime, mut bytes: Vec<u8>, complete: bool) -> LogLine {
+    if complete && bytes.last() == Some(&b'\r') {
+        bytes.pop();
+    }
+    let line = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    LogLine {
+        ts,
+        stream: source,
+        line,
+    }
+}
+
+/// The whole second to ask the engine for, given `since`.
+pub(crate) fn engine_since(since: Option<SystemTime>) -> i32 {
+    since
+        .and_then(|s| s.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX))
+}
+
+/// Adapts the engine's frame stream into a [`LogStream`] of lines at or after
+/// `since`. Pull-based: nothing is read from the engine before it is asked for.
+pub(crate) fn lines<S>(frames: S, since: Option<SystemTime>, max_line: usize) -> LogStream
+where
+    S: Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send + 'static,
+{
+    let since = since.map(OffsetDateTime::from);
+    struct State<S> {
+        frames: std::pin::Pin<Box<S>>,
+        assembler: LineAssembler,
+        ready: VecDeque<LogLine>,
+        /// The engine's error, delivered after the lines assembled before it.
+        error: Option<Error>,
+        done: bool,
+    }
+    let state = State {
+        frames: Box::pin(frames),
+        assembler: LineAssembler::new(max_line),
+        ready: VecDeque::new(),
+        error: None,
+        done: false,
+    };
+    futures::stream::unfold(state, move |mut st| async move {
+        loop {
+            while let Some(line) = st.ready.pop_front() {
+                if since.is_none_or(|s| line.ts >= s) {
+                    return Some((Ok(line), st));
+                }
+            }
+            if st.done {
+                return st.error.take().map(|e| (Err(e), st));
+            }
+            match st.frames.next().await {
+                Some(Ok(frame)) => {
+                    let source = match &frame {
+                        LogOutput::StdErr { .. } => LogSource::Stderr,
+                        // Console (a TTY) and stdin echo count as stdout.
+                        _ => LogSource::Stdout,
+                    };
+                    st.assembler.push(source, frame.as_ref(), &mut st.ready);
+                }
+                Some(Err(e)) => {
+                    st.done = true;
+                    st.error = Some(crate::engine::backend("reading the app's logs", e));
+                    st.assembler.finish(&mut st.ready);
+                }
+                None => {
+                    st.done = true;
+                    st.assembler.finish(&mut st.ready);
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn out(ts: &str, text: &str) -> LogOutput {
+        LogOutput::StdOut {
+            message: Bytes::from(format!("{ts} {text}")),
+        }
+    }
+
+    fn err(ts: &str, text: &str) -> LogOutput {
+        LogOutput::StdErr {
+            message: Bytes::from(format!("{ts} {text}")),
+        }
+    }
+
+    async fn collect(
+        frames: Vec<LogOutput>,
+        since: Option<SystemTime>,
+        max: usize,
+    ) -> Vec<LogLine> {
+        let s = futures::stream::iter(frames.into_iter().map(Ok));
+        lines(s, since, max)
+            .map(|l| l.unwrap())
+            .collect::<Vec<_>>()
+            .await
+    }
+
+    #[test]
+    fn timestamps_parse_with_nanoseconds() {
+        let (ts, rest) = split_timestamp(b"2026-01-02T03:04:05.123456789Z hello world").unwrap();
+        assert_eq!(ts.nanosecond(), 123_456_789);
+        assert_eq!(rest, b"hello world");
+        let (ts, _) = split_timestamp(b"2026-01-02T03:04:05Z x").unwrap();
+        assert_eq!(ts.nanosecond(), 0);
+        assert!(split_timestamp(b"no timestamp here").is_none());
+    }
+
+    #[tokio::test]
+    async fn lines_are_tagged_and_reassembled_per_stream() {
+        let t1 = "2026-01-02T03:04:05.000000001Z";
+        let t2 = "2026-01-02T03:04:05.000000002Z";
+        let t3 = "2026-01-02T03:04:05.000000003Z";
+        let got = collect(
+            vec![
+                out(t1, "first half, "),
+                err(t2, "an error\n"),
+                out(t3, "second half\n"),
+                out(t3, "crlf\r\n"),
+                out(t3, "no newline at the end"),
+            ],
+            None,
+            MAX_LINE_BYTES,
+        )
+        .await;
+        let view: Vec<_> = got.iter().map(|l| (l.stream, l.line.as_str())).collect();
+        assert_eq!(
+            view,
+            [
+                (LogSource::Stderr, "an error"),
+                (LogSource::Stdout, "first half, second half"),
+                (LogSource::Stdout, "crlf"),
+                (LogSource::Stdout, "no newline at the end"),
+            ]
+        );
+        // A reassembled line carries the time of its first piece.
+        assert_eq!(got[1].ts.nanosecond(), 1);
+    }
+
+    #[tokio::test]
+    async fn long_lines_come_in_bounded_pieces_cut_at_char_boundaries() {
+        let ts = "2026-01-02T03:04:05Z";
+        let long = "é".repeat(10); // 20 bytes
+        let got = collect(vec![out(ts, &format!("{long}\n"))], None, 7).await;
+        assert!(got.iter().all(|l| l.line.len() <= 7), "{got:?}");
+        assert_eq!(
+            got.iter().map(|l| l.line.as_str()).collect::<String>(),
+            long
+        );
+    }
+
+    #[tokio::test]
+    async fn since_is_honoured_below_the_second() {
+        let base = OffsetDateTime::parse("2026-01-02T03:04:05Z", &Rfc3339).unwrap();
+        let frames = (0..10)
+            .map(|i| {
+                let ts = (base + Duration::from_millis(100 * i))
+                    .format(&Rfc3339)
+                    .unwrap();
+                out(&ts, &format!("line {i}\n"))
+            })
+            .collect();
+        let since = SystemTime::from(base + Duration::from_millis(450));
+        let got = collect(frames, Some(since), MAX_LINE_BYTES).await;
+        let texts: Vec<_> = got.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(texts, ["line 5", "line 6", "line 7", "line 8", "line 9"]);
+        assert_eq!(
+            engine_since(Some(since)),
+            i32::try_from(base.unix_timestamp()).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_engine_error_comes_after_the_lines_before_it() {
+        let ts = "2026-01-02T03:04:05Z";
+        let s = futures::stream::iter(vec![
+            Ok(out(ts, "a\n")),
+            Ok(out(ts, "partial")),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 500,
+                message: "boom".into(),
+            }),
+            Ok(out(ts, "never\n")),
+        ]);
+        let got: Vec<_> = lines(s, None, MAX_LINE_BYTES).collect().await;
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].as_ref().unwrap().line, "a");
+        assert_eq!(got[1].as_ref().unwrap().line, "partial");
+        assert_eq!(got[2].as_ref().unwrap_err().code(), "backend_error");
+    }
+}

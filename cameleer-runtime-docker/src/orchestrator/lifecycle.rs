@@ -1,0 +1,415 @@
+//! Deploy and restart: create what is absent, start, gate on health, and
+//! swap versions only once the new one is up.
+
+use std::fmt;
+use std::time::Duration;
+
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder,
+    RestartContainerOptionsBuilder, StartContainerOptions,
+};
+use cameleer_runtime::{
+    AppConfig, AppStatus, DeployRequest, DeploymentStatus, Error, ImageRef, Result,
+};
+use futures::StreamExt;
+use tokio::time::Instant;
+
+use super::{DockerRuntimeOrchestrator, probe_running};
+use crate::engine::{backend, is_conflict, is_not_found};
+use crate::labels::{self, ContainerLabels};
+use crate::status::Phase;
+use crate::{container, logs, network};
+
+/// The most bytes of a failed container's output carried in its error.
+const MAX_FAILURE_OUTPUT: usize = 2048;
+
+/// Why a container did not come up.
+#[derive(Debug)]
+pub(super) enum StartFailure {
+    /// It ended: exit code, OOM kill, the engine could not start it.
+    Ended(String),
+    /// Still not healthy at the deadline.
+    TimedOut {
+        after: Duration,
+        last_probe: Option<String>,
+    },
+}
+
+impl fmt::Display for StartFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartFailure::Ended(reason) => f.write_str(reason),
+            StartFailure::TimedOut { after, last_probe } => {
+                write!(f, "health check timed out after {} s", after.as_secs())?;
+                if let Some(probe) = last_probe {
+                    write!(f, " (last probe: {probe})")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl StartFailure {
+    /// The error a caller gets: what failed, why, and the app's last words.
+    fn into_error(self, what: &str, output: &str) -> Error {
+        let mut message = format!("{what} failed to start: {self}");
+        if !output.is_empty() {
+            message.push_str("; last output: ");
+            message.push_str(output);
+        }
+        match self {
+            StartFailure::TimedOut { .. } => Error::Timeout(message),
+            StartFailure::Ended(_) => Error::Backend {
+                message,
+                source: None,
+            },
+        }
+    }
+}
+
+impl DockerRuntimeOrchestrator {
+    pub(super) async fn deploy(&self, request: &DeployRequest) -> Result<AppStatus> {
+        request.config.validate()?;
+        // Also checks what the launcher would refuse, before anything exists.
+        container::jdk_java_options(&request.config.jvm_options)?;
+        let app = &request.app;
+        let lock = self.memory.app_lock(app);
+        let _app = lock.lock().await;
+
+        let image_id = self.resolve_image(&request.image).await?;
+        let labels = ContainerLabels {
+            app: app.clone(),
+            deployment: request.deployment,
+            version: request.version,
+            health: request.config.health.clone(),
+            start_timeout: request.config.start_timeout(),
+        };
+        let what = format!(
+            "{app} version {} (deployment {})",
+            request.version, request.deployment
+        );
+
+        let (id, name) = self
+            .ensure_container(&labels, &image_id, &request.config)
+            .await?;
+        let started = match self
+            .docker
+            .start_container(&id, None::<StartContainerOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => Err(StartFailure::Ended(format!(
+                "the engine could not start it: {}",
+                backend("starting", e)
+            ))),
+        };
+        let outcome = match started {
+            Ok(()) => self.wait_until_up(&id, &labels).await,
+            Err(failure) => Err(failure),
+        };
+        match outcome {
+            Ok(()) => {
+                tracing::info!(app = %app, version = request.version, "deployment is up");
+                for old in self.list(labels::app_filter(app)).await? {
+                    if old.id != id {
+                        self.remove_container(&old).await?;
+                    }
+                }
+                Ok(AppStatus {
+                    app: app.clone(),
+                    status: DeploymentStatus::Running,
+                    deployment: Some(request.deployment),
+                    version: Some(request.version),
+                    reason: None,
+                })
+            }
+            Err(failure) => {
+                tracing::warn!(app = %app, version = request.version, %failure, "deployment failed to start");
+                let output = self.last_output(&id).await;
+                self.settle_failed_start(&id, &name, &failure).await;
+                Err(failure.into_error(&what, &output))
+            }
+        }
+    }
+
+    /// After a failed start: with an older version still serving, the new
+    /// container goes and the old one keeps running, untouched. With none,
+    /// the failed container is kept (stopped) as the app's newest, so its
+    /// status says FAILED and why, and its logs stay readable; the older,
+    /// not running containers go, since only the newest is ever addressed.
+    async fn settle_failed_start(&self, id: &str, name: &str, failure: &StartFailure) {
+        let app_containers = match self.containers_of_container(id).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(container = %name, error = %e, "cannot list the app's containers");
+                Vec::new()
+            }
+        };
+        let serving = app_containers.iter().any(|c| {
+            c.id != id && c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+        });
+        let result = if serving {
+            self.force_remove(id, name).await
+        } else {
+            let mut result = Ok(());
+            if let StartFailure::TimedOut { .. } = failure {
+                self.memory.set_start_failure(id, &failure.to_string());
+                result = self.stop_container(id).await;
+            }
+            for old in app_containers.iter().filter(|c| c.id != id) {
+                if let Err(e) = self.remove_container(old).await {
+                    result = Err(e);
+                }
+            }
+            result
+        };
+        if let Err(e) = result {
+            tracing::warn!(container = %name, error = %e, "could not clean up after a failed start");
+        }
+    }
+
+    /// The containers of the app `id` belongs to.
+    async fn containers_of_container(&self, id: &str) -> Result<Vec<super::Listed>> {
+        let Some(inspect) = self.inspect(id).await? else {
+            return Ok(Vec::new());
+        };
+        let Some(labels) = inspect
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(ContainerLabels::parse)
+        else {
+            return Ok(Vec::new());
+        };
+        self.list(labels::app_filter(&labels.app)).await
+    }
+
+    pub(super) async fn restart(&self, app: &cameleer_runtime::AppRef) -> Result<AppStatus> {
+        let c = self.newest(app).await?;
+        self.memory.expect_exit(&c.id);
+        let t = i32::try_from(self.options.stop_timeout.as_secs()).unwrap_or(i32::MAX);
+        self.docker
+            .restart_container(
+                &c.id,
+                Some(RestartContainerOptionsBuilder::new().t(t).build()),
+            )
+            .await
+            .map_err(|e| backend(format!("restarting container {}", c.name), e))?;
+        // The exit of the run before the restart was ours; any later one is news.
+        self.memory.expect_exits_until_now(&c.id);
+        let what = format!(
+            "{app} version {} (deployment {})",
+            c.labels.version, c.labels.deployment
+        );
+        match self.wait_until_up(&c.id, &c.labels).await {
+            Ok(()) => Ok(AppStatus {
+                app: app.clone(),
+                status: DeploymentStatus::Running,
+                deployment: Some(c.labels.deployment),
+                version: Some(c.labels.version),
+                reason: None,
+            }),
+            // The container stays: it is the app's current version, and its
+            // logs say why it failed.
+            Err(failure) => Err(failure.into_error(&what, &self.last_output(&c.id).await)),
+        }
+    }
+
+    /// The container of this deployment, as `(id, name)`: the existing one
+    /// when it is alive, else a new one. Idempotent: a deploy re-run after a
+    /// crash of the controller finds what the first run made.
+    ///
+    /// The name is `cameleer-{tenant}-{env}-{app}-v{version}`. Two tenants
+    /// can derive the same name (`a`/`b-c` and `a-b`/`c`); the labels say
+    /// whose a container is, and when the name is another's, this
+    /// deployment's container is named with its deployment id appended.
+    async fn ensure_container(
+        &self,
+        labels: &ContainerLabels,
+        image_id: &str,
+        config: &AppConfig,
+    ) -> Result<(String, String)> {
+        let primary = labels::container_name(&labels.app, labels.version);
+        let deployment = labels.deployment.to_string();
+        let names = [primary.clone(), format!("{primary}-{}", &deployment[..8])];
+        for _ in 0..3 {
+            let mut free = None;
+            for name in &names {
+                let Some(existing) = self.inspect(name).await? else {
+                    free = Some(name);
+                    break;
+                };
+                let id = existing.id.clone().unwrap_or_else(|| name.clone());
+                let owner = existing
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.labels.as_ref())
+                    .and_then(ContainerLabels::parse);
+                match owner {
+                    Some(l) if l.app == labels.app && l.deployment == labels.deployment => {
+                        if let Phase::Ended { .. } = self.phase_of(&id, &existing) {
+                            // A previous attempt ran and ended: start afresh.
+                            self.force_remove(&id, name).await?;
+                            free = Some(name);
+                            break;
+                        }
+                        return Ok((id, name.clone()));
+                    }
+                    Some(l) if l.app == labels.app => {
+                        return Err(Error::Conflict(format!(
+                            "container {name} runs deployment {} of {}, not {}",
+                            l.deployment, l.app, labels.deployment
+                        )));
+                    }
+                    // Another tenant's (or not ours): try the next name.
+                    _ => continue,
+                }
+            }
+            let Some(name) = free else {
+                return Err(Error::Conflict(format!(
+                    "the names {names:?} are taken by containers of others"
+                )));
+            };
+            let lock = self
+                .memory
+                .network_lock(&labels.app.tenant, &labels.app.env);
+            let _net = lock.lock().await;
+            let network =
+                network::ensure(&self.docker, &labels.app.tenant, &labels.app.env).await?;
+            let body = container::create_body(labels, image_id, config, &network, &self.options)?;
+            let options = CreateContainerOptionsBuilder::new().name(name).build();
+            match self.docker.create_container(Some(options), body).await {
+                Ok(created) => {
+                    for warning in &created.warnings {
+                        tracing::warn!(container = %name, %warning, "engine warning");
+                    }
+                    self.memory.forget(&created.id);
+                    return Ok((created.id, name.clone()));
+                }
+                // Someone created it in between: look again.
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(backend(format!("creating container {name}"), e)),
+            }
+        }
+        Err(Error::Conflict(format!(
+            "container {primary} keeps changing under us; try again"
+        )))
+    }
+
+    /// Waits until the container is up (health check passed), has ended,
+    /// or its start timeout passed.
+    pub(super) async fn wait_until_up(
+        &self,
+        id: &str,
+        labels: &ContainerLabels,
+    ) -> std::result::Result<(), StartFailure> {
+        let timeout = labels
+            .start_timeout
+            .max(self.options.health_grace + self.options.probe_interval);
+        let deadline = Instant::now() + timeout;
+        let mut last_probe = None;
+        loop {
+            let inspect = match self.inspect(id).await {
+                Ok(Some(i)) => i,
+                Ok(None) => return Err(StartFailure::Ended("its container was removed".into())),
+                Err(e) => return Err(StartFailure::Ended(e.to_string())),
+            };
+            match self.phase_of(id, &inspect) {
+                Phase::Running { started_at } => {
+                    match probe_running(&self.options, labels, &inspect, &started_at).await {
+                        Ok(()) => {
+                            self.memory.set_healthy(id, &started_at);
+                            return Ok(());
+                        }
+                        Err(why) => last_probe = Some(why),
+                    }
+                }
+                Phase::Starting => {}
+                Phase::Ended { reason, .. } => return Err(StartFailure::Ended(reason)),
+            }
+            if Instant::now() >= deadline {
+                return Err(StartFailure::TimedOut {
+                    after: timeout,
+                    last_probe,
+                });
+            }
+            tokio::time::sleep(self.options.probe_interval).await;
+        }
+    }
+
+    /// The last lines a container wrote, joined, for an error message.
+    async fn last_output(&self, id: &str) -> String {
+        let n = self.options.failure_log_lines;
+        if n == 0 {
+            return String::new();
+        }
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .tail(&n.to_string())
+            .build();
+        let lines: Vec<String> = logs::lines(
+            self.docker.logs(id, Some(options)),
+            None,
+            MAX_FAILURE_OUTPUT,
+        )
+        .take(n)
+        .filter_map(|l| async move { l.ok().map(|l| l.line) })
+        .collect()
+        .await;
+        let mut joined = lines.join(" | ");
+        if joined.len() > MAX_FAILURE_OUTPUT {
+            let mut cut = joined.len() - MAX_FAILURE_OUTPUT;
+            while !joined.is_char_boundary(cut) {
+                cut += 1;
+            }
+            joined = format!("…{}", &joined[cut..]);
+        }
+        joined
+    }
+
+    /// The image to run, as the engine's image id: the reference pinned to
+    /// an image id is used as is, anything else is looked up (and pulled
+    /// once when absent), so the container runs exactly the content asked
+    /// for even if a tag moves later.
+    async fn resolve_image(&self, image: &ImageRef) -> Result<String> {
+        let mut candidates = Vec::new();
+        if let Some(digest) = image.digest() {
+            // A local engine's image id (what DockerImageBuilder returns).
+            candidates.push(digest.oci());
+        }
+        candidates.push(image.to_string());
+        for candidate in &candidates {
+            match self.docker.inspect_image(candidate).await {
+                Ok(found) => {
+                    if let Some(id) = found.id {
+                        return Ok(id);
+                    }
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(backend(format!("inspecting image {candidate}"), e)),
+            }
+        }
+        let reference = image.to_string();
+        let options = CreateImageOptionsBuilder::new()
+            .from_image(&reference)
+            .build();
+        let mut pull = self.docker.create_image(Some(options), None, None);
+        while let Some(progress) = pull.next().await {
+            if let Err(e) = progress {
+                return Err(backend(
+                    format!("image {reference} is not on the engine and pulling it failed"),
+                    e,
+                ));
+            }
+        }
+        match self.docker.inspect_image(&reference).await {
+            Ok(found) => found
+                .id
+                .ok_or_else(|| Error::not_found("image", &reference)),
+            Err(e) => Err(backend(format!("inspecting pulled image {reference}"), e)),
+        }
+    }
+}

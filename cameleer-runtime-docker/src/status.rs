@@ -1,0 +1,204 @@
+//! What the engine's view of a container means for its deployment.
+//!
+//! Pure functions over inspect and list results; the health probe that turns
+//! a running container from STARTING into RUNNING is the orchestrator's.
+
+use bollard::models::{ContainerState, ContainerStateStatusEnum, ContainerSummaryStateEnum};
+use cameleer_runtime::{DeploymentEvent, DeploymentStatus};
+
+/// Exit code of a JVM that ended on SIGTERM (128 + 15): what `docker stop`
+/// produces. Read as "stopped", so a stop is recognised even by a controller
+/// that restarted since.
+pub(crate) const SIGTERM_EXIT: i64 = 143;
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Created or restarting: not up yet, not failed.
+    Starting,
+    /// The process runs; whether the app is up is the probe's call.
+    Running {
+        /// `State.StartedAt`, which tells one start from the next.
+        started_at: String,
+    },
+    /// Not running, and will not run again unless asked.
+    Ended {
+        /// FAILED or STOPPED.
+        status: DeploymentStatus,
+        /// Why (exit code, OOM kill, stop).
+        reason: String,
+    },
+}
+
+/// The reason recorded for an OOM kill (the same words as the deployment
+/// history uses).
+pub(crate) fn oom_reason() -> String {
+    DeploymentEvent::OomKilled
+        .reason()
+        .unwrap_or_else(|| "killed by the kernel OOM killer".into())
+}
+
+/// The reason recorded for an exit.
+pub(crate) fn exit_reason(code: i64) -> String {
+    format!("exited with code {code}")
+}
+
+/// Classifies an inspected container. `stopped_on_request` is whether this
+/// controller stopped it (then any exit is STOPPED, not FAILED).
+pub(crate) fn phase(state: &ContainerState, stopped_on_request: bool) -> Phase {
+    use ContainerStateStatusEnum as S;
+    let status = state.status.unwrap_or(S::EMPTY);
+    match status {
+        S::CREATED | S::RESTARTING => Phase::Starting,
+        S::RUNNING if state.paused == Some(true) => ended(DeploymentStatus::Stopped, "paused"),
+        S::RUNNING => Phase::Running {
+            started_at: state.started_at.clone().unwrap_or_default(),
+        },
+        S::PAUSED => ended(DeploymentStatus::Stopped, "paused"),
+        S::REMOVING => ended(DeploymentStatus::Stopped, "being removed"),
+        S::EXITED | S::DEAD | S::STOPPING | S::EMPTY => {
+            if state.oom_killed == Some(true) {
+                return ended(DeploymentStatus::Failed, &oom_reason());
+            }
+            let code = state.exit_code.unwrap_or(-1);
+            if stopped_on_request {
+                return ended(DeploymentStatus::Stopped, "stopped on request");
+            }
+            if code == SIGTERM_EXIT {
+                return ended(DeploymentStatus::Stopped, "stopped (SIGTERM)");
+            }
+            if let Some(error) = state.error.as_deref().filter(|e| !e.is_empty()) {
+                return ended(
+                    DeploymentStatus::Failed,
+                    &format!("could not start: {error}"),
+                );
+            }
+            if status == S::DEAD {
+                return ended(DeploymentStatus::Failed, "the container is dead");
+            }
+            if status == S::STOPPING {
+                return ended(DeploymentStatus::Stopped, "stopping");
+            }
+            ended(DeploymentStatus::Failed, &exit_reason(code))
+        }
+    }
+}
+
+fn ended(status: DeploymentStatus, reason: &str) -> Phase {
+    Phase::Ended {
+        status,
+        reason: reason.to_string(),
+    }
+}
+
+/// Classifies a container from a list entry alone, when that is enough:
+/// `None` for a running container (its health needs an inspect and a probe).
+/// A list entry does not say whether an exit was an OOM kill; both are
+/// FAILED, which is all a summary shows.
+pub(crate) fn summary_status(
+    state: Option<ContainerSummaryStateEnum>,
+    status_text: Option<&str>,
+    stopped_on_request: bool,
+) -> Option<DeploymentStatus> {
+    use ContainerSummaryStateEnum as S;
+    match state.unwrap_or(S::EMPTY) {
+        S::RUNNING => None,
+        S::CREATED | S::RESTARTING => Some(DeploymentStatus::Starting),
+        S::PAUSED | S::REMOVING | S::STOPPING => Some(DeploymentStatus::Stopped),
+        S::EXITED | S::DEAD | S::EMPTY => {
+            let code = status_text.and_then(exit_code_of_status_text);
+            if stopped_on_request || code == Some(SIGTERM_EXIT) {
+                Some(DeploymentStatus::Stopped)
+            } else {
+                Some(DeploymentStatus::Failed)
+            }
+        }
+    }
+}
+
+/// The code in a list entry's status text: `Exited (137) 5 seconds ago`.
+fn exit_code_of_status_text(text: &str) -> Option<i64> {
+    let rest = text.strip_prefix("Exited (")?;
+    rest[..rest.find(')')?].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(status: ContainerStateStatusEnum, code: i64, oom: bool) -> ContainerState {
+        ContainerState {
+            status: Some(status),
+            exit_code: Some(code),
+            oom_killed: Some(oom),
+            started_at: Some("2026-01-01T00:00:00.5Z".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn exits_oom_kills_and_stops() {
+        use ContainerStateStatusEnum as S;
+        assert_eq!(
+            phase(&state(S::EXITED, 3, false), false),
+            ended(DeploymentStatus::Failed, "exited with code 3")
+        );
+        match phase(&state(S::EXITED, 137, true), false) {
+            Phase::Ended { status, reason } => {
+                assert_eq!(status, DeploymentStatus::Failed);
+                assert!(reason.contains("OOM"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // An OOM kill is an OOM kill even while we were stopping it.
+        assert!(matches!(
+            phase(&state(S::EXITED, 137, true), true),
+            Phase::Ended {
+                status: DeploymentStatus::Failed,
+                ..
+            }
+        ));
+        assert!(matches!(
+            phase(&state(S::EXITED, 137, false), true),
+            Phase::Ended {
+                status: DeploymentStatus::Stopped,
+                ..
+            }
+        ));
+        assert!(matches!(
+            phase(&state(S::EXITED, 143, false), false),
+            Phase::Ended {
+                status: DeploymentStatus::Stopped,
+                ..
+            }
+        ));
+        assert_eq!(phase(&state(S::CREATED, 0, false), false), Phase::Starting);
+        assert!(matches!(
+            phase(&state(S::RUNNING, 0, false), false),
+            Phase::Running { .. }
+        ));
+    }
+
+    #[test]
+    fn list_entries() {
+        use ContainerSummaryStateEnum as S;
+        assert_eq!(
+            summary_status(Some(S::RUNNING), Some("Up 3 seconds"), false),
+            None
+        );
+        assert_eq!(
+            summary_status(Some(S::EXITED), Some("Exited (3) 2 seconds ago"), false),
+            Some(DeploymentStatus::Failed)
+        );
+        assert_eq!(
+            summary_status(Some(S::EXITED), Some("Exited (143) 2 seconds ago"), false),
+            Some(DeploymentStatus::Stopped)
+        );
+        assert_eq!(
+            summary_status(Some(S::EXITED), Some("Exited (137) 1 second ago"), true),
+            Some(DeploymentStatus::Stopped)
+        );
+        assert_eq!(exit_code_of_status_text("Exited (-1) now"), Some(-1));
+        assert_eq!(exit_code_of_status_text("Up 2 minutes"), None);
+    }
+}
