@@ -23,12 +23,14 @@ pub mod container;
 mod engine;
 mod events;
 mod health;
+mod image_builder;
 pub mod labels;
 mod logs;
 mod network;
 mod orchestrator;
 mod status;
 
+pub use image_builder::{DockerImageBuilder, DockerImageBuilderOptions};
 pub use logs::MAX_LINE_BYTES;
 pub use orchestrator::{DockerOrchestratorOptions, DockerRuntimeOrchestrator};
 

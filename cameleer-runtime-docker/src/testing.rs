@@ -30,8 +30,8 @@ use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder, UploadToContainerOptionsBuilder,
+    ListImagesOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures::StreamExt;
 
@@ -144,8 +144,9 @@ impl CleanupGuard {
         self.with_targets(|t| t.images.push(id.to_string()));
     }
 
-    /// Removes every container and network labelled `key=value`, e.g. what
-    /// an orchestrator created for a test's unique tenant.
+    /// Removes every container, network and image labelled `key=value`,
+    /// e.g. what an orchestrator or an image builder created for a test's
+    /// unique tenant.
     pub fn label(&self, key: &str, value: &str) {
         self.with_targets(|t| t.labels.push((key.to_string(), value.to_string())));
     }
@@ -201,6 +202,7 @@ impl Drop for CleanupGuard {
 async fn remove_targets(docker: &Docker, targets: Targets) -> Result<usize, TestError> {
     let mut containers = targets.containers;
     let mut networks = targets.networks;
+    let mut images = targets.images;
     for (key, value) in &targets.labels {
         let filters = HashMap::from([("label", vec![format!("{key}={value}")])]);
         let listed = docker
@@ -224,6 +226,15 @@ async fn remove_targets(docker: &Docker, targets: Targets) -> Result<usize, Test
                 "listing networks labelled {key}={value}"
             )))?;
         networks.extend(listed.into_iter().filter_map(|n| n.id));
+        let listed = docker
+            .list_images(Some(
+                ListImagesOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+            .map_err(TestError::docker(format!(
+                "listing images labelled {key}={value}"
+            )))?;
+        images.extend(listed.into_iter().map(|i| i.id));
     }
     let mut removed = 0;
     let mut first_error = None;
@@ -250,7 +261,8 @@ async fn remove_targets(docker: &Docker, targets: Targets) -> Result<usize, Test
         }
     }
     let options = RemoveImageOptionsBuilder::new().force(true).build();
-    for id in targets.images {
+    images.dedup();
+    for id in images {
         match docker.remove_image(&id, Some(options.clone()), None).await {
             Ok(_) => removed += 1,
             Err(e) if is_gone(&e) => {}
