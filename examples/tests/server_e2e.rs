@@ -1,0 +1,260 @@
+//! End to end: the server binary on the real Docker engine, driven over
+//! HTTP the way the README's quickstart does.
+//!
+//! Upload a JAR compiled at test time, deploy, wait for RUNNING, read the
+//! logs (the agent's line and the app's), promote dev → staging (the same
+//! image id), stop, SIGKILL the server and start it again on the same data
+//! dir: the same deployments, staging still RUNNING, no duplicate container.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cameleer_runtime_docker::connect::connect;
+use cameleer_runtime_docker::fixtures::{AGENT_LINE_PREFIX, APP_STARTED_LINE, FixtureApp, app_jar};
+use cameleer_runtime_docker::labels;
+use cameleer_runtime_docker::testing::CleanupGuard;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The server process; killed on drop so a failing test leaves none behind.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the server");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("server did not say where it listens: {line:?}"));
+        Server { child, addr }
+    }
+
+    fn kill(mut self) {
+        // SIGKILL: no graceful shutdown, as in a crash.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 exchange (`Connection: close`, chunked or not).
+async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
+                .unwrap();
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+            rest = &rest[eol + 2 + size + 2..];
+        }
+        body = out;
+    }
+    (status, body)
+}
+
+async fn json_call(addr: SocketAddr, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let payload = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    let (status, bytes) = http(addr, method, path, &payload).await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn wait_for_status(addr: SocketAddr, path: &str, want: &str, limit: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let (code, view) = json_call(addr, "GET", path, Value::Null).await;
+        if code == 200 && view["status"] == want && view["deployment"]["status"] == want {
+            return view;
+        }
+        let failed = view["deployment"]["status"] == "FAILED";
+        assert!(!failed || want == "FAILED", "deployment failed: {view}");
+        assert!(
+            start.elapsed() < limit,
+            "not {want} after {limit:?}: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn count_containers(docker: &bollard::Docker, tenant: &str) -> usize {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let filters =
+        std::collections::HashMap::from([("label", vec![format!("{}={tenant}", labels::TENANT)])]);
+    docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_deploy_logs_promote_stop_and_survive_a_sigkill() {
+    let docker = connect().await.unwrap();
+    let tenant = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let guard = CleanupGuard::new(&docker);
+    guard.label(labels::TENANT, &tenant);
+    let data = tempfile::tempdir().unwrap();
+    let jar = std::fs::read(app_jar(FixtureApp::Logging).unwrap()).unwrap();
+    let patience = Duration::from_secs(240);
+
+    let server = Server::start(data.path());
+    let addr = server.addr;
+    let (code, health) = json_call(addr, "GET", "/healthz", Value::Null).await;
+    assert_eq!((code, health["ok"].clone()), (200, json!(true)));
+
+    let app = format!("/api/v1/tenants/{tenant}/apps/orders");
+    let (code, body) = http(addr, "PUT", &format!("{app}/artifacts"), &jar).await;
+    let uploaded: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(code, 201, "{uploaded}");
+    assert_eq!(uploaded["main_class"], FixtureApp::Logging.main_class());
+
+    let config = json!({
+        "env": {"LOG_INTERVAL_MS": "300"},
+        "resources": {"memory_mb": 256, "cpu_millis": 500},
+    });
+    let (code, dep) = json_call(
+        addr,
+        "POST",
+        &format!("{app}/envs/dev/deployments"),
+        json!({"artifact": uploaded["sha256"], "config": config}),
+    )
+    .await;
+    assert_eq!(code, 202, "{dep}");
+    assert_eq!(dep["status"], "BUILDING");
+    let dev = wait_for_status(addr, &format!("{app}/envs/dev"), "RUNNING", patience).await;
+    let image = dev["deployment"]["image"].as_str().unwrap().to_owned();
+
+    // The agent's line and the app's line, as NDJSON.
+    let (code, logs) = http(addr, "GET", &format!("{app}/envs/dev/logs"), b"").await;
+    assert_eq!(code, 200);
+    let lines: Vec<Value> = String::from_utf8(logs)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let texts: Vec<&str> = lines.iter().map(|l| l["line"].as_str().unwrap()).collect();
+    assert!(
+        texts.iter().any(|l| l.starts_with(AGENT_LINE_PREFIX)),
+        "{texts:?}"
+    );
+    assert!(texts.contains(&APP_STARTED_LINE), "{texts:?}");
+
+    // Promote dev → staging: the same image, no build.
+    let staging_config = json!({"env": {"LOG_INTERVAL_MS": "1000"}, "resources": {"memory_mb": 256, "cpu_millis": 250}});
+    let (code, promoted) = json_call(
+        addr,
+        "POST",
+        &format!("{app}/promote"),
+        json!({"from": "dev", "to": "staging", "config": staging_config}),
+    )
+    .await;
+    assert_eq!(code, 202, "{promoted}");
+    assert_eq!(promoted["image"], image);
+    let staging = wait_for_status(addr, &format!("{app}/envs/staging"), "RUNNING", patience).await;
+    assert_eq!(staging["deployment"]["image"], image);
+    assert_eq!(
+        staging["deployment"]["config"]["resources"]["cpu_millis"],
+        250
+    );
+
+    let (code, stopped) =
+        json_call(addr, "POST", &format!("{app}/envs/dev/stop"), Value::Null).await;
+    assert_eq!(code, 200, "{stopped}");
+    wait_for_status(addr, &format!("{app}/envs/dev"), "STOPPED", patience).await;
+    let containers_before = count_containers(&docker, &tenant).await;
+    let (_, history_before) = json_call(
+        addr,
+        "GET",
+        &format!("{app}/envs/staging/deployments"),
+        Value::Null,
+    )
+    .await;
+
+    // A crash of the server: SIGKILL, then start again on the same data.
+    server.kill();
+    let server = Server::start(data.path());
+    let addr = server.addr;
+    let staging = wait_for_status(addr, &format!("{app}/envs/staging"), "RUNNING", patience).await;
+    assert_eq!(staging["deployment"]["image"], image);
+    let (_, history_after) = json_call(
+        addr,
+        "GET",
+        &format!("{app}/envs/staging/deployments"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(history_after, history_before);
+    let (_, dev) = json_call(addr, "GET", &format!("{app}/envs/dev"), Value::Null).await;
+    assert_eq!(dev["deployment"]["status"], "STOPPED", "{dev}");
+    assert_eq!(count_containers(&docker, &tenant).await, containers_before);
+    let (code, list) = json_call(
+        addr,
+        "GET",
+        &format!("/api/v1/tenants/{tenant}/apps"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(list["apps"].as_array().unwrap().len(), 2, "{list}");
+
+    drop(server);
+    guard.cleanup().await.unwrap();
+    assert_eq!(count_containers(&docker, &tenant).await, 0);
+}
