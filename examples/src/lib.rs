@@ -7,11 +7,15 @@
 //! the pieces are tested on their own:
 //!
 //! - [`api`]: the platform's HTTP API as an axum router;
+//! - [`local_process`]: a custom backend, apps as local `java` processes,
+//!   written only against the public traits and passing the conformance
+//!   suite;
 //! - [`server`]: the example server's command line;
 //! - [`storage`]: a SQLite [`DeploymentStore`](cameleer_runtime::DeploymentStore)
 //!   and a filesystem [`ArtifactStore`](cameleer_runtime::ArtifactStore).
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod local_process;
 pub mod server;
 pub mod storage;

@@ -1,0 +1,507 @@
+//! One app process: its command line, the task that supervises it, its
+//! health probe and its stop.
+//!
+//! Each process has one supervisor task that owns the [`Child`]: it reaps
+//! the process, records how it ended and reports it. Signals go through the
+//! supervisor too, so a signal is only ever sent to a pid that has not been
+//! reaped yet (and so cannot have been reused). Dropping the last handle to
+//! a [`Proc`] kills the process.
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use cameleer_runtime::{AppConfig, HealthCheck, LogSource};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, watch};
+
+use super::LocalProcessOptions;
+use super::logs::{LogBuffer, pump};
+
+/// What HotSpot prints when `-XX:+ExitOnOutOfMemoryError` ends the JVM.
+const OOM_LINE: &str = "Terminating due to java.lang.OutOfMemoryError";
+
+/// How often a health check is retried while an app starts.
+const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How long one probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long the supervisor waits for the output pipes after an exit, so
+/// that the last lines are in the logs before the exit is reported.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The `java` command of an app: the agent, the resource hints, the JAR and
+/// the app's args; JVM options in `JDK_JAVA_OPTIONS`; a clean environment.
+pub(super) fn command(
+    options: &LocalProcessOptions,
+    jar: &Path,
+    config: &AppConfig,
+    workdir: &Path,
+) -> Command {
+    let mut agent = OsString::from("-javaagent:");
+    agent.push(&options.agent_jar);
+    if let Some(args) = &options.agent_args {
+        agent.push("=");
+        agent.push(args);
+    }
+    let mut home = OsString::from("-Duser.home=");
+    home.push(workdir);
+    let mut cmd = Command::new(&options.java);
+    cmd.arg(agent)
+        .arg(format!("-XX:MaxRAM={}m", config.resources.memory_mb))
+        .arg(format!(
+            "-XX:ActiveProcessorCount={}",
+            config.resources.cpu_millis.div_ceil(1000).max(1)
+        ))
+        .arg("-XX:+ExitOnOutOfMemoryError")
+        // The JVM takes its home from the password database, not $HOME.
+        .arg(home)
+        .arg("-jar")
+        .arg(jar)
+        .args(&config.args);
+    // Nothing of the controller's environment leaks into the app.
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", workdir)
+        .env("LANG", "C.UTF-8")
+        .envs(&config.env);
+    if !config.jvm_options.is_empty() {
+        cmd.env("JDK_JAVA_OPTIONS", jdk_java_options(&config.jvm_options));
+    }
+    cmd.current_dir(workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// `options` as one `JDK_JAVA_OPTIONS` value.
+///
+/// The launcher splits the value at whitespace, and removes a pair of `'` or
+/// `"` around any part of a word, keeping what is inside as is. So an option
+/// with whitespace or quotes is written as double-quoted runs, with each
+/// `"` itself as `'"'`: `-Dgreeting=say "hi"` becomes
+/// `"-Dgreeting=say "'"'"hi"'"'`.
+pub(super) fn jdk_java_options(options: &[String]) -> String {
+    let words: Vec<String> = options
+        .iter()
+        .map(|opt| {
+            let plain = !opt
+                .chars()
+                .any(|c| c.is_ascii_whitespace() || c == '\u{b}' || c == '"' || c == '\'');
+            if plain {
+                return opt.clone();
+            }
+            let mut word = String::with_capacity(opt.len() + 8);
+            for (i, run) in opt.split('"').enumerate() {
+                if i > 0 {
+                    word.push_str("'\"'");
+                }
+                if !run.is_empty() {
+                    word.push('"');
+                    word.push_str(run);
+                    word.push('"');
+                }
+            }
+            word
+        })
+        .collect();
+    words.join(" ")
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Exit {
+    code: Option<i32>,
+    signal: Option<i32>,
+    out_of_memory: bool,
+    error: Option<String>,
+}
+
+impl Exit {
+    fn of(status: std::io::Result<ExitStatus>, out_of_memory: bool) -> Self {
+        match status {
+            Ok(status) => Self {
+                code: status.code(),
+                signal: status.signal(),
+                out_of_memory,
+                error: None,
+            },
+            Err(e) => Self::lost(format!("waiting for the process failed: {e}")),
+        }
+    }
+
+    fn lost(error: String) -> Self {
+        Self {
+            code: None,
+            signal: None,
+            out_of_memory: false,
+            error: Some(error),
+        }
+    }
+
+    /// The exit code, with the shell's `128 + signal` for a signal.
+    pub(super) fn exit_code(&self) -> Option<i64> {
+        self.code
+            .map(i64::from)
+            .or(self.signal.map(|s| 128 + i64::from(s)))
+    }
+
+    /// Why the process ended, in words.
+    pub(super) fn reason(&self) -> String {
+        let ended = match (self.code, self.signal, &self.error) {
+            (Some(code), _, _) => format!("exited with code {code}"),
+            (None, Some(signal), _) => {
+                format!("killed by signal {signal} (exit code {})", 128 + signal)
+            }
+            (None, None, Some(error)) => return error.clone(),
+            (None, None, None) => "ended".to_string(),
+        };
+        if self.out_of_memory {
+            format!("out of memory: java.lang.OutOfMemoryError, {ended}")
+        } else {
+            ended
+        }
+    }
+}
+
+enum Signal {
+    Term,
+    Kill,
+}
+
+/// A started process. Dropping the last handle kills it.
+#[derive(Debug)]
+pub(super) struct Proc {
+    pid: u32,
+    signals: mpsc::UnboundedSender<Signal>,
+    exited: watch::Receiver<Option<Exit>>,
+}
+
+impl std::fmt::Debug for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Signal::Term => "SIGTERM",
+            Signal::Kill => "SIGKILL",
+        })
+    }
+}
+
+impl Proc {
+    /// Starts `cmd` with its output going to `logs`. `on_exit` runs once,
+    /// when the process has ended and its output is read, before
+    /// [`wait`](Self::wait) returns.
+    pub(super) fn spawn(
+        mut cmd: Command,
+        logs: &Arc<LogBuffer>,
+        on_exit: impl FnOnce(&Exit) + Send + 'static,
+    ) -> std::io::Result<Arc<Self>> {
+        let mut child = cmd.spawn()?;
+        let pid = child.id().unwrap_or(0);
+        let oom = Arc::new(AtomicBool::new(false));
+        let mut pumps = Vec::new();
+        let pipes = [
+            (LogSource::Stdout, child.stdout.take().map(boxed)),
+            (LogSource::Stderr, child.stderr.take().map(boxed)),
+        ];
+        for (source, pipe) in pipes {
+            let Some(pipe) = pipe else { continue };
+            let oom = oom.clone();
+            let seen = move |line: &str| {
+                if line.contains(OOM_LINE) {
+                    oom.store(true, Ordering::Relaxed);
+                }
+            };
+            pumps.push(tokio::spawn(pump(pipe, source, logs.open_writer(), seen)));
+        }
+        let (signals, commands) = mpsc::unbounded_channel();
+        let (report, exited) = watch::channel(None);
+        tokio::spawn(async move {
+            let status = supervise(&mut child, pid, commands).await;
+            let drained = futures::future::join_all(pumps);
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
+            let exit = Exit::of(status, oom.load(Ordering::Relaxed));
+            on_exit(&exit);
+            report.send_replace(Some(exit));
+        });
+        Ok(Arc::new(Self {
+            pid,
+            signals,
+            exited,
+        }))
+    }
+
+    /// The process id.
+    pub(super) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// How it ended, if it has.
+    pub(super) fn exit(&self) -> Option<Exit> {
+        self.exited.borrow().clone()
+    }
+
+    /// Waits until it has ended.
+    pub(super) async fn wait(&self) -> Exit {
+        let mut exited = self.exited.clone();
+        match exited.wait_for(Option::is_some).await {
+            Ok(exit) => exit.clone().unwrap_or_else(|| Exit::lost("ended".into())),
+            Err(_) => Exit::lost("its supervisor ended (the runtime is shutting down)".into()),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout`; returns once it has ended.
+    pub(super) async fn stop(&self, timeout: Duration) -> Exit {
+        if let Some(exit) = self.exit() {
+            return exit;
+        }
+        let _ = self.signals.send(Signal::Term);
+        match tokio::time::timeout(timeout, self.wait()).await {
+            Ok(exit) => exit,
+            Err(_) => {
+                let _ = self.signals.send(Signal::Kill);
+                self.wait().await
+            }
+        }
+    }
+}
+
+fn boxed(pipe: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> Box<dyn AsyncReadSend> {
+    Box::new(pipe)
+}
+
+trait AsyncReadSend: tokio::io::AsyncRead + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + Send + Unpin> AsyncReadSend for T {}
+
+/// Reaps the child, delivering signals meanwhile; a closed signal channel
+/// (every [`Proc`] handle dropped) kills it.
+async fn supervise(
+    child: &mut Child,
+    pid: u32,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+) -> std::io::Result<ExitStatus> {
+    let mut open = true;
+    loop {
+        let signal = tokio::select! {
+            status = child.wait() => return status,
+            signal = signals.recv(), if open => signal,
+        };
+        // The child has not been reaped (only `wait` above reaps it), so
+        // `pid` is still ours.
+        match signal {
+            Some(Signal::Term) => {
+                let sent = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .await;
+                if !sent.is_ok_and(|s| s.success()) {
+                    let _ = child.start_kill();
+                }
+            }
+            Some(Signal::Kill) => {
+                let _ = child.start_kill();
+            }
+            None => {
+                open = false;
+                let _ = child.start_kill();
+            }
+        }
+    }
+}
+
+/// Why an app did not come up.
+#[derive(Debug)]
+pub(super) enum NotUp {
+    /// The process ended first.
+    Exited(Exit),
+    /// The health check did not pass in time.
+    TimedOut(String),
+}
+
+/// Waits until `proc` is up: its health check passes within `timeout`, or,
+/// without a check, it stays alive through `grace`.
+pub(super) async fn wait_up(
+    proc: &Proc,
+    check: &HealthCheck,
+    timeout: Duration,
+    grace: Duration,
+) -> Result<(), NotUp> {
+    if *check == HealthCheck::None {
+        return tokio::select! {
+            exit = proc.wait() => Err(NotUp::Exited(exit)),
+            () = tokio::time::sleep(grace.min(timeout)) => Ok(()),
+        };
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = tokio::select! {
+            exit = proc.wait() => return Err(NotUp::Exited(exit)),
+            probed = probe(check) => match probed {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
+            },
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(NotUp::TimedOut(format!(
+                "health check did not pass within {}s: {last}",
+                timeout.as_secs()
+            )));
+        }
+        tokio::select! {
+            exit = proc.wait() => return Err(NotUp::Exited(exit)),
+            () = tokio::time::sleep(PROBE_INTERVAL) => {}
+        }
+    }
+}
+
+/// Runs `check` once against 127.0.0.1.
+async fn probe(check: &HealthCheck) -> Result<(), String> {
+    let (port, path) = match check {
+        HealthCheck::TcpPort(port) => (*port, None),
+        HealthCheck::Http { port, path } => (*port, Some(path.as_str())),
+        _ => return Ok(()),
+    };
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("TCP connect to port {port} failed: {e}"))?;
+        let Some(path) = path else { return Ok(()) };
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("HTTP GET {path}: {e}"))?;
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 128];
+        while !answer.contains(&b'\n') && answer.len() < 1024 {
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| format!("HTTP GET {path}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        let status = String::from_utf8_lossy(&answer);
+        let code = status.split_ascii_whitespace().nth(1).unwrap_or("none");
+        let good = code.len() == 3
+            && code.bytes().all(|b| b.is_ascii_digit())
+            && code.starts_with(['2', '3']);
+        if status.starts_with("HTTP/") && good {
+            Ok(())
+        } else {
+            Err(format!("HTTP GET {path} answered {code}"))
+        }
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer on port {port} within {PROBE_TIMEOUT:?}")))
+}
+
+/// Whether something already accepts connections on `port` of 127.0.0.1.
+pub(super) async fn port_in_use(port: u16) -> bool {
+    probe(&HealthCheck::TcpPort(port)).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn jvm_options_are_quoted_the_way_the_launcher_unquotes_them() {
+        let options = [
+            "-Xmx64m",
+            "-Dgreeting=say \"hi\" to me",
+            "-Dtab=a\tb",
+            "-Dquote=it's",
+        ]
+        .map(String::from);
+        assert_eq!(
+            jdk_java_options(&options),
+            "-Xmx64m \"-Dgreeting=say \"'\"'\"hi\"'\"'\" to me\" \"-Dtab=a\tb\" \"-Dquote=it's\""
+        );
+    }
+
+    #[test]
+    fn exits_read_as_reasons() {
+        let code = Exit {
+            code: Some(3),
+            signal: None,
+            out_of_memory: false,
+            error: None,
+        };
+        assert_eq!(
+            (code.reason().as_str(), code.exit_code()),
+            ("exited with code 3", Some(3))
+        );
+        let killed = Exit {
+            code: None,
+            signal: Some(9),
+            out_of_memory: false,
+            error: None,
+        };
+        assert_eq!(killed.exit_code(), Some(137));
+        assert!(killed.reason().contains("signal 9"));
+        let oom = Exit {
+            out_of_memory: true,
+            ..code
+        };
+        assert!(
+            oom.reason().starts_with("out of memory"),
+            "{}",
+            oom.reason()
+        );
+    }
+
+    #[tokio::test]
+    async fn probes_answer_for_tcp_and_http() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 256];
+                let _ = s.read(&mut buf).await;
+                let answer: &[u8] = if buf.starts_with(b"GET /ok ") {
+                    b"HTTP/1.1 204 No Content\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 503 Busy\r\n\r\n"
+                };
+                let _ = s.write_all(answer).await;
+                n += 1;
+            }
+            n
+        });
+        probe(&HealthCheck::TcpPort(port)).await.unwrap();
+        let http = |path: &str| HealthCheck::Http {
+            port,
+            path: path.into(),
+        };
+        probe(&http("/ok")).await.unwrap();
+        let err = probe(&http("/busy")).await.unwrap_err();
+        assert!(err.contains("503"), "{err}");
+        assert!(port_in_use(port).await);
+        let free = {
+            let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+            closed.local_addr().unwrap().port()
+        };
+        assert!(!port_in_use(free).await);
+    }
+}
