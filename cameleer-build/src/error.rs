@@ -103,7 +103,7 @@ pub enum ValidationError {
         actual: u32,
     },
     /// An archive has more entries than the policy allows.
-    #[error("archive {archive:?} has more than {limit} entries")]
+    #[error("{} has more than {limit} entries", archive_label(archive))]
     TooManyEntries {
         /// The archive (`""` for the upload itself).
         archive: String,
@@ -187,6 +187,15 @@ pub enum ValidationError {
     /// Reading the upload failed.
     #[error("reading the upload failed: {0}")]
     Io(#[source] io::Error),
+}
+
+/// `the upload` or `nested archive "…"`, for messages.
+pub(crate) fn archive_label(path: &str) -> String {
+    if path.is_empty() {
+        "the upload".to_owned()
+    } else {
+        format!("nested archive {path:?}")
+    }
 }
 
 impl ValidationError {

@@ -1,7 +1,7 @@
 //! `validate_jar`: one pass over an upload, from bytes to a verdict.
 
 use std::io::Read;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicUsize;
 
 use crate::manifest::Manifest;
 use crate::report::{Finding, FindingKind, Runtime, ValidatedJar};
@@ -44,10 +44,10 @@ pub fn validate_jar<R: Read>(
     policy: &ValidationPolicy,
 ) -> Result<ValidatedJar, ValidationError> {
     let budget = Budget::new(policy.limits.max_total_uncompressed);
-    let busy = AtomicBool::new(false);
+    let pending = AtomicUsize::new(0);
     let mut input = Input::new(reader, BUFFER, policy.limits.max_upload_bytes, true);
     let scanned = std::thread::scope(|scope| {
-        let worker = Worker::new(scope, policy, &budget, &busy);
+        let worker = Worker::new(scope, policy, &budget, &pending);
         let ctx = ArchiveContext {
             policy,
             budget: &budget,

@@ -3,17 +3,17 @@
 //! Inflating the libraries of a fat JAR is most of the work of validating
 //! it, and they are independent of each other. While the upload's own entries
 //! are walked on the calling thread, a nested JAR whose turn comes while the
-//! worker is idle is handed to it: the walker copies the entry's bytes into
-//! a bounded channel as they stream past (at most [`IN_FLIGHT`] bytes
-//! queued, so memory stays bounded) and moves on; the worker scans it and
-//! returns the report. When the worker is busy, the next nested JAR is
-//! scanned inline, so both cores stay loaded. Reports are merged in entry
+//! worker's queue has room ([`QUEUE`]) is handed to it: the walker copies
+//! the entry's bytes into a bounded channel as they stream past (at most
+//! [`IN_FLIGHT`] bytes per JAR, so memory stays bounded) and moves on; the
+//! worker scans it and returns the report. When the queue is full, the next
+//! nested JAR is scanned inline, so both cores stay loaded. Reports are merged in entry
 //! order, and an error of an earlier entry wins over a later one, so the
 //! verdict is the same as a sequential scan's.
 
 use std::cell::OnceCell;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::Scope;
 
@@ -25,8 +25,12 @@ use crate::{ValidationError, ValidationPolicy};
 
 /// Bytes per chunk handed to the worker.
 pub(crate) const CHUNK: usize = 64 << 10;
-/// Most bytes queued for the worker.
+/// Most bytes queued for the worker per nested JAR.
 pub(crate) const IN_FLIGHT: usize = 4 << 20;
+/// Nested JARs the worker may hold: the one it scans and one waiting, so
+/// it never idles while the walker scans a JAR inline. Memory in flight is
+/// bounded by `QUEUE * IN_FLIGHT`.
+pub(crate) const QUEUE: usize = 2;
 
 /// The result of a nested scan, delivered once.
 pub(crate) type Report = Receiver<Result<ArchiveReport, ValidationError>>;
@@ -40,8 +44,8 @@ pub(crate) struct Submission {
 
 /// Something that may take a nested JAR off the caller's hands.
 pub(crate) trait Offloader {
-    /// Hands the nested archive at `path` to an idle worker, or returns
-    /// `None` when it is busy (scan inline then).
+    /// Hands the nested archive at `path` to the worker, or returns `None`
+    /// when its queue is full (scan inline then).
     fn try_submit(&self, path: &str) -> Option<Submission>;
 }
 
@@ -56,32 +60,32 @@ pub(crate) struct Worker<'scope, 'env> {
     scope: &'scope Scope<'scope, 'env>,
     policy: &'env ValidationPolicy,
     budget: &'env Budget,
-    busy: &'env AtomicBool,
+    pending: &'env AtomicUsize,
     jobs: OnceCell<SyncSender<Job>>,
 }
 
 impl<'scope, 'env> Worker<'scope, 'env> {
-    /// A worker that scans with `policy` against `budget` and signals idleness
-    /// through `busy`.
+    /// A worker that scans with `policy` against `budget` and counts the
+    /// nested JARs it holds in `pending`.
     pub(crate) fn new(
         scope: &'scope Scope<'scope, 'env>,
         policy: &'env ValidationPolicy,
         budget: &'env Budget,
-        busy: &'env AtomicBool,
+        pending: &'env AtomicUsize,
     ) -> Self {
         Self {
             scope,
             policy,
             budget,
-            busy,
+            pending,
             jobs: OnceCell::new(),
         }
     }
 
     fn jobs(&self) -> &SyncSender<Job> {
         self.jobs.get_or_init(|| {
-            let (tx, rx) = sync_channel::<Job>(1);
-            let (policy, budget, busy) = (self.policy, self.budget, self.busy);
+            let (tx, rx) = sync_channel::<Job>(QUEUE);
+            let (policy, budget, pending) = (self.policy, self.budget, self.pending);
             self.scope.spawn(move || {
                 for job in rx {
                     let ctx = ArchiveContext {
@@ -99,7 +103,7 @@ impl<'scope, 'env> Worker<'scope, 'env> {
                     let mut input = Input::new(reader, MIN_BUFFER, u64::MAX, false);
                     let result = scan_archive(&mut input, &ctx, false);
                     drop(input);
-                    busy.store(false, Ordering::Release);
+                    pending.fetch_sub(1, Ordering::AcqRel);
                     // The walker may have stopped waiting (it failed first).
                     let _ = job.report.send(result);
                 }
@@ -111,13 +115,11 @@ impl<'scope, 'env> Worker<'scope, 'env> {
 
 impl Offloader for Worker<'_, '_> {
     fn try_submit(&self, path: &str) -> Option<Submission> {
-        if self
-            .busy
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        // Only the walker's thread submits, so a load then an add is exact.
+        if self.pending.load(Ordering::Acquire) >= QUEUE {
             return None;
         }
+        self.pending.fetch_add(1, Ordering::AcqRel);
         let (chunks_tx, chunks_rx) = sync_channel(IN_FLIGHT / CHUNK);
         let (report_tx, report_rx) = sync_channel(1);
         let job = Job {
@@ -127,7 +129,7 @@ impl Offloader for Worker<'_, '_> {
         };
         if self.jobs().send(job).is_err() {
             // The worker is gone; scan inline.
-            self.busy.store(false, Ordering::Release);
+            self.pending.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
         Some(Submission {

@@ -46,11 +46,7 @@ impl ArchiveContext<'_> {
     }
 
     pub(crate) fn archive_name(&self) -> String {
-        if self.path.is_empty() {
-            "the upload".to_owned()
-        } else {
-            format!("nested archive {:?}", self.path)
-        }
+        crate::error::archive_label(&self.path)
     }
 }
 
