@@ -318,6 +318,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn frames_are_pulled_only_as_lines_are_read() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        // An app that writes without end: the stream must not read ahead.
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let endless = futures::stream::repeat_with(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(out("2026-01-02T03:04:05Z", "spam\n"))
+        });
+        let mut stream = lines(endless, None, MAX_LINE_BYTES);
+        for _ in 0..10 {
+            stream.next().await.unwrap().unwrap();
+        }
+        assert_eq!(pulled.load(Ordering::SeqCst), 10);
+    }
+
+    #[tokio::test]
     async fn an_engine_error_comes_after_the_lines_before_it() {
         let ts = "2026-01-02T03:04:05Z";
         let s = futures::stream::iter(vec![

@@ -206,6 +206,19 @@ impl DockerRuntimeOrchestrator {
         self.remove_network_if_unused(&app.tenant, &app.env).await
     }
 
+    /// [`reconcile`](RuntimeOrchestrator::reconcile) limited to `tenant`:
+    /// the containers and networks of other tenants are left alone, and
+    /// `known` deployments of other tenants are not reported missing. For
+    /// hosts that shard tenants across controllers sharing one engine, and
+    /// for tests that share an engine.
+    pub async fn reconcile_tenant(
+        &self,
+        tenant: &TenantId,
+        known: &[Deployment],
+    ) -> Result<ReconcileReport> {
+        self.reconcile_with(known, Some(tenant)).await
+    }
+
     /// Our containers matching the label filter values, newest version first.
     pub(crate) async fn list(&self, filter: Vec<String>) -> Result<Vec<Listed>> {
         let filters = labels::label_filters(filter);
@@ -385,7 +398,7 @@ impl RuntimeOrchestrator for DockerRuntimeOrchestrator {
     }
 
     async fn reconcile(&self, known: &[Deployment]) -> Result<ReconcileReport> {
-        self.reconcile_with(known).await
+        self.reconcile_with(known, None).await
     }
 }
 

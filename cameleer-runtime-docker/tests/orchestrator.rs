@@ -236,8 +236,11 @@ async fn an_oom_kill_is_failed_naming_the_oom_kill() {
     let reason = status.reason.unwrap();
     assert!(reason.contains("OOM"), "{reason}");
 
-    // Killed while starting: the deploy fails and names the OOM kill.
+    // Killed while starting (it never listens on the health port, so the
+    // deploy is still waiting when the kernel kills it): the deploy fails
+    // and names the OOM kill.
     cfg.env.insert("OOM_PAUSE_MS".into(), "10".into());
+    cfg.health = HealthCheck::TcpPort(8080);
     let err = env
         .orchestrator
         .deploy_app(&env.request(&app, 2, request.image.clone(), cfg))
@@ -360,5 +363,151 @@ async fn a_first_version_that_never_becomes_healthy_is_stopped_and_failed() {
     );
     assert!(reason.contains("answered 500"), "{reason}");
     env.orchestrator.remove_app(&app).await.unwrap();
+    assert_eq!(leftovers(&env.docker, &env.tenant).await, (0, 0));
+}
+
+/// The production path end to end: JAR bytes through `DockerImageBuilder`,
+/// the pinned image deployed, then promoted by digest to another env with
+/// that env's config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_from_the_builder_runs_and_is_promoted_by_digest() {
+    use cameleer_runtime::{BuildSpec, ImageBuilder, ProgressSink, Sha256Digest};
+    use cameleer_runtime_docker::base_image::{BaseImageConfig, ensure_base_image};
+    use cameleer_runtime_docker::{DockerImageBuilder, DockerImageBuilderOptions, fixtures};
+
+    let env = TestEnv::new().await;
+    let base = ensure_base_image(&env.docker, &BaseImageConfig::default())
+        .await
+        .unwrap();
+    let builder = DockerImageBuilder::new(
+        env.docker.clone(),
+        DockerImageBuilderOptions::new(base.reference, fixtures::agent_jar().unwrap()),
+    );
+    let jar = std::fs::read(fixtures::app_jar(FixtureApp::Logging).unwrap()).unwrap();
+    let dev = env.app("orders", "dev");
+    let spec = BuildSpec {
+        app: dev.clone(),
+        deployment: cameleer_runtime::DeploymentId::new_random(),
+        version: 1,
+        artifact: Sha256Digest::of(&jar),
+        artifact_size: jar.len() as u64,
+    };
+    let body = futures::stream::iter([Ok(bytes::Bytes::from(jar))]).boxed();
+    let built = builder
+        .build(&spec, body, ProgressSink::discard(spec.deployment))
+        .await
+        .expect("build");
+    let image = built.image;
+    assert!(image.digest().is_some(), "pinned: {image}");
+
+    let cfg = |interval: &str| config(HealthCheck::None, &[("LOG_INTERVAL_MS", interval)]);
+    let mut request = env.request(&dev, 1, image.clone(), cfg("100"));
+    request.deployment = spec.deployment;
+    env.orchestrator.deploy_app(&request).await.expect("deploy");
+    let lines = env
+        .wait_for_line(&dev, APP_STARTED_LINE, Duration::from_secs(20))
+        .await;
+    assert!(
+        lines.iter().any(|l| l.line.starts_with(AGENT_LINE_PREFIX)),
+        "{lines:#?}"
+    );
+
+    // Promotion: the same digest, prod's config, its own network.
+    let prod = env.app("orders", "prod");
+    let promoted = env.request(&prod, 1, image.clone(), cfg("300"));
+    env.orchestrator
+        .deploy_app(&promoted)
+        .await
+        .expect("promote");
+    let dev_image = support::inspect(&env.docker, &dev, 1).await.image;
+    let prod_image = support::inspect(&env.docker, &prod, 1).await.image;
+    assert_eq!(dev_image, prod_image);
+    assert_eq!(dev_image, image.digest().map(|d| d.oci()));
+    let apps = env.orchestrator.list_apps(&env.tenant).await.unwrap();
+    let places: Vec<String> = apps.iter().map(|a| a.app.to_string()).collect();
+    assert_eq!(places, [dev.to_string(), prod.to_string()]);
+
+    env.orchestrator.remove_app(&dev).await.unwrap();
+    env.orchestrator.remove_app(&prod).await.unwrap();
+    assert_eq!(leftovers(&env.docker, &env.tenant).await, (0, 0));
+    // The guard removes the image (labelled with the tenant) when dropped.
+}
+
+/// A controller restart: a new orchestrator instance adopts what the store
+/// knows, removes what it does not, and reports what should run but does not.
+/// (Scoped to the test's tenant: other tests share the engine.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_after_a_controller_restart_adopts_known_and_removes_unknown_containers() {
+    use cameleer_runtime::{Deployment, DeploymentSource, Sha256Digest};
+
+    let env = TestEnv::new().await;
+    let image = fixture_image(&env.docker, FixtureApp::Logging).await;
+    let keep = env.app("keep", "dev");
+    let orphan = env.app("orphan", "dev");
+    let kept = env.request(&keep, 1, image.clone(), config(HealthCheck::None, &[]));
+    let lost = env.request(&orphan, 1, image.clone(), config(HealthCheck::None, &[]));
+    let (a, b) = tokio::join!(
+        env.orchestrator.deploy_app(&kept),
+        env.orchestrator.deploy_app(&lost)
+    );
+    a.unwrap();
+    b.unwrap();
+
+    let record = |request: &cameleer_runtime::DeployRequest| {
+        let mut d = Deployment::new(
+            request.app.clone(),
+            request.version,
+            Sha256Digest::of(b"jar"),
+            Some(request.image.clone()),
+            DeploymentSource::Build,
+            request.config.clone(),
+            time::OffsetDateTime::now_utc(),
+        );
+        d.id = request.deployment;
+        d.status = DeploymentStatus::Running;
+        d
+    };
+    let ghost = env.request(
+        &env.app("ghost", "dev"),
+        4,
+        image,
+        config(HealthCheck::None, &[]),
+    );
+    let known = [record(&kept), record(&ghost)];
+
+    let restarted = cameleer_runtime_docker::DockerRuntimeOrchestrator::new(
+        env.docker.clone(),
+        support::test_options(),
+    );
+    let report = restarted
+        .reconcile_tenant(&env.tenant, &known)
+        .await
+        .unwrap();
+    assert_eq!(report.adopted, [kept.deployment]);
+    assert_eq!(
+        report.removed_orphans,
+        [cameleer_runtime_docker::labels::container_name(&orphan, 1)]
+    );
+    assert_eq!(report.missing.len(), 1, "{report:?}");
+    assert_eq!(report.missing[0].0, ghost.deployment);
+    assert_eq!(report.missing[0].1.status, DeploymentStatus::Failed);
+
+    let status = restarted.app_status(&keep).await.unwrap();
+    assert_eq!(
+        (status.status, status.deployment),
+        (DeploymentStatus::Running, Some(kept.deployment))
+    );
+    assert_eq!(
+        restarted.app_status(&orphan).await.unwrap_err().code(),
+        "not_found"
+    );
+    // Reconciling again changes nothing.
+    let again = restarted
+        .reconcile_tenant(&env.tenant, &known)
+        .await
+        .unwrap();
+    assert!(again.removed_orphans.is_empty());
+    assert_eq!(again.adopted, [kept.deployment]);
+    restarted.remove_app(&keep).await.unwrap();
     assert_eq!(leftovers(&env.docker, &env.tenant).await, (0, 0));
 }

@@ -172,14 +172,22 @@ impl DockerRuntimeOrchestrator {
     /// deployments it does not know (older than the orphan grace period),
     /// reports known active deployments that do not run, and removes
     /// networks left without containers.
-    pub(super) async fn reconcile_with(&self, known: &[Deployment]) -> Result<ReconcileReport> {
+    pub(super) async fn reconcile_with(
+        &self,
+        known: &[Deployment],
+        scope: Option<&TenantId>,
+    ) -> Result<ReconcileReport> {
         let by_id: HashMap<DeploymentId, &Deployment> = known.iter().map(|d| (d.id, d)).collect();
         let mut report = ReconcileReport::default();
         let mut seen = BTreeSet::new();
         let mut places = BTreeSet::new();
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let grace = i64::try_from(self.options.orphan_grace.as_secs()).unwrap_or(i64::MAX);
-        for c in self.list(labels::managed_filter()).await? {
+        let filter = match scope {
+            Some(tenant) => labels::tenant_filter(tenant),
+            None => labels::managed_filter(),
+        };
+        for c in self.list(filter).await? {
             places.insert((c.labels.app.tenant.clone(), c.labels.app.env.clone()));
             match by_id.get(&c.labels.deployment) {
                 Some(d) if d.app == c.labels.app => {
@@ -210,7 +218,10 @@ impl DockerRuntimeOrchestrator {
                 }
             }
         }
-        for d in known {
+        for d in known
+            .iter()
+            .filter(|d| scope.is_none_or(|s| *s == d.app.tenant))
+        {
             let active = matches!(
                 d.status,
                 DeploymentStatus::Starting | DeploymentStatus::Running
@@ -228,7 +239,12 @@ impl DockerRuntimeOrchestrator {
                 ));
             }
         }
-        places.extend(crate::network::managed_places(&self.docker).await?);
+        places.extend(
+            crate::network::managed_places(&self.docker)
+                .await?
+                .into_iter()
+                .filter(|(tenant, _)| scope.is_none_or(|s| s == tenant)),
+        );
         for (tenant, env) in places {
             self.remove_network_if_unused(&tenant, &env).await?;
         }
