@@ -71,9 +71,11 @@
 //!   lines (and [`LocalProcessOptions::log_bytes`] bytes) per app.
 
 mod builder;
+mod health;
 mod logs;
 mod orchestrator;
 mod process;
+mod state;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -10,18 +10,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cameleer_runtime::{
     AppRef, AppStatus, AppSummary, DeployRequest, DeploymentStatus, Error, EventStream,
-    HealthCheck, LogOptions, LogStream, Result, RuntimeEvent, RuntimeEventKind,
-    RuntimeOrchestrator, TenantId,
+    HealthCheck, LogOptions, LogStream, Result, RuntimeEvent, RuntimeOrchestrator, TenantId,
 };
-use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
-use super::logs::LogBuffer;
-use super::process::{self, Exit, NotUp, Proc};
+use super::health::{self, NotUp};
+use super::process::{self, Exit, Proc};
+use super::state::{App, Run};
 use super::{LocalProcessOptions, jar_path};
-
-/// Ended runs kept per app, for status and restart.
-const KEPT_RUNS: usize = 8;
 
 /// Runs apps as local `java` processes with the agent; see the
 /// [module docs](super) for the command line and what it cannot isolate.
@@ -32,7 +28,7 @@ const KEPT_RUNS: usize = 8;
 /// - A process that ends on its own makes the app FAILED ("exited with code
 ///   N") and, if it was RUNNING, is reported by
 ///   [`events`](RuntimeOrchestrator::events) as
-///   [`RuntimeEventKind::Exited`].
+///   [`RuntimeEventKind::Exited`](cameleer_runtime::RuntimeEventKind::Exited).
 /// - [`stop_app`](RuntimeOrchestrator::stop_app) sends SIGTERM and kills
 ///   after [`stop_timeout`](LocalProcessOptions::stop_timeout).
 /// - Logs: stdout and stderr line by line into a bounded per-app ring;
@@ -52,78 +48,6 @@ struct Inner {
     apps: Mutex<BTreeMap<AppRef, App>>,
     events: broadcast::Sender<RuntimeEvent>,
     next_run: AtomicU64,
-}
-
-#[derive(Debug)]
-struct App {
-    /// Starts (deploys and restarts) of one app take turns.
-    turn: Arc<tokio::sync::Mutex<()>>,
-    /// Oldest first.
-    runs: Vec<Run>,
-    logs: Arc<LogBuffer>,
-}
-
-/// One start of one version.
-#[derive(Debug)]
-struct Run {
-    id: u64,
-    request: DeployRequest,
-    status: DeploymentStatus,
-    reason: Option<String>,
-    /// Until the process has ended.
-    proc: Option<Arc<Proc>>,
-}
-
-impl Run {
-    fn status(&self) -> AppStatus {
-        AppStatus {
-            app: self.request.app.clone(),
-            status: self.status,
-            deployment: Some(self.request.deployment),
-            version: Some(self.request.version),
-            reason: self.reason.clone(),
-        }
-    }
-
-    fn is_live(&self) -> bool {
-        matches!(
-            self.status,
-            DeploymentStatus::Starting | DeploymentStatus::Running
-        )
-    }
-
-    /// Marks a live run STOPPED; returns its process, if it has not ended.
-    fn stop(&mut self, reason: &str) -> Option<Arc<Proc>> {
-        if self.is_live() {
-            self.status = DeploymentStatus::Stopped;
-            self.reason = Some(reason.to_string());
-        }
-        self.proc.clone().filter(|p| p.exit().is_none())
-    }
-}
-
-impl App {
-    /// What `app_status` shows: the newest RUNNING run, else the newest.
-    fn current(&self) -> Option<&Run> {
-        self.runs
-            .iter()
-            .rev()
-            .find(|r| r.status == DeploymentStatus::Running)
-            .or(self.runs.last())
-    }
-
-    fn run_mut(&mut self, id: u64) -> Option<&mut Run> {
-        self.runs.iter_mut().find(|r| r.id == id)
-    }
-
-    fn prune(&mut self) {
-        while self.runs.len() > KEPT_RUNS {
-            let Some(i) = self.runs.iter().position(|r| r.proc.is_none()) else {
-                return;
-            };
-            self.runs.remove(i);
-        }
-    }
 }
 
 fn not_found(app: &AppRef) -> Error {
@@ -160,16 +84,8 @@ impl LocalProcessOrchestrator {
     /// `ps`, `jcmd`, `kill -3`).
     pub fn pids(&self, app: &AppRef) -> Vec<u32> {
         let apps = self.inner.lock();
-        let Some(entry) = apps.get(app) else {
-            return Vec::new();
-        };
-        entry
-            .runs
-            .iter()
-            .filter_map(|r| r.proc.as_ref())
-            .filter(|p| p.exit().is_none())
-            .map(|p| p.pid())
-            .collect()
+        let procs = apps.get(app).into_iter().flat_map(App::procs);
+        procs.map(|p| p.pid()).collect()
     }
 
     /// The JAR that `request.image` names; `not_found` when it is not stored.
@@ -192,11 +108,7 @@ impl LocalProcessOrchestrator {
     fn turn(&self, app: &AppRef) -> Arc<tokio::sync::Mutex<()>> {
         let options = &self.inner.options;
         let mut apps = self.inner.lock();
-        let entry = apps.entry(app.clone()).or_insert_with(|| App {
-            turn: Arc::default(),
-            runs: Vec::new(),
-            logs: Arc::new(LogBuffer::new(options.log_lines, options.log_bytes)),
-        });
+        let entry = apps.entry(app.clone()).or_insert_with(|| App::new(options));
         entry.turn.clone()
     }
 
@@ -208,11 +120,7 @@ impl LocalProcessOrchestrator {
             let Some(entry) = apps.get_mut(app) else {
                 return false;
             };
-            entry
-                .runs
-                .iter_mut()
-                .filter_map(|r| r.stop(reason))
-                .collect()
+            entry.stop_all(reason, None)
         };
         self.end(procs).await;
         true
@@ -243,7 +151,7 @@ impl LocalProcessOrchestrator {
             // Two versions cannot listen on one port: the old one goes first.
             let reason = format!("replaced by version {}", request.version);
             self.stop_runs(app, &reason).await;
-            if process::port_in_use(port).await {
+            if health::port_in_use(port).await {
                 return Err(Error::Conflict(format!(
                     "port {port} of 127.0.0.1 is in use by another process: local \
                      processes share the host's network"
@@ -282,23 +190,22 @@ impl LocalProcessOrchestrator {
                 reason: None,
                 proc: None,
             };
-            match spawned {
-                Ok(proc) => run.proc = Some(proc.clone()),
+            let proc = match spawned {
+                Ok(proc) => proc,
                 Err(e) => {
                     let reason = format!("could not start {}: {e}", options.java.display());
                     run.status = DeploymentStatus::Failed;
                     run.reason = Some(reason.clone());
-                    entry.runs.push(run);
-                    entry.prune();
+                    entry.record(run);
                     return Err(Error::backend(reason, e));
                 }
-            }
-            entry.runs.push(run);
-            entry.prune();
-            run_proc(entry, id)
+            };
+            run.proc = Some(proc.clone());
+            entry.record(run);
+            proc
         };
         let config = &request.config;
-        let up = process::wait_up(&proc, &config.health, config.start_timeout(), options.grace);
+        let up = health::wait_up(&proc, &config.health, config.start_timeout(), options.grace);
         match up.await {
             Ok(()) => self.came_up(request, id).await,
             Err(NotUp::Exited(exit)) => {
@@ -350,9 +257,7 @@ impl LocalProcessOrchestrator {
             let mut replaced = Vec::new();
             if status.status == DeploymentStatus::Running {
                 let reason = format!("replaced by version {}", request.version);
-                for other in entry.runs.iter_mut().filter(|r| r.id != id) {
-                    replaced.extend(other.stop(&reason));
-                }
+                replaced = entry.stop_all(&reason, Some(id));
             }
             (status, replaced)
         };
@@ -369,14 +274,6 @@ impl LocalProcessOrchestrator {
     }
 }
 
-/// The process of run `id`, which was just recorded with one.
-fn run_proc(entry: &mut App, id: u64) -> Arc<Proc> {
-    entry
-        .run_mut(id)
-        .and_then(|r| r.proc.clone())
-        .expect("the run was recorded with its process")
-}
-
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<AppRef, App>> {
         // No critical section can panic half-way through a change.
@@ -388,33 +285,12 @@ impl Inner {
         apps.get_mut(app)?.run_mut(id).map(|r| r.status())
     }
 
-    /// A process ended: a live run becomes FAILED, and a RUNNING one is
-    /// reported as a crash.
+    /// A process ended; a crash goes to the event subscribers.
     fn exited(&self, app: &AppRef, id: u64, exit: &Exit) {
-        let mut apps = self.lock();
-        let Some(entry) = apps.get_mut(app) else {
-            return;
-        };
-        let Some(run) = entry.run_mut(id) else {
-            return;
-        };
-        run.proc = None;
-        if run.is_live() {
-            let was_running = run.status == DeploymentStatus::Running;
-            run.status = DeploymentStatus::Failed;
-            run.reason = Some(exit.reason());
-            if was_running {
-                let _ = self.events.send(RuntimeEvent {
-                    app: app.clone(),
-                    deployment: run.request.deployment,
-                    kind: RuntimeEventKind::Exited {
-                        exit_code: exit.exit_code(),
-                    },
-                    at: OffsetDateTime::now_utc(),
-                });
-            }
+        let event = self.lock().get_mut(app).and_then(|e| e.exited(id, exit));
+        if let Some(event) = event {
+            let _ = self.events.send(event);
         }
-        entry.prune();
     }
 }
 
@@ -427,13 +303,8 @@ impl RuntimeOrchestrator for LocalProcessOrchestrator {
         let _turn = turn.lock().await;
         {
             let apps = self.inner.lock();
-            let running = apps.get(&request.app).and_then(|e| {
-                e.runs.iter().rev().find(|r| {
-                    r.request.deployment == request.deployment
-                        && r.status == DeploymentStatus::Running
-                })
-            });
-            if let Some(run) = running {
+            let running = apps.get(&request.app);
+            if let Some(run) = running.and_then(|e| e.running(request.deployment)) {
                 return Ok(run.status());
             }
         }
