@@ -247,7 +247,7 @@ async fn promotion_deploys_the_same_image_without_building() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn promotion_needs_something_running_and_a_config() {
+async fn promotion_needs_something_running_and_another_env() {
     let h = Harness::new();
     let dev = h.deploy_settled(&app("orders")).await;
     let (tenant, name) = (&dev.app.tenant, &dev.app.app);
@@ -258,12 +258,22 @@ async fn promotion_needs_something_running_and_a_config() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "conflict", "{err}");
+    let mut bad = config();
+    bad.resources.memory_mb = 1;
     let err = h
         .platform
-        .promote(tenant, name, env("dev"), env("prod"), None)
+        .promote(tenant, name, env("dev"), env("prod"), Some(bad))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "invalid_config", "{err}");
+    // A first promotion without a config starts from the source's.
+    let prod = h
+        .platform
+        .promote(tenant, name, env("dev"), env("prod"), None)
+        .await
+        .unwrap();
+    assert_eq!(prod.config, dev.config);
+    assert_eq!(prod.image, dev.image);
     let err = h
         .platform
         .promote(tenant, name, env("dev"), env("dev"), Some(config()))

@@ -288,10 +288,10 @@ impl Platform {
     /// STARTING with `source: Promotion`.
     ///
     /// It runs with `config` when given, else with the config of the newest
-    /// deployment in `to` (environment config never travels with an image).
+    /// deployment in `to` (environment config never travels with an image),
+    /// else, for a first promotion into `to`, with the source's config.
     /// Errors: `conflict` when nothing is RUNNING in `from` or `from == to`;
-    /// `invalid_config` when no config is given and `to` has never had a
-    /// deployment, or when the config is invalid.
+    /// `invalid_config` when the config is invalid.
     #[tracing::instrument(skip(self, config), fields(tenant = %tenant, app = %app, from = %from, to = %to))]
     pub async fn promote(
         &self,

@@ -330,21 +330,14 @@ impl Core {
             .into_iter()
             .find(|d| d.status == DeploymentStatus::Running && d.image.is_some())
             .ok_or_else(|| Error::Conflict(format!("nothing is RUNNING in {from} to promote")))?;
+        // The target environment's own config wins; a first promotion into
+        // an environment that has never had one starts from the source's.
         let config = match config {
             Some(c) => c,
-            None => self
-                .store
-                .list(to)
-                .await?
-                .into_iter()
-                .next()
-                .map(|d| d.config)
-                .ok_or_else(|| {
-                    Error::invalid_config(
-                        "config",
-                        format!("{to} has no earlier deployment to take the config from; pass one"),
-                    )
-                })?,
+            None => match self.store.list(to).await?.into_iter().next() {
+                Some(latest) => latest.config,
+                None => source.config.clone(),
+            },
         };
         let new = NewDeployment {
             artifact: source.artifact,
