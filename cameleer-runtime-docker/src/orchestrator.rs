@@ -19,10 +19,11 @@
 //!   kept, stopped, as the app's newest, so `app_status` reports FAILED with
 //!   the reason and `app_logs` shows what it wrote (older stopped versions
 //!   go: only the newest container of an app is ever addressed).
-//! - **stop**: every container of the app is stopped (SIGTERM, then SIGKILL
-//!   after [`DockerOrchestratorOptions::stop_timeout`]) and *kept*, so its
-//!   logs stay readable and `restart_app` can start it again; the status is
-//!   then STOPPED. [`DockerRuntimeOrchestrator::remove_app`] removes them
+//! - **stop**: every running container of the app is stopped (SIGTERM, then
+//!   SIGKILL after [`DockerOrchestratorOptions::stop_timeout`]) and *kept*,
+//!   so its logs stay readable and `restart_app` can start it again; the
+//!   status is then STOPPED (an app that had already failed stays FAILED,
+//!   with its reason). [`DockerRuntimeOrchestrator::remove_app`] removes them
 //!   (and the network with the last container of a tenant+env).
 //! - **status**: the newest container of the app decides. Running is STARTING
 //!   until the health check passes (a TCP or HTTP probe of the container's
@@ -360,8 +361,16 @@ impl RuntimeOrchestrator for DockerRuntimeOrchestrator {
         if containers.is_empty() {
             return Err(Error::not_found("app", app));
         }
+        // Only what runs: an app that already ended (crashed, OOM killed)
+        // keeps its FAILED status and reason.
+        use bollard::models::ContainerSummaryStateEnum as S;
         for c in &containers {
-            self.stop_container(&c.id).await?;
+            if matches!(
+                c.state,
+                Some(S::RUNNING | S::RESTARTING | S::CREATED | S::PAUSED)
+            ) {
+                self.stop_container(&c.id).await?;
+            }
         }
         Ok(())
     }

@@ -168,6 +168,13 @@ async fn a_crash_during_the_first_start_fails_the_deploy_and_keeps_the_container
     );
     let apps = env.orchestrator.list_apps(&env.tenant).await.unwrap();
     assert_eq!(apps[0].status, DeploymentStatus::Failed);
+    // Stopping a failed app keeps it FAILED, with its reason.
+    env.orchestrator.stop_app(&app).await.unwrap();
+    let status = env.orchestrator.app_status(&app).await.unwrap();
+    assert_eq!(status.reason.as_deref(), Some("exited with code 3"));
+    // Restarting it runs it again, and it fails again, saying why.
+    let err = env.orchestrator.restart_app(&app).await.unwrap_err();
+    assert!(err.to_string().contains("exited with code 3"), "{err}");
 
     // Re-running the deploy tries again from scratch, and fails the same way.
     env.orchestrator.deploy_app(&request).await.unwrap_err();
