@@ -21,8 +21,12 @@ const BUFFER: usize = 256 << 10;
 /// is inflated (never trusting declared sizes) with its CRC-32 checked,
 /// nested JARs are scanned recursively as their bytes come out of the outer
 /// entry, and the central directory is cross-checked against what was seen.
-/// Memory stays bounded whatever the input: a few buffers per nesting level
-/// and a small record per entry.
+/// Memory stays bounded whatever the input: a few 64–256 KiB buffers per
+/// archive being scanned, at most 8 MiB queued for the nested-JAR worker,
+/// and a record per entry (its name and a few numbers). Only the names grow
+/// with the input: at the default limits (65,535 entries of up to 1 KiB per
+/// archive, at most five archives open at once) that is a hard ceiling of a
+/// few hundred MiB for a hostile upload, and a few MiB for real JARs.
 ///
 /// See [`ValidationError::code`] for the rejections and [`ValidatedJar`] for
 /// what an accepted JAR reports.

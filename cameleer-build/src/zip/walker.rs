@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::io::Read;
+use std::sync::Arc;
 
 use flate2::Decompress;
 
@@ -71,7 +72,7 @@ pub(crate) struct LocalRecord {
     pub offset: u64,
     /// Offset just after its data (and descriptor).
     pub end: u64,
-    pub name: Box<str>,
+    pub name: Arc<str>,
     pub method: u16,
     pub flags: u16,
     pub crc: u32,
@@ -84,8 +85,8 @@ pub(crate) struct LocalRecord {
 pub(crate) struct Walked {
     /// Bytes before the first local header (a launch script).
     pub prefix_len: u64,
-    /// Every entry name.
-    pub names: HashSet<Box<str>>,
+    /// Every entry name (shared with the local records: one copy each).
+    pub names: HashSet<Arc<str>>,
 }
 
 /// Walks one archive from `input` to its end, calling `visitor` per entry.
@@ -218,7 +219,7 @@ fn walk_entry<R: Read>(
     ctx: &ArchiveContext<'_>,
     z: &mut Decompress,
     scratch: &mut [u8],
-    names: &mut HashSet<Box<str>>,
+    names: &mut HashSet<Arc<str>>,
     visitor: &mut dyn EntryVisitor,
 ) -> Result<LocalRecord, ValidationError> {
     let limits = &ctx.policy.limits;
@@ -230,7 +231,7 @@ fn walk_entry<R: Read>(
     let raw_name = input
         .take(usize::from(h.name_len))?
         .ok_or_else(|| truncated(ctx, "a local file name"))?;
-    let name: Box<str> = check_name(raw_name, limits.max_name_bytes, |n| ctx.entry_path(n))?.into();
+    let name: Arc<str> = check_name(raw_name, limits.max_name_bytes, |n| ctx.entry_path(n))?.into();
     let path = ctx.entry_path(&name);
     if h.flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION | FLAG_CD_ENCRYPTED) != 0 {
         return Err(ValidationError::EncryptedEntry(path));
