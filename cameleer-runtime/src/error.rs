@@ -93,6 +93,16 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// The app itself did not come up: it exited (with its code), was
+    /// OOM-killed, or never passed its health check. The backend is fine;
+    /// the reason is the app's.
+    #[error("app did not start: {reason}")]
+    StartFailed {
+        /// What happened, e.g. "exited with code 3" or "killed by the kernel
+        /// OOM killer", with the app's last output when the backend has it.
+        reason: String,
+    },
+
     /// An operation did not finish in time.
     #[error("timed out: {0}")]
     Timeout(String),
@@ -156,6 +166,7 @@ impl Error {
             Error::BuildFailed(_) => "build_failed",
             Error::Backend { .. } => "backend_error",
             Error::Storage { .. } => "storage_error",
+            Error::StartFailed { .. } => "start_failed",
             Error::Timeout(_) => "timeout",
             Error::Unsupported(_) => "unsupported",
             Error::ChecksumMismatch { .. } => "checksum_mismatch",

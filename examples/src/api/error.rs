@@ -86,6 +86,7 @@ pub fn status_for(err: &Error) -> StatusCode {
         Error::UploadFailed { .. } => StatusCode::BAD_REQUEST,
         Error::Backend { .. } | Error::BuildFailed(_) => StatusCode::BAD_GATEWAY,
         Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        Error::StartFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         Error::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
