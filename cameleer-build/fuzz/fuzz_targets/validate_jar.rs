@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
         ..ValidationPolicy::default()
     };
     // Read in odd-sized pieces to exercise buffer boundaries.
-    let reader = Chunked { data, step: 1 + data.len() % 7 };
+    let reader = Chunked {
+        data,
+        step: 1 + data.len() % 7,
+    };
     match validate_jar(reader, &policy) {
         Ok(jar) => {
             assert_eq!(jar.sha256, Sha256Digest::of(data));

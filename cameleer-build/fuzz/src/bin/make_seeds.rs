@@ -1,7 +1,7 @@
 //! Writes the fuzz seed corpus (small archives, valid and malformed) into
 //! the directory given, default `seeds/`.
 
-use cameleer_build::testing::jars::{self, Rng, JAVA_17};
+use cameleer_build::testing::jars::{self, JAVA_17, Rng};
 use cameleer_build::testing::{End, Entry, ZipBuilder};
 
 fn main() -> std::io::Result<()> {
@@ -11,12 +11,18 @@ fn main() -> std::io::Result<()> {
     let lib = jars::library_jar("org/lib", 2, 200, 5);
     let mut seeds: Vec<(&str, Vec<u8>)> = vec![
         ("plain.jar", jars::plain_jar("com.acme.Main")),
-        ("spring-boot.jar", jars::spring_boot_jar("com.acme.App", 1, &[("lib-1.0.jar".into(), lib.clone())])),
+        (
+            "spring-boot.jar",
+            jars::spring_boot_jar("com.acme.App", 1, &[("lib-1.0.jar".into(), lib.clone())]),
+        ),
         ("library.jar", lib.clone()),
     ];
     let main_class = jars::class_file(JAVA_17, 120, &mut rng);
     let base = |zip: &mut ZipBuilder| {
-        zip.add(Entry::deflated("META-INF/MANIFEST.MF", jars::manifest(&[("Main-Class", "a.B")])));
+        zip.add(Entry::deflated(
+            "META-INF/MANIFEST.MF",
+            jars::manifest(&[("Main-Class", "a.B")]),
+        ));
         zip.add(Entry::stored("a/B.class", &main_class));
     };
     let mut prefixed = ZipBuilder::with_prefix(b"#!/bin/sh\nexec java -jar \"$0\" \"$@\"\n", false);
@@ -24,7 +30,13 @@ fn main() -> std::io::Result<()> {
     seeds.push(("launch-script.jar", prefixed.finish()));
     let mut z64 = ZipBuilder::new();
     base(&mut z64);
-    seeds.push(("zip64-end.jar", z64.finish_with(End { zip64: true, ..End::default() })));
+    seeds.push((
+        "zip64-end.jar",
+        z64.finish_with(End {
+            zip64: true,
+            ..End::default()
+        }),
+    ));
     let mut nested2 = ZipBuilder::new();
     base(&mut nested2);
     let mut inner = ZipBuilder::new();
