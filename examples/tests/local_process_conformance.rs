@@ -139,7 +139,7 @@ impl ConformanceFixture for Local {
     }
 }
 
-cameleer_runtime::conformance_tests!(async { Local::new().await });
+cameleer_runtime::conformance_tests!(no_oom; async { Local::new().await });
 
 fn small() -> AppConfig {
     let mut config = AppConfig::default();

@@ -258,7 +258,9 @@ pub async fn run_all(fixture: &dyn ConformanceFixture) -> Report {
     report
 }
 
-fn applies(fixture: &dyn ConformanceFixture, check: Check) -> bool {
+/// Whether `check` applies to `fixture` (the OOM check needs
+/// [`ConformanceFixture::supports_oom`]).
+pub fn applies(fixture: &dyn ConformanceFixture, check: Check) -> bool {
     check != Check::OomBecomesFailed || fixture.supports_oom()
 }
 
@@ -279,24 +281,45 @@ pub async fn run(fixture: &dyn ConformanceFixture, check: Check) -> Result<(), F
 /// fixture (an `async` block); attributes before it (such as
 /// `#[ignore = "needs a Docker engine"]`) go on every test. See the
 /// [`conformance`](crate::testkit::conformance) module docs.
+///
+/// A backend that cannot OOM-kill (its fixture's
+/// [`supports_oom`](ConformanceFixture::supports_oom) is false) starts the
+/// invocation with `no_oom;`: the OOM test is then generated `#[ignore]`d
+/// with that reason, so the run shows it as not run rather than passed. The
+/// plain form fails the OOM test for such a fixture instead of letting it
+/// pass vacuously.
 #[macro_export]
 macro_rules! conformance_tests {
+    (no_oom; $(#[$attr:meta])* $make:expr) => {
+        $crate::conformance_tests!(@common [$(#[$attr])*] ($make));
+        #[::tokio::test(flavor = "multi_thread")]
+        #[ignore = "this backend cannot OOM-kill an app (supports_oom is false)"]
+        async fn oom_becomes_failed() {}
+    };
     ($(#[$attr:meta])* $make:expr) => {
-        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) deploy_reaches_running DeployReachesRunning);
-        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) deploy_is_idempotent DeployIsIdempotent);
-        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) logs_since LogsSince);
-        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) stop_then_stopped StopThenStopped);
-        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) restart_runs_again RestartRunsAgain);
-        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) list_is_per_tenant ListIsPerTenant);
-        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) unknown_app_is_not_found UnknownAppIsNotFound);
-        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) crash_becomes_failed CrashBecomesFailed);
+        $crate::conformance_tests!(@common [$(#[$attr])*] ($make));
         $crate::conformance_tests!(@test [$(#[$attr])*] ($make) oom_becomes_failed OomBecomesFailed);
+    };
+    (@common [$($attr:tt)*] ($make:expr)) => {
+        $crate::conformance_tests!(@test [$($attr)*] ($make) deploy_reaches_running DeployReachesRunning);
+        $crate::conformance_tests!(@test [$($attr)*] ($make) deploy_is_idempotent DeployIsIdempotent);
+        $crate::conformance_tests!(@test [$($attr)*] ($make) logs_since LogsSince);
+        $crate::conformance_tests!(@test [$($attr)*] ($make) stop_then_stopped StopThenStopped);
+        $crate::conformance_tests!(@test [$($attr)*] ($make) restart_runs_again RestartRunsAgain);
+        $crate::conformance_tests!(@test [$($attr)*] ($make) list_is_per_tenant ListIsPerTenant);
+        $crate::conformance_tests!(@test [$($attr)*] ($make) unknown_app_is_not_found UnknownAppIsNotFound);
+        $crate::conformance_tests!(@test [$($attr)*] ($make) crash_becomes_failed CrashBecomesFailed);
     };
     (@test [$($attr:tt)*] ($make:expr) $name:ident $check:ident) => {
         #[::tokio::test(flavor = "multi_thread")]
         $($attr)*
         async fn $name() {
             let fixture = $make.await;
+            ::std::assert!(
+                $crate::testkit::conformance::applies(&fixture, $crate::testkit::conformance::Check::$check),
+                "the fixture does not support {}; start conformance_tests! with `no_oom;` to mark it not run",
+                $crate::testkit::conformance::Check::$check,
+            );
             if let ::std::result::Result::Err(failure) = $crate::testkit::conformance::run(
                 &fixture,
                 $crate::testkit::conformance::Check::$check,
