@@ -21,6 +21,34 @@ pub const MAX_VALUE_LEN: usize = 32 * 1024;
 /// The most env vars, JVM options or args accepted, each.
 pub const MAX_ITEMS: usize = 512;
 
+/// Launcher arguments that are not JVM options: they pick the main class,
+/// print and exit, or read more arguments from a file. The runtime picks the
+/// main class itself (`-jar`), so any of these in `jvm_options` would either
+/// stop the app before `main` or replace it.
+pub const LAUNCHER_ONLY_OPTIONS: &[&str] = &[
+    "-jar",
+    "-m",
+    "--module",
+    "--dry-run",
+    "-h",
+    "-?",
+    "-help",
+    "--help",
+    "-X",
+    "--help-extra",
+    "-version",
+    "--version",
+    "-fullversion",
+    "--full-version",
+    "-showversion",
+    "--show-version",
+    "--list-modules",
+    "--describe-module",
+    "-d",
+    "--validate-modules",
+    "--source",
+];
+
 /// Env var names the runtime sets itself. Letting a customer set them would
 /// let config smuggle JVM flags (such as another `-javaagent`) past the checks.
 pub const RESERVED_ENV: &[&str] = &["JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS"];
@@ -147,7 +175,8 @@ impl AppConfig {
     /// Rejects: memory below 64 MiB (or above 1 TiB), a zero or absurd CPU
     /// limit, env var names that are not identifiers or that the runtime
     /// reserves, JVM options that set `-javaagent`, `-agentlib` or
-    /// `-agentpath` or a heap (`-Xmx`, `-Xms`, `-XX:MaxHeapSize`) above the
+    /// `-agentpath`, launcher arguments that are not JVM options
+    /// ([`LAUNCHER_ONLY_OPTIONS`], `@argfile`), a heap (`-Xmx`, `-Xms`, `-XX:MaxHeapSize`) above the
     /// memory limit, NUL, CR or LF in any value, a health port of 0 or a path
     /// not starting with `/`, and a start timeout outside 1..=3600 s.
     pub fn validate(&self) -> Result<()> {
@@ -302,7 +331,19 @@ fn check_value(field: &str, value: &str) -> Result<()> {
 
 fn check_jvm_option(field: &str, opt: &str, memory_limit: u64) -> Result<()> {
     if !opt.starts_with('-') {
-        return Err(Error::invalid_config(field, "a JVM option starts with '-'"));
+        return Err(Error::invalid_config(
+            field,
+            "a JVM option starts with '-' (and @argfiles are not allowed)",
+        ));
+    }
+    let name = opt.split_once('=').map_or(opt, |(name, _)| name);
+    if LAUNCHER_ONLY_OPTIONS.contains(&name) {
+        return Err(Error::invalid_config(
+            field,
+            format!(
+                "{name} is a launcher argument, not a JVM option: it would replace the app or stop it before main"
+            ),
+        ));
     }
     for forbidden in ["-javaagent", "-agentlib", "-agentpath"] {
         if opt.starts_with(forbidden) {
@@ -444,6 +485,12 @@ mod tests {
             ("-Xmx", false),
             ("-Xmx99999999999999999999g", false),
             ("notanoption", false),
+            ("@/etc/args", false),
+            ("-jar", false),
+            ("--module=evil/Main", false),
+            ("-version", false),
+            ("-Xss512k", true),
+            ("-XshowSettings:vm", true),
         ] {
             let mut c = cfg();
             c.jvm_options = vec!["-Dok=1".into(), opt.into()];

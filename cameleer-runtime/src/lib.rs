@@ -59,7 +59,10 @@ mod store;
 pub mod testkit;
 
 pub use builder::{BuildProgress, BuildSpec, BuiltImage, ImageBuilder, ProgressSink};
-pub use config::{AppConfig, HealthCheck, Resources};
+pub use config::{
+    AppConfig, HealthCheck, LAUNCHER_ONLY_OPTIONS, MAX_MEMORY_MB, MIN_MEMORY_MB, RESERVED_ENV,
+    Resources,
+};
 pub use deployment::{
     Deployment, DeploymentEvent, DeploymentSource, DeploymentStatus, StatusChange, transition,
 };

@@ -14,9 +14,9 @@
 //! - [`LocalProcessOrchestrator`] runs
 //!   `java -javaagent:<agent>[=<args>] -XX:MaxRAM=<memory>m
 //!   -XX:ActiveProcessorCount=<cpus> -XX:+ExitOnOutOfMemoryError
-//!   -Duser.home=<workdir> -jar <root>/images/<sha256>.jar <args…>`, one
-//!   process per app and version, in a working directory of its own, with
-//!   the config's JVM options in `JDK_JAVA_OPTIONS` and a clean environment
+//!   -Duser.home=<workdir> <jvm_options…> -jar <root>/images/<sha256>.jar
+//!   <args…>`, one process per app and version, in a working directory of
+//!   its own, with a clean environment
 //!   (`PATH`, `HOME`, `LANG` and the config's env vars).
 //!
 //! # Examples

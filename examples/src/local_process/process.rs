@@ -30,7 +30,8 @@ const OOM_LINE: &str = "Terminating due to java.lang.OutOfMemoryError";
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The `java` command of an app: the agent, the resource hints, the JAR and
-/// the app's args; JVM options in `JDK_JAVA_OPTIONS`; a clean environment.
+/// the app's args; the config's JVM options after the runtime's own (so they
+/// can override them) and before `-jar`; a clean environment.
 pub(super) fn command(
     options: &LocalProcessOptions,
     jar: &Path,
@@ -55,6 +56,11 @@ pub(super) fn command(
         .arg("-XX:+ExitOnOutOfMemoryError")
         // The JVM takes its home from the password database, not $HOME.
         .arg(home)
+        // As arguments, not JDK_JAVA_OPTIONS: the launcher echoes that
+        // variable to stderr, which would put any secret in a -D into the
+        // app's logs. `AppConfig::validate` has refused launcher-only
+        // arguments (`-jar`, `@argfile`, …).
+        .args(&config.jvm_options)
         .arg("-jar")
         .arg(jar)
         .args(&config.args);
@@ -64,49 +70,12 @@ pub(super) fn command(
         .env("HOME", workdir)
         .env("LANG", "C.UTF-8")
         .envs(&config.env);
-    if !config.jvm_options.is_empty() {
-        cmd.env("JDK_JAVA_OPTIONS", jdk_java_options(&config.jvm_options));
-    }
     cmd.current_dir(workdir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     cmd
-}
-
-/// `options` as one `JDK_JAVA_OPTIONS` value.
-///
-/// The launcher splits the value at whitespace, and removes a pair of `'` or
-/// `"` around any part of a word, keeping what is inside as is. So an option
-/// with whitespace or quotes is written as double-quoted runs, with each
-/// `"` itself as `'"'`: `-Dgreeting=say "hi"` becomes
-/// `"-Dgreeting=say "'"'"hi"'"'`.
-pub(super) fn jdk_java_options(options: &[String]) -> String {
-    let words: Vec<String> = options
-        .iter()
-        .map(|opt| {
-            let plain = !opt
-                .chars()
-                .any(|c| c.is_ascii_whitespace() || c == '\u{b}' || c == '"' || c == '\'');
-            if plain {
-                return opt.clone();
-            }
-            let mut word = String::with_capacity(opt.len() + 8);
-            for (i, run) in opt.split('"').enumerate() {
-                if i > 0 {
-                    word.push_str("'\"'");
-                }
-                if !run.is_empty() {
-                    word.push('"');
-                    word.push_str(run);
-                    word.push('"');
-                }
-            }
-            word
-        })
-        .collect();
-    words.join(" ")
 }
 
 /// How a process ended.
@@ -316,21 +285,6 @@ async fn supervise(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jvm_options_are_quoted_the_way_the_launcher_unquotes_them() {
-        let options = [
-            "-Xmx64m",
-            "-Dgreeting=say \"hi\" to me",
-            "-Dtab=a\tb",
-            "-Dquote=it's",
-        ]
-        .map(String::from);
-        assert_eq!(
-            jdk_java_options(&options),
-            "-Xmx64m \"-Dgreeting=say \"'\"'\"hi\"'\"'\" to me\" \"-Dtab=a\tb\" \"-Dquote=it's\""
-        );
-    }
 
     #[test]
     fn exits_read_as_reasons() {
