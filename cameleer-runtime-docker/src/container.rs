@@ -14,30 +14,37 @@
 //! - restart policy `no`: a crash is reported (FAILED), never hidden by a
 //!   silent restart loop.
 //!
-//! JVM options reach the JVM through `JDK_JAVA_OPTIONS`, encoded by
-//! [`jdk_java_options`]; app args are the container command, appended to the
-//! image's `java … -jar /app/app.jar` entrypoint.
+//! JVM options are argv elements of the container's own `Entrypoint`: the
+//! image's entrypoint (`java -javaagent:… -XX:MaxRAMPercentage=75 … -jar
+//! /app/app.jar`, read from the image) with the options inserted just before
+//! `-jar` (see [`jvm_entrypoint`]). Not `JDK_JAVA_OPTIONS`: the launcher
+//! echoes that variable to stderr (`NOTE: Picked up JDK_JAVA_OPTIONS: …`),
+//! which would copy secrets passed as `-D` options into the logs, and puts
+//! its options *before* the image's flags, so the image's
+//! `MaxRAMPercentage` would override the app's. As argv elements the
+//! options need no quoting, and the last occurrence of a flag wins, so the
+//! app's options override the image's defaults. App args are the
+//! container's `Cmd`, appended after the JAR.
 
 use std::collections::HashMap;
 
+use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig,
     RestartPolicy, RestartPolicyNameEnum,
 };
 use cameleer_runtime::{AppConfig, Error, Result};
 
+use crate::engine::{backend, is_not_found};
 use crate::labels::ContainerLabels;
 use crate::network::TenantNetwork;
 use crate::orchestrator::DockerOrchestratorOptions;
 
-/// The env var the JDK launcher (9 and later) reads extra options from.
-pub const JDK_JAVA_OPTIONS: &str = "JDK_JAVA_OPTIONS";
-
-/// Options the JDK 17 launcher refuses in `JDK_JAVA_OPTIONS` (it aborts the
-/// start): they pick the main class or end the launcher before `main`.
+/// Launcher arguments that are not JVM options: they pick the main class
+/// (the image's `-jar` does that) or end the launcher before `main`.
 /// Rejected up front so the error names the option instead of a container
-/// that exits with code 1.
-const LAUNCHER_REFUSES: &[&str] = &[
+/// that exits with code 1 or prints a help text.
+const LAUNCHER_ONLY: &[&str] = &[
     "-jar",
     "-m",
     "--module",
@@ -54,113 +61,142 @@ const LAUNCHER_REFUSES: &[&str] = &[
     "--full-version",
 ];
 
-/// Encodes JVM options as the value of `JDK_JAVA_OPTIONS`, one option per
-/// launcher argument, or `None` when there are none.
+/// Checks JVM options for the container's command line: each one argv
+/// element that starts with `-` (so no `@argfile`, which the launcher would
+/// expand), without NUL, and not a launcher-only argument ([`LAUNCHER_ONLY`]:
+/// `-jar`, `--module=…`, `-version`, …).
 ///
-/// The JDK 17 launcher splits the variable at white space (C `isspace`) and
-/// removes single or double quotes around runs of text, also in the middle
-/// of an argument (`-Da="x y"` is `-Da=x y`); there is no escape character,
-/// and a backslash is literal. So an option with white space or quotes is
-/// written as double-quoted runs, each `"` in it as `'"'`: every option
-/// arrives as exactly one argument, byte for byte, and cannot split into two
-/// (which could smuggle an `@argfile` or a second flag).
-///
-/// Each entry is one argument: write `--add-opens=java.base/java.lang=ALL-UNNAMED`
-/// or two entries, not `"--add-opens java.base/…"`.
+/// Each entry is one argument: write `--add-opens=java.base/java.lang=ALL-UNNAMED`,
+/// not two entries.
 ///
 /// # Errors
 ///
-/// [`Error::InvalidConfig`] naming `jvm_options[i]` for an option that does
-/// not start with `-`, contains NUL, or that the launcher refuses in the
-/// variable (`-jar`, `--module=…`, `-version`, …).
+/// [`Error::InvalidConfig`] naming `jvm_options[i]`.
 ///
 /// # Examples
 ///
 /// ```
-/// use cameleer_runtime_docker::container::jdk_java_options;
+/// use cameleer_runtime_docker::container::check_jvm_options;
 ///
-/// let opts = vec!["-Xmx128m".to_string(), "-Dgreeting=hello world".to_string()];
-/// assert_eq!(
-///     jdk_java_options(&opts).unwrap().as_deref(),
-///     Some(r#"-Xmx128m "-Dgreeting=hello world""#),
-/// );
-/// let quoted = vec![r#"-Dq=say "hi""#.to_string()];
-/// assert_eq!(
-///     jdk_java_options(&quoted).unwrap().as_deref(),
-///     Some(r#""-Dq=say "'"'"hi"'"'"#),
-/// );
-/// assert!(jdk_java_options(&["-jar".to_string()]).is_err());
+/// check_jvm_options(&["-Xmx128m".into(), "-Dgreeting=hello world".into()]).unwrap();
+/// assert!(check_jvm_options(&["-jar".into()]).is_err());
+/// assert!(check_jvm_options(&["@/etc/passwd".into()]).is_err());
 /// ```
-pub fn jdk_java_options(options: &[String]) -> Result<Option<String>> {
-    if options.is_empty() {
-        return Ok(None);
-    }
-    let mut out = String::new();
+pub fn check_jvm_options(options: &[String]) -> Result<()> {
     for (i, opt) in options.iter().enumerate() {
         let field = || format!("jvm_options[{i}]");
         if !opt.starts_with('-') {
             return Err(Error::invalid_config(
                 field(),
-                "a JVM option starts with '-'",
+                "a JVM option starts with '-' (and @argfiles are not allowed)",
             ));
         }
         if opt.contains('\0') {
             return Err(Error::invalid_config(field(), "must not contain NUL"));
         }
-        if LAUNCHER_REFUSES.contains(&opt.as_str()) || opt.starts_with("--module=") {
+        if LAUNCHER_ONLY.contains(&opt.as_str()) || opt.starts_with("--module=") {
             return Err(Error::invalid_config(
                 field(),
                 format!(
-                    "{opt} selects the main class or stops the JVM; the launcher refuses it in JDK_JAVA_OPTIONS"
+                    "{opt} is a launcher argument, not a JVM option: it would replace the app or stop it before main"
                 ),
             ));
         }
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        encode_launcher_arg(opt, &mut out);
     }
-    Ok(Some(out))
+    Ok(())
 }
 
-/// White space as the launcher's `isspace` sees it (C locale).
-fn is_launcher_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+/// The JVM's argv: the image's `entrypoint` with `options` inserted just
+/// before its `-jar` (or, for an entrypoint without `-jar` that starts with
+/// a `java` binary, right after it), so they come after the image's own
+/// flags and override them.
+///
+/// # Errors
+///
+/// [`Error::InvalidConfig`] for options [`check_jvm_options`] rejects, and
+/// for options with an entrypoint that is not a `java` command line (there
+/// is no safe place for them).
+///
+/// # Examples
+///
+/// ```
+/// use cameleer_runtime_docker::container::jvm_entrypoint;
+///
+/// let image = ["java", "-XX:MaxRAMPercentage=75.0", "-jar", "/app/app.jar"].map(String::from);
+/// let argv = jvm_entrypoint(&image, &["-XX:MaxRAMPercentage=50".into(), "-Da=x y".into()]).unwrap();
+/// assert_eq!(
+///     argv,
+///     ["java", "-XX:MaxRAMPercentage=75.0", "-XX:MaxRAMPercentage=50", "-Da=x y", "-jar", "/app/app.jar"],
+/// );
+/// ```
+pub fn jvm_entrypoint(entrypoint: &[String], options: &[String]) -> Result<Vec<String>> {
+    check_jvm_options(options)?;
+    if options.is_empty() {
+        return Ok(entrypoint.to_vec());
+    }
+    let at = match entrypoint.iter().position(|a| a == "-jar") {
+        Some(jar) => jar,
+        None if entrypoint
+            .first()
+            .is_some_and(|java| java == "java" || java.ends_with("/java")) =>
+        {
+            1
+        }
+        None => {
+            return Err(Error::invalid_config(
+                "jvm_options",
+                format!(
+                    "the image's entrypoint {entrypoint:?} is not a java command line, so there is no place for JVM options"
+                ),
+            ));
+        }
+    };
+    let mut argv = Vec::with_capacity(entrypoint.len() + options.len());
+    argv.extend_from_slice(&entrypoint[..at]);
+    argv.extend_from_slice(options);
+    argv.extend_from_slice(&entrypoint[at..]);
+    Ok(argv)
 }
 
-fn encode_launcher_arg(arg: &str, out: &mut String) {
-    if !arg
-        .chars()
-        .any(|c| is_launcher_space(c) || c == '"' || c == '\'')
-    {
-        out.push_str(arg);
-        return;
-    }
-    for (i, run) in arg.split('"').enumerate() {
-        if i > 0 {
-            out.push_str("'\"'");
-        }
-        if !run.is_empty() {
-            out.push('"');
-            out.push_str(run);
-            out.push('"');
-        }
+/// The entrypoint of the image `image_id` (`Config.Entrypoint`), `None`
+/// when it has none.
+pub(crate) async fn image_entrypoint(
+    docker: &Docker,
+    image_id: &str,
+) -> Result<Option<Vec<String>>> {
+    match docker.inspect_image(image_id).await {
+        Ok(image) => Ok(image
+            .config
+            .and_then(|c| c.entrypoint)
+            .filter(|e| !e.is_empty())),
+        Err(e) if is_not_found(&e) => Err(Error::not_found("image", image_id)),
+        Err(e) => Err(backend(format!("inspecting image {image_id}"), e)),
     }
 }
 
 /// The create request of one app container: hardened, limited, labelled,
 /// attached to its tenant+env network by id, with the image pinned by id.
+/// `image_entrypoint` is the image's (see [`jvm_entrypoint`]); the
+/// container's `Entrypoint` is set to it with the JVM options inserted.
 pub(crate) fn create_body(
     labels: &ContainerLabels,
     image_id: &str,
+    image_entrypoint: Option<&[String]>,
     config: &AppConfig,
     network: &TenantNetwork,
     options: &DockerOrchestratorOptions,
 ) -> Result<ContainerCreateBody> {
-    let mut env: Vec<String> = config.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    if let Some(value) = jdk_java_options(&config.jvm_options)? {
-        env.push(format!("{JDK_JAVA_OPTIONS}={value}"));
-    }
+    let env: Vec<String> = config.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let entrypoint = match image_entrypoint {
+        Some(image) => Some(jvm_entrypoint(image, &config.jvm_options)?),
+        None if config.jvm_options.is_empty() => None,
+        None => {
+            return Err(Error::invalid_config(
+                "jvm_options",
+                format!("image {image_id} has no entrypoint to put JVM options into"),
+            ));
+        }
+    };
 
     let memory = i64::try_from(config.resources.memory_bytes())
         .map_err(|_| Error::invalid_config("resources.memory_mb", "too large"))?;
@@ -210,6 +246,7 @@ pub(crate) fn create_body(
         image: Some(image_id.to_string()),
         user: Some(options.user.clone()),
         env: Some(env),
+        entrypoint,
         cmd: Some(config.args.clone()),
         labels: Some(labels.to_map()),
         stop_timeout: Some(i64::try_from(options.stop_timeout.as_secs()).unwrap_or(i64::MAX)),
@@ -243,79 +280,81 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
-    /// The launcher's own splitting (JDK 17 `args.c`), to check encodings
-    /// against: white space separates, quotes group and are removed.
-    fn launcher_split(s: &str) -> Vec<String> {
-        let mut args = Vec::new();
-        let mut chars = s.chars().peekable();
-        loop {
-            while chars.peek().is_some_and(|c| is_launcher_space(*c)) {
-                chars.next();
-            }
-            if chars.peek().is_none() {
-                return args;
-            }
-            let mut arg = String::new();
-            while let Some(c) = chars.next() {
-                if is_launcher_space(c) {
-                    break;
-                }
-                if c == '"' || c == '\'' {
-                    for q in chars.by_ref() {
-                        if q == c {
-                            break;
-                        }
-                        arg.push(q);
-                    }
-                } else {
-                    arg.push(c);
-                }
-            }
-            args.push(arg);
-        }
+    fn image_entrypoint() -> Vec<String> {
+        opts(&[
+            "java",
+            "-javaagent:/opt/cameleer/cameleer-agent.jar",
+            "-XX:MaxRAMPercentage=75.0",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-jar",
+            "/app/app.jar",
+        ])
     }
 
     #[test]
-    fn options_survive_the_launchers_splitting() {
-        let cases = opts(&[
-            "-Xmx128m",
+    fn options_go_in_as_they_are_just_before_the_jar() {
+        let tricky = opts(&[
+            "-XX:MaxRAMPercentage=50",
             "-Da=x y",
-            "-Db=q\"uote",
-            "-Dc='single'",
-            "-Dd=back\\slash",
-            "-De=\t tabs and  spaces ",
-            "-Df=\"\"",
-            "-Dg=@notafile",
-            "-Dh=",
-            "-Di=it's \"both\"",
+            "-Db=q\"uote 'single'",
+            "-Dc=\t tabs\\back",
+            "-Dd=@notafile",
+            "-De=",
         ]);
-        let encoded = jdk_java_options(&cases).unwrap().unwrap();
-        assert_eq!(launcher_split(&encoded), cases, "{encoded}");
+        let argv = jvm_entrypoint(&image_entrypoint(), &tricky).unwrap();
+        let mut expected = image_entrypoint();
+        expected.splice(4..4, tricky.iter().cloned());
+        assert_eq!(argv, expected);
+        assert_eq!(argv.last().map(String::as_str), Some("/app/app.jar"));
     }
 
     #[test]
-    fn empty_options_set_no_variable() {
-        assert_eq!(jdk_java_options(&[]).unwrap(), None);
+    fn no_options_keep_the_images_entrypoint() {
+        assert_eq!(
+            jvm_entrypoint(&image_entrypoint(), &[]).unwrap(),
+            image_entrypoint()
+        );
+        // Any entrypoint at all, when there is nothing to insert.
+        assert_eq!(
+            jvm_entrypoint(&opts(&["/bin/sh"]), &[]).unwrap(),
+            opts(&["/bin/sh"])
+        );
     }
 
     #[test]
-    fn options_the_launcher_refuses_are_rejected_by_index() {
+    fn an_entrypoint_without_jar_takes_options_after_java_or_not_at_all() {
+        let argv = jvm_entrypoint(
+            &opts(&["/opt/java/bin/java", "-cp", "/app", "Main"]),
+            &opts(&["-Xss1m"]),
+        )
+        .unwrap();
+        assert_eq!(
+            argv,
+            opts(&["/opt/java/bin/java", "-Xss1m", "-cp", "/app", "Main"])
+        );
+        let err = jvm_entrypoint(&opts(&["/bin/sh", "-c", "x"]), &opts(&["-Xss1m"])).unwrap_err();
+        assert_eq!(err.code(), "invalid_config", "{err}");
+    }
+
+    #[test]
+    fn launcher_arguments_are_rejected_by_index() {
         for bad in [
             "-jar",
             "--module=foo/bar",
             "-version",
             "--dry-run",
             "notadash",
+            "@argfile",
             "-D\0",
         ] {
-            let err = jdk_java_options(&opts(&["-Xmx64m", bad])).unwrap_err();
+            let err = jvm_entrypoint(&image_entrypoint(), &opts(&["-Xmx64m", bad])).unwrap_err();
             match err {
                 Error::InvalidConfig { field, .. } => assert_eq!(field, "jvm_options[1]", "{bad}"),
                 other => panic!("{other:?}"),
             }
         }
         // Only the exact flags: look-alikes are ordinary options.
-        jdk_java_options(&opts(&["-jarx", "-Xshare:auto", "-showversion"])).unwrap();
+        check_jvm_options(&opts(&["-jarx", "-Xshare:auto", "-showversion"])).unwrap();
     }
 
     #[test]
@@ -343,7 +382,16 @@ mod tests {
             name: "cameleer-acme-dev".into(),
         };
         let options = DockerOrchestratorOptions::default();
-        let body = create_body(&labels, "sha256:abc", &config, &network, &options).unwrap();
+        let entrypoint = image_entrypoint();
+        let body = create_body(
+            &labels,
+            "sha256:abc",
+            Some(&entrypoint),
+            &config,
+            &network,
+            &options,
+        )
+        .unwrap();
         let host = body.host_config.as_ref().unwrap();
         assert_eq!(host.memory, Some(256 << 20));
         assert_eq!(host.memory_swap, host.memory);
@@ -357,9 +405,19 @@ mod tests {
         assert_eq!(host.network_mode.as_deref(), Some("netid"));
         assert_eq!(body.user.as_deref(), Some("10001:10001"));
         assert_eq!(body.cmd, Some(opts(&["--port", "8080"])));
+        let argv = body.entrypoint.unwrap();
+        assert_eq!(argv[4], "-Dx=a b");
+        assert_eq!(argv[5..], opts(&["-jar", "/app/app.jar"])[..]);
         let env = body.env.unwrap();
-        assert!(env.contains(&"CAMEL_PROFILE=dev".to_string()));
-        assert!(env.contains(&"JDK_JAVA_OPTIONS=\"-Dx=a b\"".to_string()));
+        assert_eq!(env, ["CAMEL_PROFILE=dev"]);
         assert_eq!(body.labels.unwrap()["io.cameleer.version"], "2");
+
+        // JVM options need an entrypoint to go into.
+        let err =
+            create_body(&labels, "sha256:abc", None, &config, &network, &options).unwrap_err();
+        assert_eq!(err.code(), "invalid_config");
+        config.jvm_options.clear();
+        let body = create_body(&labels, "sha256:abc", None, &config, &network, &options).unwrap();
+        assert_eq!(body.entrypoint, None, "the image's own");
     }
 }

@@ -1,19 +1,21 @@
 //! Hardening and limits, as the engine reports them and as the JVM inside
-//! sees them; and JVM options reaching the JVM intact through
-//! `JDK_JAVA_OPTIONS`.
+//! sees them; and JVM options reaching the JVM intact as argv elements of
+//! the container's entrypoint (never echoed into the logs, and overriding
+//! the image's defaults).
 
 mod support;
 
 use std::time::Duration;
 
 use cameleer_runtime::{DeploymentStatus, HealthCheck, RuntimeOrchestrator};
-use cameleer_runtime_docker::container::jdk_java_options;
+use cameleer_runtime_docker::container::jvm_entrypoint;
 use cameleer_runtime_docker::fixtures::FixtureApp;
 use cameleer_runtime_docker::{jdk, labels};
 use support::{TestEnv, config};
 
-/// A JVM option value with everything the launcher's splitting could trip
-/// on: spaces, a tab, both quote kinds, a backslash, an `@`.
+/// A JVM option value with everything a shell or the launcher's splitting
+/// of `JDK_JAVA_OPTIONS` could trip on: spaces, a tab, both quote kinds, a
+/// backslash, an `@`.
 const TRICKY_HOME: &str = "/tmp/my home\t'single' \"double\" back\\slash @file";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,7 +25,12 @@ async fn containers_are_hardened_and_limited_and_the_jvm_sees_the_limits() {
     cfg.resources.memory_mb = 256;
     cfg.resources.cpu_millis = 500;
     cfg.resources.cpu_shares = Some(512);
-    cfg.jvm_options = vec!["-Xss512k".into(), format!("-Duser.home={TRICKY_HOME}")];
+    cfg.jvm_options = vec![
+        "-Xss512k".into(),
+        format!("-Duser.home={TRICKY_HOME}"),
+        // The image says 75; the app's own setting must win.
+        "-XX:MaxRAMPercentage=50".into(),
+    ];
     let (app, request) = env
         .first_version(FixtureApp::MemoryReport, "report", cfg)
         .await;
@@ -74,6 +81,22 @@ async fn containers_are_hardened_and_limited_and_the_jvm_sees_the_limits() {
     assert_eq!(host.ipc_mode.as_deref(), Some("private"));
     let config = inspect.config.expect("config");
     assert_eq!(config.user.as_deref(), Some("10001:10001"));
+    // The options are argv elements just before `-jar`, not an env var.
+    let argv = config.entrypoint.clone().expect("an entrypoint");
+    let jar = argv.iter().position(|a| a == "-jar").expect("-jar");
+    assert_eq!(
+        argv[jar - 3..jar],
+        request.config.jvm_options[..],
+        "{argv:?}"
+    );
+    assert!(
+        !config
+            .env
+            .unwrap_or_default()
+            .iter()
+            .any(|e| e.starts_with("JDK_JAVA_OPTIONS=")),
+        "no JDK_JAVA_OPTIONS"
+    );
     let container_labels = config.labels.unwrap_or_default();
     assert_eq!(container_labels[labels::TENANT], env.tenant.as_str());
     assert_eq!(container_labels[labels::APP], "report");
@@ -112,8 +135,8 @@ async fn containers_are_hardened_and_limited_and_the_jvm_sees_the_limits() {
     );
     let heap: i64 = value("max-heap-bytes").parse().unwrap();
     assert!(
-        heap > 128 * mib && heap <= 192 * mib,
-        "75% of the limit: {heap}"
+        heap > 96 * mib && heap <= 128 * mib,
+        "the app's 50% of the limit, not the image's 75%: {heap}"
     );
     assert_eq!(
         value("available-processors"),
@@ -122,11 +145,20 @@ async fn containers_are_hardened_and_limited_and_the_jvm_sees_the_limits() {
     );
     assert_eq!(value("user"), "cameleer", "uid 10001, not root");
     assert_eq!(value("home"), TRICKY_HOME, "the JVM option arrived intact");
+    let echoed: Vec<_> = lines
+        .iter()
+        .filter(|l| l.line.contains("Picked up"))
+        .collect();
+    assert!(
+        echoed.is_empty(),
+        "the launcher echoed options into the logs: {echoed:#?}"
+    );
     env.orchestrator.remove_app(&app).await.unwrap();
 }
 
-/// The encoding against the real JDK launcher on this machine: every
-/// option arrives as exactly one argument, byte for byte.
+/// The same argv against the real JDK launcher on this machine: every
+/// option arrives as exactly one argument, byte for byte, after the image's
+/// defaults, and nothing is echoed to stderr.
 #[test]
 fn jvm_options_survive_the_jdk_launcher() {
     let jar = jdk::compile_jar(
@@ -155,27 +187,33 @@ fn jvm_options_survive_the_jdk_launcher() {
         .iter()
         .enumerate()
         .map(|(i, v)| format!("-Dp{i}={v}"))
+        .chain(["-Dp0=overridden".to_string()])
         .collect();
-    let encoded = jdk_java_options(&options).unwrap().unwrap();
     let java = jdk::Jdk::locate().expect("a JDK").tool("java");
-    let out = std::process::Command::new(java)
-        .env("JDK_JAVA_OPTIONS", &encoded)
-        .arg("-jar")
-        .arg(&jar)
+    let image = [
+        java.to_string_lossy().into_owned(),
+        "-Dp0=image-default".into(),
+        "-jar".into(),
+        jar.to_string_lossy().into_owned(),
+    ];
+    let argv = jvm_entrypoint(&image, &options).unwrap();
+    let out = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
         .args((0..values.len()).map(|i| format!("p{i}")))
+        .env_remove("JDK_JAVA_OPTIONS")
+        .env_remove("JAVA_TOOL_OPTIONS")
         .output()
         .expect("running java");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "nothing echoed: {stderr}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let got: Vec<&str> = stdout.lines().collect();
-    let expected: Vec<String> = values
+    let mut expected: Vec<String> = values
         .iter()
         .enumerate()
         .map(|(i, v)| format!("p{i}=[{v}]"))
         .collect();
-    assert_eq!(got, expected, "JDK_JAVA_OPTIONS={encoded}");
+    expected[0] = "p0=[overridden]".into();
+    assert_eq!(got, expected, "{argv:?}");
 }

@@ -72,7 +72,7 @@ impl DockerRuntimeOrchestrator {
     pub(super) async fn deploy(&self, request: &DeployRequest) -> Result<AppStatus> {
         request.config.validate()?;
         // Also checks what the launcher would refuse, before anything exists.
-        container::jdk_java_options(&request.config.jvm_options)?;
+        container::check_jvm_options(&request.config.jvm_options)?;
         let app = &request.app;
         let lock = self.memory.app_lock(app);
         let _app = lock.lock().await;
@@ -277,7 +277,15 @@ impl DockerRuntimeOrchestrator {
             let _net = lock.lock().await;
             let network =
                 network::ensure(&self.docker, &labels.app.tenant, &labels.app.env).await?;
-            let body = container::create_body(labels, image_id, config, &network, &self.options)?;
+            let entrypoint = container::image_entrypoint(&self.docker, image_id).await?;
+            let body = container::create_body(
+                labels,
+                image_id,
+                entrypoint.as_deref(),
+                config,
+                &network,
+                &self.options,
+            )?;
             let options = CreateContainerOptionsBuilder::new().name(name).build();
             match self.docker.create_container(Some(options), body).await {
                 Ok(created) => {
