@@ -63,8 +63,8 @@ const LAUNCHER_ONLY: &[&str] = &[
 
 /// Checks JVM options for the container's command line: each one argv
 /// element that starts with `-` (so no `@argfile`, which the launcher would
-/// expand), without NUL, and not a launcher-only argument ([`LAUNCHER_ONLY`]:
-/// `-jar`, `--module=…`, `-version`, …).
+/// expand), without NUL, and not a launcher-only argument (`-jar`,
+/// `--module=…`, `-version`, …).
 ///
 /// Each entry is one argument: write `--add-opens=java.base/java.lang=ALL-UNNAMED`,
 /// not two entries.

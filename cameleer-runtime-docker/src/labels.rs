@@ -28,6 +28,15 @@ pub const HEALTH: &str = "io.cameleer.health";
 pub const START_TIMEOUT: &str = "io.cameleer.start-timeout";
 /// On images: the SHA-256 of the JAR inside.
 pub const ARTIFACT_SHA256: &str = "io.cameleer.artifact-sha256";
+/// On images: the build cache key, a SHA-256 over everything the image is
+/// made of (see `DockerImageBuilder`).
+pub const CONTEXT: &str = "io.cameleer.context";
+/// On base+agent images (and the app images on them): the SHA-256 of the
+/// agent JAR inside.
+pub const AGENT_SHA256: &str = "io.cameleer.agent-sha256";
+/// On base+agent images (and the app images on them): the id of the JRE
+/// base image they were made from.
+pub const BASE_IMAGE: &str = "io.cameleer.base-image";
 
 /// The `label=…` filter values that select every container or network this
 /// backend manages.

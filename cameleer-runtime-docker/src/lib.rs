@@ -30,7 +30,9 @@ mod network;
 mod orchestrator;
 mod status;
 
-pub use image_builder::{DockerImageBuilder, DockerImageBuilderOptions};
+pub use image_builder::{
+    AGENT_BASE_REPOSITORY, BuildRoute, DockerImageBuilder, DockerImageBuilderOptions,
+};
 pub use logs::MAX_LINE_BYTES;
 pub use orchestrator::{DockerOrchestratorOptions, DockerRuntimeOrchestrator};
 
