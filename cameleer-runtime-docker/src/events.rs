@@ -1,11 +1,13 @@
 //! The engine's event stream, narrowed to our containers and mapped to
-//! [`RuntimeEvent`]s.
+//! [`RuntimeEvent`](cameleer_runtime::RuntimeEvent)s.
 //!
 //! The engine reports an OOM kill as an `oom` event followed by a `die` with
 //! exit code 137. One death should be one event, so `oom` itself is not
 //! mapped: the orchestrator inspects the container on `die` and reports
 //! [`RuntimeEventKind::OomKilled`] or [`RuntimeEventKind::Exited`] from
-//! `State.OOMKilled`.
+//! `State.OOMKilled`. `start` is followed only to know which containers run
+//! (a `die` after it is news); `health_status` comes from images that bring
+//! their own `HEALTHCHECK`.
 
 use std::collections::HashMap;
 
@@ -15,8 +17,9 @@ use time::OffsetDateTime;
 
 use crate::labels::{self, ContainerLabels};
 
-/// The container actions the orchestrator follows.
-pub(crate) const ACTIONS: &[&str] = &["die", "oom", "destroy"];
+/// The container actions the orchestrator follows. The engine matches
+/// `health_status` as a prefix (`health_status: healthy`).
+pub(crate) const ACTIONS: &[&str] = &["start", "die", "oom", "destroy", "health_status"];
 
 /// The filters of the events request: our containers, the actions above.
 pub(crate) fn filters() -> HashMap<String, Vec<String>> {
@@ -30,15 +33,47 @@ pub(crate) fn filters() -> HashMap<String, Vec<String>> {
     ])
 }
 
+/// What happened to a container, as far as we care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// It started (again).
+    Start,
+    /// Its process ended.
+    Die,
+    /// The kernel's OOM killer hit it (a `die` follows).
+    Oom,
+    /// It was removed.
+    Destroy,
+    /// Its image's `HEALTHCHECK` changed verdict: healthy or not.
+    Health(bool),
+}
+
+impl Action {
+    fn parse(action: &str) -> Option<Action> {
+        // `exec_die` and `health_status: …` start like our actions; match whole.
+        Some(match action {
+            "start" => Action::Start,
+            "die" => Action::Die,
+            "oom" => Action::Oom,
+            "destroy" => Action::Destroy,
+            "health_status: healthy" => Action::Health(true),
+            "health_status: unhealthy" => Action::Health(false),
+            _ => return None,
+        })
+    }
+}
+
 /// What an engine event says about one of our containers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ContainerEvent {
     /// The container id.
     pub container: String,
+    /// Its name when the event happened.
+    pub name: String,
     /// Its labels (the engine copies them into the event's attributes).
     pub labels: ContainerLabels,
-    /// What happened: `die`, `oom` or `destroy`.
-    pub action: String,
+    /// What happened.
+    pub action: Action,
     /// The exit code of a `die`.
     pub exit_code: Option<i64>,
     /// When the engine saw it.
@@ -50,11 +85,7 @@ pub(crate) fn parse(message: &EventMessage) -> Option<ContainerEvent> {
     if message.typ != Some(EventMessageTypeEnum::CONTAINER) {
         return None;
     }
-    let action = message.action.as_deref()?;
-    // `exec_die` and `health_status: …` start like our actions; match whole.
-    if !ACTIONS.contains(&action) {
-        return None;
-    }
+    let action = Action::parse(message.action.as_deref()?)?;
     let actor = message.actor.as_ref()?;
     let attributes = actor.attributes.as_ref()?;
     let labels = ContainerLabels::parse(attributes)?;
@@ -69,8 +100,9 @@ pub(crate) fn parse(message: &EventMessage) -> Option<ContainerEvent> {
         .unwrap_or_else(OffsetDateTime::now_utc);
     Some(ContainerEvent {
         container: actor.id.clone()?,
+        name: attributes.get("name").cloned().unwrap_or_default(),
         labels,
-        action: action.to_string(),
+        action,
         exit_code: attributes.get("exitCode").and_then(|c| c.parse().ok()),
         at,
     })
@@ -83,6 +115,11 @@ pub(crate) fn died(exit_code: Option<i64>, oom_killed: bool) -> RuntimeEventKind
     } else {
         RuntimeEventKind::Exited { exit_code }
     }
+}
+
+/// The `since` of an events request: seconds and nanoseconds.
+pub(crate) fn since(at: OffsetDateTime) -> String {
+    format!("{}.{:09}", at.unix_timestamp(), at.nanosecond())
 }
 
 #[cfg(test)]
@@ -124,9 +161,21 @@ mod tests {
         assert_eq!(e.exit_code, Some(3));
         assert_eq!(e.labels, labels);
         assert_eq!(e.container, "abc");
+        assert_eq!(e.name, "cameleer-acme-dev-orders-v1");
+        assert_eq!(e.action, Action::Die);
         assert_eq!(e.at.nanosecond(), 123_456_789);
         assert!(parse(&message("exec_die", &labels)).is_none());
-        assert!(parse(&message("health_status: healthy", &labels)).is_none());
+        assert!(parse(&message("exec_start: sh", &labels)).is_none());
+        assert_eq!(
+            parse(&message("health_status: unhealthy", &labels))
+                .unwrap()
+                .action,
+            Action::Health(false)
+        );
+        assert_eq!(
+            parse(&message("start", &labels)).unwrap().action,
+            Action::Start
+        );
         let mut foreign = message("die", &labels);
         foreign
             .actor
@@ -137,6 +186,12 @@ mod tests {
             .unwrap()
             .remove(labels::MANAGED);
         assert!(parse(&foreign).is_none());
+    }
+
+    #[test]
+    fn since_keeps_the_nanoseconds() {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_000_000_042).unwrap();
+        assert_eq!(since(at), "1700000000.000000042");
     }
 
     #[test]

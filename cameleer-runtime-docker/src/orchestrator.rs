@@ -10,26 +10,40 @@
 //!
 //! # Semantics
 //!
-//! - **deploy**: the new version starts next to the old one; once its health
-//!   check passes (within `start_timeout`), every other container of the app
-//!   is stopped and removed. If it exits, is OOM killed or does not become
-//!   healthy in time, the error says why (with its last lines of output) and:
-//!   when an older version is running, the new container is removed and the
-//!   old one keeps serving, untouched; when none is, the failed container is
-//!   kept, stopped, as the app's newest, so `app_status` reports FAILED with
-//!   the reason and `app_logs` shows what it wrote (older stopped versions
-//!   go: only the newest container of an app is ever addressed).
-//! - **stop**: every running container of the app is stopped (SIGTERM, then
-//!   SIGKILL after [`DockerOrchestratorOptions::stop_timeout`]) and *kept*,
-//!   so its logs stay readable and `restart_app` can start it again; the
-//!   status is then STOPPED (an app that had already failed stays FAILED,
-//!   with its reason). [`DockerRuntimeOrchestrator::remove_app`] removes them
-//!   (and the network with the last container of a tenant+env).
+//! - **deploy**: the new version starts next to the old one, on the tenant
+//!   network but without the app's name; once its health check passes
+//!   (within `start_timeout`) it takes the app's name, and every older
+//!   container of the app leaves the network and is stopped and removed
+//!   (see [`switch`] for what a client sees). If it exits, is OOM killed or
+//!   does not become healthy in time, the error is
+//!   [`Error::StartFailed`] saying why
+//!   (with its last lines of output) and: when an older version is running,
+//!   the new container is removed and the old one keeps serving, untouched;
+//!   when none is, the failed container is kept, stopped, as the app's
+//!   newest, so `app_status` reports FAILED with the reason and `app_logs`
+//!   shows what it wrote (older stopped versions go: only the newest
+//!   container of an app is ever addressed). An engine that fails or stops
+//!   answering is [`Error::Backend`],
+//!   naming the engine, after
+//!   [`DockerOrchestratorOptions::engine_patience`].
+//! - **stop**: every running container of the app is marked stopped on
+//!   request (see [`stopped`]), then stopped (SIGTERM, then SIGKILL after
+//!   [`DockerOrchestratorOptions::stop_timeout`]) and *kept*, so its logs
+//!   stay readable and `restart_app` can start it again; the status is then
+//!   STOPPED, also for a controller restarted since (an app that had
+//!   already failed stays FAILED, with its reason).
+//!   [`DockerRuntimeOrchestrator::remove_app`] removes them (and the network
+//!   with the last container of a tenant+env).
 //! - **status**: the newest container of the app decides. Running is STARTING
 //!   until the health check passes (a TCP or HTTP probe of the container's
 //!   own address, or with no health check the process staying up through
 //!   [`DockerOrchestratorOptions::health_grace`]), then RUNNING; an exit is
 //!   FAILED with its code, an OOM kill FAILED naming it; a stop is STOPPED.
+//! - **events**: followed from the engine, reconnecting and catching up
+//!   from a full list when the stream drops; see [`follow`].
+//! - **reconcile**: adopts what runs, finishes deploys a dead controller
+//!   cut short, removes orphans after
+//!   [`DockerOrchestratorOptions::orphan_grace`]; see [`reconcile`].
 //!
 //! # Examples
 //!
@@ -70,14 +84,18 @@ use cameleer_runtime::{
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::engine::{backend, is_not_found};
+use crate::engine::{backend_at, is_not_found};
 use crate::labels::{self, ContainerLabels};
 use crate::status::{self, Phase};
 use crate::{health, network};
 
+mod follow;
 mod lifecycle;
 mod memory;
 mod observe;
+mod reconcile;
+mod stopped;
+mod switch;
 
 use memory::Memory;
 
@@ -119,6 +137,15 @@ pub struct DockerOrchestratorOptions {
     /// How many lines of a failed container's output its error carries.
     /// Default 10.
     pub failure_log_lines: usize,
+    /// How long a deploy or restart waits for an engine that stopped
+    /// answering before it fails, naming the engine. Default 5 s.
+    pub engine_patience: Duration,
+    /// The first pause before subscribing to the engine's events again
+    /// after the stream dropped; it doubles up to
+    /// [`event_reconnect_max`](Self::event_reconnect_max). Default 100 ms.
+    pub event_reconnect_min: Duration,
+    /// The longest pause between attempts to subscribe again. Default 5 s.
+    pub event_reconnect_max: Duration,
 }
 
 impl Default for DockerOrchestratorOptions {
@@ -136,6 +163,9 @@ impl Default for DockerOrchestratorOptions {
             probe_timeout: Duration::from_secs(1),
             orphan_grace: Duration::from_secs(60),
             failure_log_lines: 10,
+            engine_patience: Duration::from_secs(5),
+            event_reconnect_min: Duration::from_millis(100),
+            event_reconnect_max: Duration::from_secs(5),
         }
     }
 }
@@ -149,6 +179,8 @@ impl Default for DockerOrchestratorOptions {
 #[derive(Debug, Clone)]
 pub struct DockerRuntimeOrchestrator {
     docker: Docker,
+    /// How errors name the engine: its address when known.
+    engine: Arc<str>,
     options: Arc<DockerOrchestratorOptions>,
     memory: Arc<Memory>,
 }
@@ -168,21 +200,54 @@ pub(crate) struct Listed {
 impl DockerRuntimeOrchestrator {
     /// An orchestrator on an engine connection, which should have its API
     /// version negotiated (see [`crate::connect`]).
+    ///
+    /// Errors name the engine as "the local engine" until
+    /// [`with_engine_name`](Self::with_engine_name) says which it is
+    /// ([`connect`](Self::connect) and [`connect_to`](Self::connect_to) do).
     pub fn new(docker: Docker, options: DockerOrchestratorOptions) -> Self {
         Self {
             docker,
+            engine: Arc::from("the local engine"),
             options: Arc::new(options),
             memory: Arc::default(),
         }
     }
 
+    /// The same orchestrator, naming the engine `name` (its address, e.g.
+    /// `unix:///var/run/docker.sock`) in errors and deployment reasons.
+    pub fn with_engine_name(mut self, name: impl Into<String>) -> Self {
+        self.engine = Arc::from(name.into());
+        self
+    }
+
     /// Connects to the engine named by `DOCKER_HOST` (or the local socket),
     /// negotiating the API version.
     pub async fn connect(options: DockerOrchestratorOptions) -> Result<Self> {
-        let docker = crate::connect::connect()
+        Self::connect_to(&crate::connect::docker_host(), options).await
+    }
+
+    /// Connects to the engine at `host` (`unix://…`, `tcp://…`),
+    /// negotiating the API version.
+    pub async fn connect_to(host: &str, options: DockerOrchestratorOptions) -> Result<Self> {
+        let docker = crate::connect::connect_to(host, crate::connect::DEFAULT_TIMEOUT)
             .await
             .map_err(|e| Error::backend(e.to_string(), e))?;
-        Ok(Self::new(docker, options))
+        Ok(Self::new(docker, options).with_engine_name(host))
+    }
+
+    /// The engine's name in errors.
+    pub fn engine_name(&self) -> &str {
+        &self.engine
+    }
+
+    /// A backend error for an engine call, naming the engine when it did
+    /// not answer.
+    pub(crate) fn engine_error(
+        &self,
+        doing: impl std::fmt::Display,
+        err: bollard::errors::Error,
+    ) -> Error {
+        backend_at(&self.engine, doing, err)
     }
 
     /// The engine connection.
@@ -231,7 +296,7 @@ impl DockerRuntimeOrchestrator {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| backend("listing containers", e))?;
+            .map_err(|e| self.engine_error("listing containers", e))?;
         let mut found: Vec<Listed> = summaries
             .into_iter()
             .filter_map(|s| {
@@ -273,7 +338,7 @@ impl DockerRuntimeOrchestrator {
         {
             Ok(c) => Ok(Some(c)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(backend(format!("inspecting container {id}"), e)),
+            Err(e) => Err(self.engine_error(format!("inspecting container {id}"), e)),
         }
     }
 
@@ -288,7 +353,7 @@ impl DockerRuntimeOrchestrator {
         {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(backend(format!("stopping container {id}"), e)),
+            Err(e) => Err(self.engine_error(format!("stopping container {id}"), e)),
         }
     }
 
@@ -314,7 +379,7 @@ impl DockerRuntimeOrchestrator {
             Err(e) if is_not_found(&e) => Ok(()),
             // 409: a removal is already in progress.
             Err(e) if crate::engine::is_conflict(&e) => Ok(()),
-            Err(e) => Err(backend(format!("removing container {name}"), e)),
+            Err(e) => Err(self.engine_error(format!("removing container {name}"), e)),
         }
     }
 
@@ -369,6 +434,8 @@ impl RuntimeOrchestrator for DockerRuntimeOrchestrator {
                 c.state,
                 Some(S::RUNNING | S::RESTARTING | S::CREATED | S::PAUSED)
             ) {
+                // The intent first, where a controller restart keeps it.
+                self.mark_stopped(&c.id, &c.name).await?;
                 self.stop_container(&c.id).await?;
             }
         }
@@ -451,8 +518,10 @@ impl DockerRuntimeOrchestrator {
     /// Where an inspected container is, with what this orchestrator knows
     /// of its stops and given-up starts; no probing.
     pub(crate) fn phase_of(&self, id: &str, inspect: &ContainerInspectResponse) -> Phase {
+        let on_request = self.memory.stopped_on_request(id)
+            || inspect.name.as_deref().is_some_and(stopped::is_marked);
         let phase = match inspect.state.as_ref() {
-            Some(state) => status::phase(state, self.memory.stopped_on_request(id)),
+            Some(state) => status::phase(state, on_request),
             None => Phase::Starting,
         };
         match (phase, self.memory.start_failure(id)) {

@@ -286,7 +286,7 @@ async fn a_redeploy_keeps_the_old_version_until_the_new_one_is_healthy() {
     bad.start_timeout_secs = 3;
     let v2 = env.request(&app, 2, image.clone(), bad);
     let err = env.orchestrator.deploy_app(&v2).await.unwrap_err();
-    assert_eq!(err.code(), "timeout", "{err}");
+    assert_eq!(err.code(), "start_failed", "{err}");
     assert!(err.to_string().contains("health check timed out"), "{err}");
     assert!(
         err.to_string().contains("503"),
@@ -360,7 +360,7 @@ async fn a_first_version_that_never_becomes_healthy_is_stopped_and_failed() {
     cfg.start_timeout_secs = 2;
     let (app, request) = env.first_version(FixtureApp::Listening, "sick", cfg).await;
     let err = env.orchestrator.deploy_app(&request).await.unwrap_err();
-    assert_eq!(err.code(), "timeout", "{err}");
+    assert_eq!(err.code(), "start_failed", "{err}");
     let status = env.orchestrator.app_status(&app).await.unwrap();
     assert_eq!(status.status, DeploymentStatus::Failed, "{status:?}");
     let reason = status.reason.unwrap_or_default();

@@ -14,8 +14,8 @@ use cameleer_runtime::{
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::{DockerRuntimeOrchestrator, probe_running};
-use crate::engine::{backend, is_conflict, is_not_found};
+use super::{DockerRuntimeOrchestrator, probe_running, stopped};
+use crate::engine::{backend, is_conflict, is_not_found, is_unreachable, is_unreachable_error};
 use crate::labels::{self, ContainerLabels};
 use crate::status::Phase;
 use crate::{container, logs, network};
@@ -33,6 +33,8 @@ pub(super) enum StartFailure {
         after: Duration,
         last_probe: Option<String>,
     },
+    /// The engine failed or went away: not the app's doing.
+    Engine(Error),
 }
 
 impl fmt::Display for StartFailure {
@@ -46,24 +48,29 @@ impl fmt::Display for StartFailure {
                 }
                 Ok(())
             }
+            StartFailure::Engine(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl StartFailure {
-    /// The error a caller gets: what failed, why, and the app's last words.
-    fn into_error(self, what: &str, output: &str) -> Error {
-        let mut message = format!("{what} failed to start: {self}");
-        if !output.is_empty() {
-            message.push_str("; last output: ");
-            message.push_str(output);
-        }
+    /// The error a caller gets: the app's failure ([`Error::StartFailed`],
+    /// with its last words) or the engine's ([`Error::Backend`]).
+    pub(super) fn into_error(self, what: &str, output: &str) -> Error {
         match self {
-            StartFailure::TimedOut { .. } => Error::Timeout(message),
-            StartFailure::Ended(_) => Error::Backend {
-                message,
-                source: None,
+            StartFailure::Engine(Error::Backend { message, source }) => Error::Backend {
+                message: format!("starting {what}: {message}"),
+                source,
             },
+            StartFailure::Engine(other) => other,
+            failure => {
+                let mut reason = failure.to_string();
+                if !output.is_empty() {
+                    reason.push_str("; last output: ");
+                    reason.push_str(output);
+                }
+                Error::StartFailed { reason }
+            }
         }
     }
 }
@@ -93,29 +100,26 @@ impl DockerRuntimeOrchestrator {
         let (id, name) = self
             .ensure_container(&labels, &image_id, &request.config)
             .await?;
-        let started = match self
+        // Until this call returns, an exit of the container is its to report.
+        let _starting = self.memory.starting(&id);
+        let outcome = match self
             .docker
             .start_container(&id, None::<StartContainerOptions>)
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(()) => self.wait_until_up(&id, &labels).await,
+            Err(e) if is_unreachable(&e) => Err(StartFailure::Engine(
+                self.engine_error(format!("starting container {name}"), e),
+            )),
             Err(e) => Err(StartFailure::Ended(format!(
                 "the engine could not start it: {}",
                 backend("starting", e)
             ))),
         };
-        let outcome = match started {
-            Ok(()) => self.wait_until_up(&id, &labels).await,
-            Err(failure) => Err(failure),
-        };
         match outcome {
             Ok(()) => {
                 tracing::info!(app = %app, version = request.version, "deployment is up");
-                for old in self.list(labels::app_filter(app)).await? {
-                    if old.id != id {
-                        self.remove_container(&old).await?;
-                    }
-                }
+                self.take_over(&id, &labels).await?;
                 Ok(AppStatus {
                     app: app.clone(),
                     status: DeploymentStatus::Running,
@@ -123,6 +127,10 @@ impl DockerRuntimeOrchestrator {
                     version: Some(request.version),
                     reason: None,
                 })
+            }
+            Err(failure @ StartFailure::Engine(_)) => {
+                tracing::warn!(app = %app, version = request.version, %failure, "the engine failed during the deploy");
+                Err(failure.into_error(&what, ""))
             }
             Err(failure) => {
                 tracing::warn!(app = %app, version = request.version, %failure, "deployment failed to start");
@@ -187,6 +195,9 @@ impl DockerRuntimeOrchestrator {
 
     pub(super) async fn restart(&self, app: &cameleer_runtime::AppRef) -> Result<AppStatus> {
         let c = self.newest(app).await?;
+        // Started again: its next exit is news, also to a later controller.
+        let name = self.unmark(&c.id, &c.name).await?;
+        let _starting = self.memory.starting(&c.id);
         self.memory.expect_exit(&c.id);
         let t = i32::try_from(self.options.stop_timeout.as_secs()).unwrap_or(i32::MAX);
         self.docker
@@ -195,7 +206,7 @@ impl DockerRuntimeOrchestrator {
                 Some(RestartContainerOptionsBuilder::new().t(t).build()),
             )
             .await
-            .map_err(|e| backend(format!("restarting container {}", c.name), e))?;
+            .map_err(|e| self.engine_error(format!("restarting container {name}"), e))?;
         // The exit of the run before the restart was ours; any later one is news.
         self.memory.expect_exits_until_now(&c.id);
         let what = format!(
@@ -203,13 +214,17 @@ impl DockerRuntimeOrchestrator {
             c.labels.version, c.labels.deployment
         );
         match self.wait_until_up(&c.id, &c.labels).await {
-            Ok(()) => Ok(AppStatus {
-                app: app.clone(),
-                status: DeploymentStatus::Running,
-                deployment: Some(c.labels.deployment),
-                version: Some(c.labels.version),
-                reason: None,
-            }),
+            Ok(()) => {
+                self.take_over(&c.id, &c.labels).await?;
+                Ok(AppStatus {
+                    app: app.clone(),
+                    status: DeploymentStatus::Running,
+                    deployment: Some(c.labels.deployment),
+                    version: Some(c.labels.version),
+                    reason: None,
+                })
+            }
+            Err(failure @ StartFailure::Engine(_)) => Err(failure.into_error(&what, "")),
             // The container stays: it is the app's current version, and its
             // logs say why it failed.
             Err(failure) => Err(failure.into_error(&what, &self.last_output(&c.id).await)),
@@ -236,6 +251,14 @@ impl DockerRuntimeOrchestrator {
         for _ in 0..3 {
             let mut free = None;
             for name in &names {
+                // A container of this deployment that was stopped on request
+                // ended: start afresh, under the plain name.
+                if let Some(stopped) = self.inspect(&stopped::marked(name)).await?
+                    && owned_by(&stopped, labels)
+                {
+                    let id = stopped.id.clone().unwrap_or_default();
+                    self.force_remove(&id, &stopped::marked(name)).await?;
+                }
                 let Some(existing) = self.inspect(name).await? else {
                     free = Some(name);
                     break;
@@ -278,7 +301,7 @@ impl DockerRuntimeOrchestrator {
             let network =
                 network::ensure(&self.docker, &labels.app.tenant, &labels.app.env).await?;
             let entrypoint = container::image_entrypoint(&self.docker, image_id).await?;
-            let body = container::create_body(
+            let mut body = container::create_body(
                 labels,
                 image_id,
                 entrypoint.as_deref(),
@@ -286,6 +309,16 @@ impl DockerRuntimeOrchestrator {
                 &network,
                 &self.options,
             )?;
+            // The app's name comes once it is healthy (see `switch`): with it
+            // from the start, DNS would send clients to a JVM still starting.
+            for endpoint in body
+                .networking_config
+                .iter_mut()
+                .flat_map(|n| n.endpoints_config.iter_mut())
+                .flat_map(|e| e.values_mut())
+            {
+                endpoint.aliases = None;
+            }
             let options = CreateContainerOptionsBuilder::new().name(name).build();
             match self.docker.create_container(Some(options), body).await {
                 Ok(created) => {
@@ -297,7 +330,9 @@ impl DockerRuntimeOrchestrator {
                 }
                 // Someone created it in between: look again.
                 Err(e) if is_conflict(&e) => continue,
-                Err(e) => return Err(backend(format!("creating container {name}"), e)),
+                Err(e) => {
+                    return Err(self.engine_error(format!("creating container {name}"), e));
+                }
             }
         }
         Err(Error::Conflict(format!(
@@ -315,26 +350,53 @@ impl DockerRuntimeOrchestrator {
         let timeout = labels
             .start_timeout
             .max(self.options.health_grace + self.options.probe_interval);
-        let deadline = Instant::now() + timeout;
+        self.wait_until_up_by(id, labels, Instant::now() + timeout, timeout)
+            .await
+    }
+
+    /// [`wait_until_up`](Self::wait_until_up) with a given deadline;
+    /// `timeout` is what a timeout reports.
+    ///
+    /// An engine that does not answer is given
+    /// [`engine_patience`](super::DockerOrchestratorOptions::engine_patience)
+    /// to come back before the wait ends with [`StartFailure::Engine`].
+    pub(super) async fn wait_until_up_by(
+        &self,
+        id: &str,
+        labels: &ContainerLabels,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> std::result::Result<(), StartFailure> {
         let mut last_probe = None;
+        let mut unreachable_since: Option<Instant> = None;
         loop {
-            let inspect = match self.inspect(id).await {
-                Ok(Some(i)) => i,
-                Ok(None) => return Err(StartFailure::Ended("its container was removed".into())),
-                Err(e) => return Err(StartFailure::Ended(e.to_string())),
-            };
-            match self.phase_of(id, &inspect) {
-                Phase::Running { started_at } => {
-                    match probe_running(&self.options, labels, &inspect, &started_at).await {
-                        Ok(()) => {
-                            self.memory.set_healthy(id, &started_at);
-                            return Ok(());
+            match self.inspect(id).await {
+                Ok(Some(inspect)) => {
+                    unreachable_since = None;
+                    match self.phase_of(id, &inspect) {
+                        Phase::Running { started_at } => {
+                            match probe_running(&self.options, labels, &inspect, &started_at).await
+                            {
+                                Ok(()) => {
+                                    self.memory.set_healthy(id, &started_at);
+                                    return Ok(());
+                                }
+                                Err(why) => last_probe = Some(why),
+                            }
                         }
-                        Err(why) => last_probe = Some(why),
+                        Phase::Starting => {}
+                        Phase::Ended { reason, .. } => return Err(StartFailure::Ended(reason)),
                     }
                 }
-                Phase::Starting => {}
-                Phase::Ended { reason, .. } => return Err(StartFailure::Ended(reason)),
+                Ok(None) => return Err(StartFailure::Ended("its container was removed".into())),
+                Err(e) if is_unreachable_error(&e) => {
+                    let since = *unreachable_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.options.engine_patience {
+                        return Err(StartFailure::Engine(e));
+                    }
+                    tracing::debug!(container = %id, "the engine does not answer: {e}");
+                }
+                Err(e) => return Err(StartFailure::Engine(e)),
             }
             if Instant::now() >= deadline {
                 return Err(StartFailure::TimedOut {
@@ -359,7 +421,7 @@ impl DockerRuntimeOrchestrator {
             .tail(&n.to_string())
             .build();
         let lines: Vec<String> = logs::lines(
-            self.docker.logs(id, Some(options)),
+            logs::engine_frames(&self.docker, id, options),
             None,
             MAX_FAILURE_OUTPUT,
         )
@@ -420,4 +482,14 @@ impl DockerRuntimeOrchestrator {
             Err(e) => Err(backend(format!("inspecting pulled image {reference}"), e)),
         }
     }
+}
+
+/// Whether an inspected container carries the labels of this deployment.
+fn owned_by(inspect: &bollard::models::ContainerInspectResponse, labels: &ContainerLabels) -> bool {
+    inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .and_then(ContainerLabels::parse)
+        .is_some_and(|l| l.app == labels.app && l.deployment == labels.deployment)
 }

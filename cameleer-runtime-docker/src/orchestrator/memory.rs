@@ -31,6 +31,9 @@ struct Remembered {
     exits: ExpectedExits,
     /// Why its start was given up (a health timeout), when it was kept.
     start_failure: Option<String>,
+    /// How many deploys or restarts of this orchestrator are waiting for it
+    /// to come up right now; they report its exit themselves.
+    starting: u32,
 }
 
 #[derive(Debug, Default)]
@@ -132,6 +135,22 @@ impl Memory {
         self.read(id, |r| r.start_failure.clone()).flatten()
     }
 
+    /// A deploy or restart is waiting for it to come up until the returned
+    /// guard is dropped: an exit meanwhile is that call's to report, not the
+    /// event stream's, and `reconcile` leaves the container alone.
+    pub(crate) fn starting(self: &Arc<Self>, id: &str) -> StartingGuard {
+        self.write(id, |r| r.starting += 1);
+        StartingGuard {
+            memory: self.clone(),
+            id: id.to_string(),
+        }
+    }
+
+    /// Whether a deploy or restart is waiting for it to come up.
+    pub(crate) fn is_starting(&self, id: &str) -> bool {
+        self.read(id, |r| r.starting > 0).unwrap_or(false)
+    }
+
     /// A fresh container: nothing is known about it.
     pub(crate) fn forget(&self, id: &str) {
         self.with(|s| {
@@ -157,6 +176,23 @@ impl Memory {
                 .or_default()
                 .clone()
         })
+    }
+}
+
+/// Marks a container as being started until dropped; see [`Memory::starting`].
+#[derive(Debug)]
+pub(crate) struct StartingGuard {
+    memory: Arc<Memory>,
+    id: String,
+}
+
+impl Drop for StartingGuard {
+    fn drop(&mut self) {
+        self.memory.with(|s| {
+            if let Some(r) = s.containers.get_mut(&self.id) {
+                r.starting = r.starting.saturating_sub(1);
+            }
+        });
     }
 }
 
@@ -187,6 +223,19 @@ mod tests {
         assert!(m.is_healthy("c", "t1") && !m.is_healthy("c", "t2"));
         m.expect_exit("c");
         assert!(!m.known_healthy("c"));
+    }
+
+    #[test]
+    fn a_start_is_in_progress_while_its_guard_lives() {
+        let m = Arc::new(Memory::default());
+        let first = m.starting("c");
+        let second = m.starting("c");
+        assert!(m.is_starting("c"));
+        drop(first);
+        assert!(m.is_starting("c"));
+        drop(second);
+        assert!(!m.is_starting("c"));
+        assert!(!m.is_starting("other"));
     }
 
     #[test]

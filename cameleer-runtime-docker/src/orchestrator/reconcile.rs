@@ -1,0 +1,248 @@
+//! After a controller restart: adopt what runs, finish the steps a dead
+//! controller cut short, and remove what nobody knows.
+//!
+//! The engine is the truth; `known` is what the host's store says is
+//! active (BUILDING, STARTING, RUNNING). Per app, newest version first:
+//!
+//! - **A known container that runs** is adopted. If it is still STARTING
+//!   (the controller died while waiting for its health check), the wait is
+//!   finished here, within what is left of its start timeout; one that was
+//!   created but never started is started. So an interrupted deploy ends as
+//!   it would have: RUNNING, or FAILED with the app's own reason. The
+//!   serving container gets the app's name on the network if the switch was
+//!   cut short (see [`switch`](super::switch)).
+//! - **Older containers of an app whose newer known version serves** are
+//!   retired, as the interrupted deploy would have done; the store's
+//!   platform supersedes their deployments.
+//! - **A newer known container that failed** next to an older serving one
+//!   is removed (a failed redeploy leaves the old version alone) and
+//!   reported missing with its reason.
+//! - **Known active deployments with no container** are reported missing
+//!   ("its container no longer exists"): a deploy cut short before its
+//!   container existed cannot be finished by the backend, which has no
+//!   image or config for it; the platform records it FAILED.
+//! - **Containers the store does not know** are removed once older than
+//!   [`orphan_grace`](super::DockerOrchestratorOptions::orphan_grace) (a
+//!   deploy of another controller may be in flight), except one stopped
+//!   on request (its deployment is STOPPED, so the store knows it but does
+//!   not pass it as active; it is kept for its logs and `restart_app`).
+//!   Containers a call of this orchestrator is starting are left alone.
+//! - Networks of ours left without containers are removed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bollard::models::ContainerStateStatusEnum;
+use bollard::query_parameters::StartContainerOptions;
+use cameleer_runtime::{
+    AppRef, AppStatus, Deployment, DeploymentId, DeploymentStatus, ReconcileReport, Result,
+    TenantId,
+};
+use futures::StreamExt;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use super::lifecycle::StartFailure;
+use super::{DockerRuntimeOrchestrator, Listed, started_at, stopped};
+use crate::labels;
+use crate::status::Phase;
+
+/// How many apps are reconciled at once (each may wait for a health check).
+const CONCURRENCY: usize = 8;
+
+/// What reconciling one app found and did.
+#[derive(Debug, Default)]
+struct AppOutcome {
+    adopted: Vec<DeploymentId>,
+    removed_orphans: Vec<String>,
+    missing: Vec<(DeploymentId, AppStatus)>,
+    seen: Vec<DeploymentId>,
+}
+
+impl DockerRuntimeOrchestrator {
+    /// Reconciles every app in `scope` (all when `None`); see the
+    /// [module docs](self).
+    pub(super) async fn reconcile_with(
+        &self,
+        known: &[Deployment],
+        scope: Option<&TenantId>,
+    ) -> Result<ReconcileReport> {
+        let by_id: HashMap<DeploymentId, &Deployment> = known.iter().map(|d| (d.id, d)).collect();
+        let filter = match scope {
+            Some(tenant) => labels::tenant_filter(tenant),
+            None => labels::managed_filter(),
+        };
+        let mut apps: BTreeMap<AppRef, Vec<Listed>> = BTreeMap::new();
+        let mut places = BTreeSet::new();
+        // Newest version first within each app.
+        for c in self.list(filter).await? {
+            places.insert((c.labels.app.tenant.clone(), c.labels.app.env.clone()));
+            apps.entry(c.labels.app.clone()).or_default().push(c);
+        }
+        let outcomes: Vec<Result<AppOutcome>> = futures::stream::iter(apps)
+            .map(|(app, containers)| self.reconcile_app(app, containers, &by_id))
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut report = ReconcileReport::default();
+        let mut seen = BTreeSet::new();
+        for outcome in outcomes {
+            let outcome = outcome?;
+            report.adopted.extend(outcome.adopted);
+            report.removed_orphans.extend(outcome.removed_orphans);
+            report.missing.extend(outcome.missing);
+            seen.extend(outcome.seen);
+        }
+        for d in known
+            .iter()
+            .filter(|d| scope.is_none_or(|s| *s == d.app.tenant))
+        {
+            let active = matches!(
+                d.status,
+                DeploymentStatus::Starting | DeploymentStatus::Running
+            );
+            if active && !seen.contains(&d.id) {
+                report
+                    .missing
+                    .push((d.id, status_of(d, DeploymentStatus::Failed, NO_CONTAINER)));
+            }
+        }
+        places.extend(
+            crate::network::managed_places(&self.docker)
+                .await?
+                .into_iter()
+                .filter(|(tenant, _)| scope.is_none_or(|s| s == tenant)),
+        );
+        for (tenant, env) in places {
+            self.remove_network_if_unused(&tenant, &env).await?;
+        }
+        Ok(report)
+    }
+
+    /// One app's containers, newest first, under the app's lock.
+    async fn reconcile_app(
+        &self,
+        app: AppRef,
+        containers: Vec<Listed>,
+        by_id: &HashMap<DeploymentId, &Deployment>,
+    ) -> Result<AppOutcome> {
+        let lock = self.memory.app_lock(&app);
+        let _app = lock.lock().await;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let grace = i64::try_from(self.options.orphan_grace.as_secs()).unwrap_or(i64::MAX);
+        let mut out = AppOutcome::default();
+        let mut serving = false;
+        let mut failed_newer = Vec::new();
+        for c in &containers {
+            if self.memory.is_starting(&c.id) {
+                // A deploy or restart of this orchestrator is on it.
+                continue;
+            }
+            let Some(d) = by_id
+                .get(&c.labels.deployment)
+                .filter(|d| d.app == c.labels.app)
+            else {
+                let ended = c.state != Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+                let young = now.saturating_sub(c.created) < grace;
+                if young || (ended && stopped::is_marked(&c.name)) {
+                    continue;
+                }
+                self.remove_container(c).await?;
+                out.removed_orphans.push(c.name.clone());
+                continue;
+            };
+            out.seen.push(d.id);
+            if serving {
+                // A newer version serves: the deploy that started it died
+                // before it retired this one.
+                self.retire(c).await?;
+                continue;
+            }
+            let (status, reason) = self.settle(c).await?;
+            match status {
+                DeploymentStatus::Running => {
+                    self.publish_alias(&c.id, &c.labels).await?;
+                    out.adopted.push(d.id);
+                    serving = true;
+                    for newer in failed_newer.drain(..) {
+                        self.remove_container(newer).await?;
+                    }
+                }
+                DeploymentStatus::Starting => out.adopted.push(d.id),
+                status => {
+                    if d.status.is_in_progress() || d.status == DeploymentStatus::Running {
+                        let why = reason.as_deref().unwrap_or("it is not running");
+                        out.missing.push((d.id, status_of(d, status, why)));
+                    }
+                    failed_newer.push(c);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The status of a known container, after finishing the start a dead
+    /// controller left unfinished.
+    async fn settle(&self, c: &Listed) -> Result<(DeploymentStatus, Option<String>)> {
+        let Some(inspect) = self.inspect(&c.id).await? else {
+            return Ok((DeploymentStatus::Failed, Some(NO_CONTAINER.into())));
+        };
+        if let Phase::Ended { status, reason } = self.phase_of(&c.id, &inspect) {
+            return Ok((status, Some(reason)));
+        }
+        let state = inspect.state.unwrap_or_default();
+        if state.status == Some(ContainerStateStatusEnum::CREATED) {
+            tracing::info!(container = %c.name, "starting a container whose deploy was cut short");
+            self.docker
+                .start_container(&c.id, None::<StartContainerOptions>)
+                .await
+                .map_err(|e| self.engine_error(format!("starting container {}", c.name), e))?;
+        }
+        let (status, reason) = self.observe(&c.id, &c.labels).await?;
+        if status != DeploymentStatus::Starting {
+            return Ok((status, reason));
+        }
+        // Within what is left of its start timeout (at least one more look).
+        let began = state
+            .started_at
+            .as_deref()
+            .and_then(started_at)
+            .unwrap_or_else(OffsetDateTime::now_utc);
+        let left = (began + c.labels.start_timeout - OffsetDateTime::now_utc())
+            .max(time::Duration::ZERO)
+            .unsigned_abs()
+            .max(self.options.health_grace + self.options.probe_interval);
+        tracing::info!(container = %c.name, ?left, "finishing a health check a restart cut short");
+        match self
+            .wait_until_up_by(
+                &c.id,
+                &c.labels,
+                Instant::now() + left,
+                c.labels.start_timeout,
+            )
+            .await
+        {
+            Ok(()) => Ok((DeploymentStatus::Running, None)),
+            Err(StartFailure::Engine(e)) => Err(e),
+            Err(failure @ StartFailure::TimedOut { .. }) => {
+                let reason = failure.to_string();
+                self.memory.set_start_failure(&c.id, &reason);
+                self.stop_container(&c.id).await?;
+                Ok((DeploymentStatus::Failed, Some(reason)))
+            }
+            Err(StartFailure::Ended(reason)) => Ok((DeploymentStatus::Failed, Some(reason))),
+        }
+    }
+}
+
+/// The reason of a known deployment without a container.
+const NO_CONTAINER: &str = "its container no longer exists";
+
+fn status_of(d: &Deployment, status: DeploymentStatus, reason: &str) -> AppStatus {
+    AppStatus {
+        app: d.app.clone(),
+        status,
+        deployment: Some(d.id),
+        version: Some(d.version),
+        reason: Some(reason.to_string()),
+    }
+}
