@@ -4,6 +4,10 @@
 //! and the fixture apps as images.
 #![allow(dead_code)]
 
+pub mod engine;
+pub mod platform;
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -131,13 +135,17 @@ impl TestEnv {
     }
 }
 
-/// Orchestrator options for tests: quick stops and a short grace period.
+/// Orchestrator options for tests: quick stops, a short grace period, and
+/// quick reconnection of the event stream.
 pub fn test_options() -> DockerOrchestratorOptions {
     DockerOrchestratorOptions {
         stop_timeout: Duration::from_secs(2),
         health_grace: Duration::from_millis(1500),
         probe_interval: Duration::from_millis(100),
         orphan_grace: Duration::ZERO,
+        engine_patience: Duration::from_secs(1),
+        event_reconnect_min: Duration::from_millis(50),
+        event_reconnect_max: Duration::from_millis(500),
         ..DockerOrchestratorOptions::default()
     }
 }
@@ -241,10 +249,40 @@ pub async fn inspect(
         .expect("the container exists")
 }
 
-/// The containers and networks of `tenant` left on the engine.
-pub async fn leftovers(docker: &Docker, tenant: &TenantId) -> (usize, usize) {
-    let filters = HashMap::from([("label", vec![format!("{}={tenant}", labels::TENANT)])]);
-    let containers = docker
+/// A container by name or id, inspected; `None` when there is none.
+pub async fn inspect_opt(
+    docker: &Docker,
+    name: &str,
+) -> Option<bollard::models::ContainerInspectResponse> {
+    docker.inspect_container(name, None).await.ok()
+}
+
+/// Waits until the container `name` runs (its process has started).
+pub async fn wait_running(docker: &Docker, name: &str, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let running = inspect_opt(docker, name)
+            .await
+            .and_then(|c| c.state?.running)
+            .unwrap_or(false);
+        if running {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} did not run within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every container (running or not) matching the label filter values.
+async fn containers(
+    docker: &Docker,
+    filter: Vec<String>,
+) -> Vec<bollard::models::ContainerSummary> {
+    let filters = HashMap::from([("label", filter)]);
+    docker
         .list_containers(Some(
             bollard::query_parameters::ListContainersOptionsBuilder::new()
                 .all(true)
@@ -252,7 +290,38 @@ pub async fn leftovers(docker: &Docker, tenant: &TenantId) -> (usize, usize) {
                 .build(),
         ))
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The names of the containers matching the label filter values (e.g.
+/// [`labels::app_filter`]), sorted, without the leading `/`.
+pub async fn container_names(docker: &Docker, filter: Vec<String>) -> Vec<String> {
+    let mut names: Vec<String> = containers(docker, filter)
+        .await
+        .into_iter()
+        .flat_map(|c| c.names.unwrap_or_default())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Removes a container now, running or not.
+pub async fn remove_now(docker: &Docker, id: &str) {
+    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .build();
+    docker
+        .remove_container(id, Some(options))
+        .await
+        .unwrap_or_else(|e| panic!("removing {id}: {e}"));
+}
+
+/// The containers and networks of `tenant` left on the engine.
+pub async fn leftovers(docker: &Docker, tenant: &TenantId) -> (usize, usize) {
+    let filter = vec![format!("{}={tenant}", labels::TENANT)];
+    let containers = containers(docker, filter.clone()).await;
+    let filters = HashMap::from([("label", filter)]);
     let networks = docker
         .list_networks(Some(
             bollard::query_parameters::ListNetworksOptionsBuilder::new()
