@@ -16,11 +16,20 @@
 //! `since` is honoured to the nanosecond: the engine only takes whole
 //! seconds, so it is asked for the second that contains `since` and the
 //! lines before `since` in that second are dropped here.
+//!
+//! The request goes out as HTTP/1.0 (see [`engine_frames`]): the engine
+//! flushes every log entry as its own HTTP/1.1 chunk, and hyper hands each
+//! chunk from its connection task to the reader through a one-slot channel,
+//! which on a multi-threaded runtime costs two cross-thread wake-ups per
+//! line. An HTTP/1.0 body has no chunks: it is the connection's bytes, read
+//! in buffer-sized pieces, until the engine closes it.
 
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
+use bollard::Docker;
 use bollard::container::LogOutput;
+use bollard::query_parameters::LogsOptions;
 use cameleer_runtime::{Error, LogLine, LogSource, LogStream};
 use futures::{Stream, StreamExt};
 use time::OffsetDateTime;
@@ -146,6 +155,36 @@ fn line(source: LogSource, ts: OffsetDateTime, mut bytes: Vec<u8>, complete: boo
         stream: source,
         line,
     }
+}
+
+/// The engine's log frames of container `id`, asked for over HTTP/1.0.
+///
+/// Over HTTP/1.1 the engine sends every entry as its own chunk, and hyper
+/// passes each chunk from its connection task to the reader's task: two
+/// task wake-ups per line, which a multi-threaded runtime turns into
+/// cross-thread wake-ups (measured for 1,000,000 lines: 21 s and 15 s of
+/// CPU, against 10 s for `docker logs`). Over HTTP/1.0 the body is not
+/// chunked (the engine closes the connection at its end), hyper reads it
+/// in buffer-sized pieces, and the same lines take 10 s and 3.5 s of CPU.
+/// The cost is the connection: it closes with the stream instead of going
+/// back to the pool, which a log stream, holding its connection as long as
+/// it is read, does not miss.
+///
+/// The request goes through a clone of `docker` with a request modifier,
+/// which replaces any modifier the host set on its client for this one
+/// request.
+pub(crate) fn engine_frames(
+    docker: &Docker,
+    id: &str,
+    options: LogsOptions,
+) -> impl Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send + 'static {
+    docker
+        .clone()
+        .with_request_modifier(|mut request| {
+            *request.version_mut() = http::Version::HTTP_10;
+            request
+        })
+        .logs(id, Some(options))
 }
 
 /// The whole second to ask the engine for, given `since`.
