@@ -40,27 +40,6 @@ use crate::labels::ContainerLabels;
 use crate::network::TenantNetwork;
 use crate::orchestrator::DockerOrchestratorOptions;
 
-/// Launcher arguments that are not JVM options: they pick the main class
-/// (the image's `-jar` does that) or end the launcher before `main`.
-/// Rejected up front so the error names the option instead of a container
-/// that exits with code 1 or prints a help text.
-const LAUNCHER_ONLY: &[&str] = &[
-    "-jar",
-    "-m",
-    "--module",
-    "--dry-run",
-    "-h",
-    "-?",
-    "-help",
-    "--help",
-    "-X",
-    "--help-extra",
-    "-version",
-    "--version",
-    "-fullversion",
-    "--full-version",
-];
-
 /// Checks JVM options for the container's command line: each one argv
 /// element that starts with `-` (so no `@argfile`, which the launcher would
 /// expand), without NUL, and not a launcher-only argument (`-jar`,
@@ -94,7 +73,10 @@ pub fn check_jvm_options(options: &[String]) -> Result<()> {
         if opt.contains('\0') {
             return Err(Error::invalid_config(field(), "must not contain NUL"));
         }
-        if LAUNCHER_ONLY.contains(&opt.as_str()) || opt.starts_with("--module=") {
+        // The contract's list (`AppConfig::validate` checks it too); checked
+        // again here because the argv is built here.
+        let name = opt.split_once('=').map_or(opt.as_str(), |(name, _)| name);
+        if cameleer_runtime::LAUNCHER_ONLY_OPTIONS.contains(&name) {
             return Err(Error::invalid_config(
                 field(),
                 format!(

@@ -2,8 +2,10 @@
 //!
 //! An [`AppConfig`] is environment-specific and never baked into the image:
 //! promotion deploys the same image digest with the target environment's
-//! config. Backends pass JVM options through `JDK_JAVA_OPTIONS`, app args as
-//! the container command, and env vars as the container environment.
+//! config. Backends pass JVM options as arguments after the image's own
+//! flags and before `-jar` (not through `JDK_JAVA_OPTIONS`, which the
+//! launcher echoes to stderr), app args after the JAR, and env vars as the
+//! process environment.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -40,8 +42,6 @@ pub const LAUNCHER_ONLY_OPTIONS: &[&str] = &[
     "--version",
     "-fullversion",
     "--full-version",
-    "-showversion",
-    "--show-version",
     "--list-modules",
     "--describe-module",
     "-d",

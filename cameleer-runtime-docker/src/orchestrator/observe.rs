@@ -102,7 +102,7 @@ impl DockerRuntimeOrchestrator {
             .since(logs::engine_since(options.since))
             .build();
         logs::lines(
-            self.docker.logs(id, Some(request)),
+            logs::engine_frames(&self.docker, id, request),
             options.since,
             logs::MAX_LINE_BYTES,
         )
