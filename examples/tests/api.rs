@@ -430,3 +430,81 @@ async fn logs_are_ndjson_and_bad_queries_are_400() {
         );
     }
 }
+
+#[tokio::test]
+async fn events_and_logs_stream_as_server_sent_events() {
+    use futures::StreamExt;
+    let api = api().await;
+    let sha = api.upload(jars::plain_jar("com.acme.Main")).await["sha256"].clone();
+    let events = api
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/tenants/acme/apps/orders/envs/dev/events")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let mut events = events.into_body().into_data_stream();
+
+    // Another app's deploy must not show up in this app's stream.
+    let other = "/api/v1/tenants/acme/apps/billing/envs/dev/deployments";
+    let (status, _) = api
+        .call(Method::POST, other, json!({"artifact": sha}).to_string())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, dep) = api
+        .call(
+            Method::POST,
+            "/api/v1/tenants/acme/apps/orders/envs/dev/deployments",
+            json!({"artifact": sha}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{dep}");
+
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = events.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if text.contains("\"status\":\"RUNNING\"") {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no RUNNING event; got {text}"));
+    let statuses: Vec<&str> = ["BUILDING", "STARTING", "RUNNING"]
+        .into_iter()
+        .filter(|s| text.contains(&format!("\"status\":\"{s}\"")))
+        .collect();
+    assert_eq!(statuses, ["BUILDING", "STARTING", "RUNNING"], "{text}");
+    assert!(text.contains("event: status"), "{text}");
+    assert!(
+        !text.contains("billing"),
+        "another app's events leaked: {text}"
+    );
+
+    // Logs as SSE when asked for them.
+    let logs = api
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/tenants/acme/apps/orders/envs/dev/logs?follow=false")
+                .header("accept", "text/event-stream")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(logs.status(), StatusCode::OK);
+    assert_eq!(logs.headers()["content-type"], "text/event-stream");
+    let body = to_bytes(logs.into_body(), 1 << 20).await.unwrap();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.contains("[app] started"), "{body}");
+    for event in body.split("\n\n").filter(|e| !e.trim().is_empty()) {
+        assert!(event.starts_with("event: log\ndata: {"), "{event:?}");
+    }
+}
