@@ -199,24 +199,34 @@ impl Drop for CleanupGuard {
     }
 }
 
+/// The ids of every container (running or not) labelled `key=value`.
+pub async fn containers_labelled(
+    docker: &Docker,
+    key: &str,
+    value: &str,
+) -> Result<Vec<String>, TestError> {
+    let filters = HashMap::from([("label", vec![format!("{key}={value}")])]);
+    let listed = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(TestError::docker(format!(
+            "listing containers labelled {key}={value}"
+        )))?;
+    Ok(listed.into_iter().filter_map(|c| c.id).collect())
+}
+
 async fn remove_targets(docker: &Docker, targets: Targets) -> Result<usize, TestError> {
     let mut containers = targets.containers;
     let mut networks = targets.networks;
     let mut images = targets.images;
     for (key, value) in &targets.labels {
         let filters = HashMap::from([("label", vec![format!("{key}={value}")])]);
-        let listed = docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::new()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(TestError::docker(format!(
-                "listing containers labelled {key}={value}"
-            )))?;
-        containers.extend(listed.into_iter().filter_map(|c| c.id));
+        containers.extend(containers_labelled(docker, key, value).await?);
         let listed = docker
             .list_networks(Some(
                 ListNetworksOptionsBuilder::new().filters(&filters).build(),

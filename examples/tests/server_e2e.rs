@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use cameleer_runtime_docker::connect::connect;
 use cameleer_runtime_docker::fixtures::{AGENT_LINE_PREFIX, APP_STARTED_LINE, FixtureApp, app_jar};
 use cameleer_runtime_docker::labels;
-use cameleer_runtime_docker::testing::CleanupGuard;
+use cameleer_runtime_docker::testing::{CleanupGuard, containers_labelled};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -129,16 +129,7 @@ async fn wait_for_status(addr: SocketAddr, path: &str, want: &str, limit: Durati
 }
 
 async fn count_containers(docker: &bollard::Docker, tenant: &str) -> usize {
-    use bollard::query_parameters::ListContainersOptionsBuilder;
-    let filters =
-        std::collections::HashMap::from([("label", vec![format!("{}={tenant}", labels::TENANT)])]);
-    docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
+    containers_labelled(docker, labels::TENANT, tenant)
         .await
         .unwrap()
         .len()
