@@ -33,7 +33,7 @@ mod status;
 pub use image_builder::{
     AGENT_BASE_REPOSITORY, BuildRoute, DockerImageBuilder, DockerImageBuilderOptions,
 };
-pub use logs::MAX_LINE_BYTES;
+pub use logs::{MAX_LINE_BYTES, READ_AHEAD_BYTES};
 pub use orchestrator::{DockerOrchestratorOptions, DockerRuntimeOrchestrator};
 
 #[cfg(feature = "fixtures")]

@@ -92,7 +92,8 @@ impl DockerRuntimeOrchestrator {
             .await
     }
 
-    /// The log lines of a container.
+    /// The log lines of a container, read ahead in batches (see
+    /// [`logs::read_ahead`]).
     pub(super) fn logs_of(&self, id: &str, options: &LogOptions) -> LogStream {
         let request = LogsOptionsBuilder::new()
             .stdout(true)
@@ -101,10 +102,10 @@ impl DockerRuntimeOrchestrator {
             .follow(options.follow)
             .since(logs::engine_since(options.since))
             .build();
-        logs::lines(
+        logs::read_ahead(logs::lines(
             logs::engine_frames(&self.docker, id, request),
             options.since,
             logs::MAX_LINE_BYTES,
-        )
+        ))
     }
 }
