@@ -401,3 +401,51 @@ fn every_code_is_listed() {
             .all(|c| c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
     );
 }
+
+#[test]
+fn lies_are_caught_in_entries_inflated_in_one_shot_and_in_streamed_ones() {
+    // Small entries are inflated in one shot; one over 256 KiB of output
+    // (or whose end is not yet buffered) is streamed. Both are held to the
+    // same checks.
+    fn text(len: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_u32;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                b'a' + (x % 20) as u8
+            })
+            .collect()
+    }
+    for len in [4_000, 600_000] {
+        let body = text(len);
+        for streamed in [false, true] {
+            let entry = || {
+                if streamed {
+                    Entry::streamed("data.txt", body.clone())
+                } else {
+                    Entry::deflated("data.txt", body.clone())
+                }
+            };
+            let mut zip = jar();
+            zip.add(entry());
+            check(&zip.finish())
+                .unwrap_or_else(|e| panic!("{len} bytes, streamed {streamed}: {e}"));
+
+            let mut zip = jar();
+            let mut e = entry();
+            e.raw_data = Some(deflate(&body[..len - 1]));
+            zip.add(e);
+            assert_rejected(check(&zip.finish()), "size_mismatch", "data.txt");
+
+            let mut zip = jar();
+            let mut e = entry();
+            let mut other = body.clone();
+            other[len / 2] ^= 1;
+            e.raw_data = Some(deflate(&other));
+            zip.add(e);
+            assert_rejected(check(&zip.finish()), "crc_mismatch", "data.txt");
+        }
+    }
+}

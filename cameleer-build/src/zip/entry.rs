@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::{Decompress, FlushDecompress, Status};
 
+use super::fast::{Boundary, FastInflate};
 use super::input::Input;
 use crate::{Limits, ValidationError};
 
@@ -40,8 +41,19 @@ pub(crate) struct EntryOutcome {
 }
 
 enum Mode<'a> {
-    Stored { remaining: u64 },
-    Deflate { z: &'a mut Decompress, done: bool },
+    Stored {
+        remaining: u64,
+    },
+    Deflate {
+        z: &'a mut Decompress,
+        done: bool,
+    },
+    /// Inflated in one shot (see [`super::fast`]): the output, and how much
+    /// of it was read.
+    Inflated {
+        out: &'a [u8],
+        pos: usize,
+    },
 }
 
 /// The data of the entry being walked. It implements [`Read`] for visitors
@@ -80,24 +92,47 @@ impl<'a, R: Read> EntryData<'a, R> {
         )
     }
 
-    /// DEFLATE data, ended by the deflate stream itself; `z` is reset here.
+    /// DEFLATE data, ended by the deflate stream itself. Inflated in one
+    /// shot by `fast` when it can be (see [`super::fast`]), else streamed
+    /// by `z` (reset here).
     pub(crate) fn deflated(
         input: &'a mut Input<R>,
         z: &'a mut Decompress,
+        fast: Option<(&'a mut FastInflate, Boundary)>,
         scratch: &'a mut [u8],
         limits: &'a Limits,
         budget: &'a Budget,
         name: &'a str,
-    ) -> Self {
+    ) -> Result<Self, ValidationError> {
+        if let Some((fast, boundary)) = fast
+            && let Some(done) = fast.inflate(input, boundary)?
+        {
+            input.consume(done.csize);
+            let mut this = Self::with_mode(
+                input,
+                Mode::Inflated {
+                    out: fast.output(done.usize),
+                    pos: 0,
+                },
+                scratch,
+                limits,
+                budget,
+                name,
+            );
+            this.crc = crc32fast::Hasher::new_with_initial_len(done.crc, done.usize as u64);
+            this.consumed = done.csize as u64;
+            this.account(done.usize)?;
+            return Ok(this);
+        }
         z.reset(false);
-        Self::with_mode(
+        Ok(Self::with_mode(
             input,
             Mode::Deflate { z, done: false },
             scratch,
             limits,
             budget,
             name,
-        )
+        ))
     }
 
     fn with_mode(
@@ -156,6 +191,13 @@ impl<'a, R: Read> EntryData<'a, R> {
         if dst.is_empty() {
             return Ok(0);
         }
+        if let Mode::Inflated { out, pos } = &mut self.mode {
+            // Counted and checksummed when it was inflated.
+            let n = dst.len().min(out.len() - *pos);
+            dst[..n].copy_from_slice(&out[*pos..*pos + n]);
+            *pos += n;
+            return Ok(n);
+        }
         loop {
             if self.input.available().is_empty() && !self.is_done() && self.input.fill()? == 0 {
                 return Err(self.truncated());
@@ -168,7 +210,7 @@ impl<'a, R: Read> EntryData<'a, R> {
                     *remaining -= n as u64;
                     (n, n, *remaining == 0)
                 }
-                Mode::Deflate { done: true, .. } => return Ok(0),
+                Mode::Deflate { done: true, .. } | Mode::Inflated { .. } => return Ok(0),
                 Mode::Deflate { z, done } => {
                     let (bi, bo) = (z.total_in(), z.total_out());
                     let status = z
@@ -213,6 +255,7 @@ impl<'a, R: Read> EntryData<'a, R> {
         match &self.mode {
             Mode::Stored { remaining } => *remaining == 0,
             Mode::Deflate { done, .. } => *done,
+            Mode::Inflated { .. } => true,
         }
     }
 
@@ -236,6 +279,7 @@ impl<'a, R: Read> EntryData<'a, R> {
                     self.consumed += n as u64;
                     self.account(n)?;
                 }
+                Mode::Inflated { .. } => break,
                 Mode::Deflate { .. } => {
                     let scratch = std::mem::take(&mut self.scratch);
                     let r = self.produce(scratch);

@@ -103,6 +103,18 @@ impl<R: Read> Input<R> {
         Ok(n)
     }
 
+    /// Moves the unconsumed bytes to the front and fills the buffer as far
+    /// as the input goes.
+    pub(crate) fn top_up(&mut self) -> Result<(), ValidationError> {
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        while self.end < self.buf.len() && self.fill()? > 0 {}
+        Ok(())
+    }
+
     /// Makes at least `n` bytes available (`n` ≤ buffer size). Returns
     /// `false` when the input ends first.
     pub(crate) fn ensure(&mut self, n: usize) -> Result<bool, ValidationError> {

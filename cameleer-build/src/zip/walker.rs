@@ -16,6 +16,7 @@ use flate2::Decompress;
 
 use super::central::read_central;
 use super::entry::{Budget, EntryData};
+use super::fast::{Boundary, FastInflate};
 use super::input::Input;
 use super::names::check_name;
 use super::records::*;
@@ -99,6 +100,7 @@ pub(crate) fn walk<R: Read>(
 ) -> Result<Walked, ValidationError> {
     let prefix_len = find_start(input, ctx, allow_prefix)?;
     let mut z = Decompress::new(false);
+    let mut fast = FastInflate::new();
     let mut scratch = vec![0u8; 64 << 10];
     let mut locals: Vec<LocalRecord> = Vec::new();
     let mut names = HashSet::new();
@@ -111,7 +113,14 @@ pub(crate) fn walk<R: Read>(
                         limit: ctx.policy.limits.max_entries,
                     });
                 }
-                let rec = walk_entry(input, ctx, &mut z, &mut scratch, &mut names, visitor)?;
+                let rec = walk_entry(
+                    input,
+                    ctx,
+                    (&mut z, &mut fast),
+                    &mut scratch,
+                    &mut names,
+                    visitor,
+                )?;
                 locals.push(rec);
             }
             CENTRAL_SIG => break,
@@ -217,7 +226,7 @@ fn find_start<R: Read>(
 fn walk_entry<R: Read>(
     input: &mut Input<R>,
     ctx: &ArchiveContext<'_>,
-    z: &mut Decompress,
+    (z, fast): (&mut Decompress, &mut FastInflate),
     scratch: &mut [u8],
     names: &mut HashSet<Arc<str>>,
     visitor: &mut dyn EntryVisitor,
@@ -270,7 +279,25 @@ fn walk_entry<R: Read>(
     let mut data = if h.method == STORED {
         EntryData::stored(input, declared_csize, scratch, limits, budget, &path)
     } else {
-        EntryData::deflated(input, z, scratch, limits, budget, &path)
+        let boundary = if has_descriptor {
+            Boundary::Descriptor {
+                width: if z64.present { 8 } else { 4 },
+            }
+        } else {
+            Boundary::Sized {
+                csize: declared_csize,
+                usize: declared_usize,
+            }
+        };
+        EntryData::deflated(
+            input,
+            z,
+            Some((fast, boundary)),
+            scratch,
+            limits,
+            budget,
+            &path,
+        )?
     };
     visitor.visit(&meta, &mut data)?;
     let real = data.finish()?;
