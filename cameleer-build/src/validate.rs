@@ -21,6 +21,10 @@ const BUFFER: usize = 256 << 10;
 /// is inflated (never trusting declared sizes) with its CRC-32 checked,
 /// nested JARs are scanned recursively as their bytes come out of the outer
 /// entry, and the central directory is cross-checked against what was seen.
+/// Small entries are inflated in one shot by libdeflate, larger ones
+/// streamed by zlib-rs; one difference between the two is documented in
+/// the crate's `zip/fast.rs` (padding after a deflate stream within its
+/// entry's compressed size is noticed only when streaming).
 /// Memory stays bounded whatever the input: a few 64–256 KiB buffers per
 /// archive being scanned, at most 8 MiB queued for the nested-JAR worker,
 /// and a record per entry (its name and a few numbers). Only the names grow
