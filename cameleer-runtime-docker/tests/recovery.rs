@@ -255,3 +255,56 @@ async fn a_stop_that_needed_sigkill_is_still_a_stop_after_a_controller_restart()
     next.backend.inner.remove_app(&app).await.unwrap();
     assert_eq!(leftovers(&env.docker, &env.tenant).await, (0, 0));
 }
+
+/// A first version that crashed is FAILED, and its container is kept for
+/// its status and logs. A restarted controller must keep it too, however
+/// old: the store knows it (it is the app's newest deployment), even though
+/// it is not active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_newest_version_keeps_its_container_across_a_controller_restart() {
+    let env = TestEnv::new().await;
+    let stores = Stores::default();
+    let options = DockerOrchestratorOptions {
+        orphan_grace: Duration::from_secs(1),
+        ..test_options()
+    };
+    let app = env.app("crashy", "dev");
+    let first = PlatformEnv::on(controller(&env, options.clone()), &env.tenant, &stores);
+    first.platform.start().await.expect("start");
+    let image = fixture_image(&env.docker, FixtureApp::Crashing).await;
+    let jar = first.upload(&app, FixtureApp::Crashing, image).await;
+    let d = first
+        .deploy_settled(
+            &app,
+            jar,
+            config(HealthCheck::None, &[("CRASH_DELAY_MS", "100")]),
+        )
+        .await;
+    assert_eq!(d.status, DeploymentStatus::Failed, "{d:#?}");
+    first.platform.shutdown().await;
+    drop(first);
+    let name = labels::container_name(&app, 1);
+    assert_eq!(container_names(&env).await, std::slice::from_ref(&name));
+    // Older than the orphan grace, in the engine's whole seconds.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let next = PlatformEnv::on(controller(&env, options), &env.tenant, &stores);
+    let report = next.platform.start().await.expect("recover");
+    assert!(report.backend.removed_orphans.is_empty(), "{report:?}");
+    assert!(report.backend.adopted.is_empty(), "{report:?}");
+    assert_eq!(container_names(&env).await, [name]);
+    let status = next.backend.app_status(&app).await.unwrap();
+    assert_eq!(status.status, DeploymentStatus::Failed, "{status:?}");
+    assert_eq!(status.reason.as_deref(), Some("exited with code 3"));
+    let mut lines = next
+        .backend
+        .app_logs(&app, &LogOptions::default())
+        .await
+        .expect("its logs are still there");
+    assert!(lines.next().await.is_some(), "the crashed app's output");
+    let view = next.platform.status(&app).await.unwrap();
+    assert_eq!(view.status, Some(DeploymentStatus::Failed), "{view:#?}");
+    next.platform.shutdown().await;
+    next.backend.inner.remove_app(&app).await.unwrap();
+    assert_eq!(leftovers(&env.docker, &env.tenant).await, (0, 0));
+}

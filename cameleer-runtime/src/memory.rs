@@ -184,6 +184,16 @@ impl DeploymentStore for MemoryDeploymentStore {
             .collect())
     }
 
+    async fn latest_of_every_app(&self) -> Result<Vec<Deployment>> {
+        let st = lock(&self.state);
+        Ok(st
+            .by_app
+            .values()
+            .filter_map(|versions| versions.values().next_back())
+            .filter_map(|id| st.by_id.get(id).cloned())
+            .collect())
+    }
+
     async fn active(&self) -> Result<Vec<Deployment>> {
         let st = lock(&self.state);
         let mut active: Vec<_> = st
@@ -458,6 +468,23 @@ mod tests {
                 ("acme/a/dev".to_string(), 1),
                 ("acme/a/prod".to_string(), 1),
                 ("acme/b/dev".to_string(), 3)
+            ]
+        );
+
+        let everywhere: Vec<_> = store
+            .latest_of_every_app()
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| (d.app.to_string(), d.version))
+            .collect();
+        assert_eq!(
+            everywhere,
+            [
+                ("acme/a/dev".to_string(), 1),
+                ("acme/a/prod".to_string(), 1),
+                ("acme/b/dev".to_string(), 3),
+                ("globex/a/dev".to_string(), 1)
             ]
         );
     }

@@ -218,6 +218,12 @@ pub trait RuntimeOrchestrator: Send + Sync {
     /// store knows (`known`), remove what the store does not know, and report
     /// what the store believes runs but does not.
     ///
+    /// `known` holds the active deployments (BUILDING, STARTING, RUNNING)
+    /// and the newest deployment of every app whatever its status. A known
+    /// deployment that FAILED or was STOPPED is kept as it is (stopped), for
+    /// its status and logs, and never adopted; unless an older version of
+    /// the app serves, which makes it a failed redeploy's leftover.
+    ///
     /// The default does nothing, which suits a backend whose resources die
     /// with the controller.
     async fn reconcile(&self, known: &[Deployment]) -> Result<ReconcileReport> {

@@ -59,6 +59,17 @@ pub trait DeploymentStore: Send + Sync {
     /// Every deployment in BUILDING, STARTING or RUNNING, across tenants:
     /// what a backend should be running (used after a controller restart).
     async fn active(&self) -> Result<Vec<Deployment>>;
+
+    /// The newest deployment of every app and environment, across tenants.
+    ///
+    /// After a controller restart the backend is told to keep these besides
+    /// the [`active`](Self::active) ones: a newest version that FAILED or was
+    /// STOPPED keeps its container, so the app's status still says why and
+    /// its logs stay readable. The default returns none, and a backend then
+    /// removes such a container like one the store does not know.
+    async fn latest_of_every_app(&self) -> Result<Vec<Deployment>> {
+        Ok(Vec::new())
+    }
 }
 
 /// A stored artifact.

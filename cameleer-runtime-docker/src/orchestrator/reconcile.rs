@@ -2,7 +2,8 @@
 //! controller cut short, and remove what nobody knows.
 //!
 //! The engine is the truth; `known` is what the host's store says is
-//! active (BUILDING, STARTING, RUNNING). Per app, newest version first:
+//! active (BUILDING, STARTING, RUNNING), and the newest deployment of every
+//! app whatever its status. Per app, newest version first:
 //!
 //! - **A known container that runs** is adopted. If it is still STARTING
 //!   (the controller died while waiting for its health check), the wait is
@@ -17,6 +18,10 @@
 //! - **A newer known container that failed** next to an older serving one
 //!   is removed (a failed redeploy leaves the old version alone) and
 //!   reported missing with its reason.
+//! - **A known container whose deployment the store has FAILED or STOPPED**
+//!   is never adopted: it is stopped if it still runs (a controller died
+//!   between its decision and the engine call) and kept, for the app's
+//!   status and logs, unless an older version serves (as above).
 //! - **Known active deployments with no container** are reported missing
 //!   ("its container no longer exists"): a deploy cut short before its
 //!   container existed cannot be finished by the backend, which has no
@@ -155,6 +160,19 @@ impl DockerRuntimeOrchestrator {
                 // A newer version serves: the deploy that started it died
                 // before it retired this one.
                 self.retire(c).await?;
+                continue;
+            }
+            if !(d.status.is_in_progress() || d.status == DeploymentStatus::Running) {
+                // Settled by the store: kept for its status and logs, never
+                // adopted; gone if an older version turns out to serve.
+                if c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING) {
+                    if d.status == DeploymentStatus::Stopped {
+                        // As `stop_app` would have: the intent first.
+                        self.mark_stopped(&c.id, &c.name).await?;
+                    }
+                    self.stop_container(&c.id).await?;
+                }
+                failed_newer.push(c);
                 continue;
             }
             let (status, reason) = self.settle(c).await?;

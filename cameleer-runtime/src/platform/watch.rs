@@ -1,7 +1,7 @@
 //! Keeping the store truthful: runtime events, recovery after a controller
 //! restart, and reconciling what the store says with what the backend sees.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -143,15 +143,23 @@ impl Core {
     }
 
     /// After a controller restart: lets the backend adopt what the store
-    /// says is active, then settles whatever no pipeline will finish.
+    /// says is active (and keep the newest version of every app), then
+    /// settles whatever no pipeline will finish.
     pub(crate) async fn recover(&self) -> Result<RecoveryReport> {
-        let mut known: Vec<Deployment> = self
-            .store
-            .active()
-            .await?
-            .into_iter()
-            .filter(|d| !self.is_inflight(&d.id))
-            .collect();
+        // The active deployments, and the newest of every app whatever its
+        // status: a newest version that FAILED or was STOPPED keeps its
+        // container (its status and logs), which the backend would
+        // otherwise remove as unknown.
+        let mut known: Vec<Deployment> = self.store.active().await?;
+        let active: HashSet<DeploymentId> = known.iter().map(|d| d.id).collect();
+        known.extend(
+            self.store
+                .latest_of_every_app()
+                .await?
+                .into_iter()
+                .filter(|d| !active.contains(&d.id)),
+        );
+        known.retain(|d| !self.is_inflight(&d.id));
         // Newest first per app: a newer version found running supersedes
         // the older ones before they are judged missing.
         known.sort_by(|a, b| (&a.app, b.version).cmp(&(&b.app, a.version)));

@@ -247,6 +247,22 @@ impl DeploymentStore for SqliteDeploymentStore {
         .await
     }
 
+    async fn latest_of_every_app(&self) -> Result<Vec<Deployment>> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT d.body FROM deployments d
+                     WHERE d.version = (
+                         SELECT MAX(version) FROM deployments m
+                         WHERE m.tenant = d.tenant AND m.app = d.app AND m.env = d.env)
+                     ORDER BY d.tenant, d.app, d.env",
+                )
+                .map_err(db_err)?;
+            decode_all(&mut stmt, [])
+        })
+        .await
+    }
+
     async fn active(&self) -> Result<Vec<Deployment>> {
         self.with(|conn| {
             let mut stmt = conn
@@ -384,5 +400,20 @@ mod tests {
         let active = store.active().await.unwrap();
         assert_eq!(active.len(), 3);
         assert!(active.iter().all(|d| d.id != prod1.id));
+        // Across tenants, the newest of each, whatever its status.
+        let newest = store.latest_of_every_app().await.unwrap();
+        let apps: Vec<_> = newest
+            .iter()
+            .map(|d| (d.app.to_string(), d.version))
+            .collect();
+        assert_eq!(
+            apps,
+            [
+                (dev.to_string(), 2),
+                (prod.to_string(), 1),
+                (other.to_string(), 1)
+            ]
+        );
+        assert_eq!(newest[1].status, DeploymentStatus::Stopped);
     }
 }
