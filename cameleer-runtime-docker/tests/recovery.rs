@@ -259,7 +259,8 @@ async fn a_stop_that_needed_sigkill_is_still_a_stop_after_a_controller_restart()
 /// A first version that crashed is FAILED, and its container is kept for
 /// its status and logs. A restarted controller must keep it too, however
 /// old: the store knows it (it is the app's newest deployment), even though
-/// it is not active.
+/// it is not active. So too one whose health check timed out, which the
+/// engine sees as stopped: it still reads FAILED, with the store's reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_newest_version_keeps_its_container_across_a_controller_restart() {
     let env = TestEnv::new().await;
@@ -281,10 +282,27 @@ async fn a_failed_newest_version_keeps_its_container_across_a_controller_restart
         )
         .await;
     assert_eq!(d.status, DeploymentStatus::Failed, "{d:#?}");
+    let sick = env.app("sick", "dev");
+    let image = fixture_image(&env.docker, FixtureApp::Listening).await;
+    let jar = first.upload(&sick, FixtureApp::Listening, image).await;
+    let health = HealthCheck::Http {
+        port: 8080,
+        path: "/health".into(),
+    };
+    let mut cfg = config(health, &[("HEALTH_STATUS", "500")]);
+    cfg.start_timeout_secs = 2;
+    let timed_out = first.deploy_settled(&sick, jar, cfg).await;
+    assert_eq!(timed_out.status, DeploymentStatus::Failed, "{timed_out:#?}");
+    let sick_reason = timed_out.last_reason().unwrap_or_default().to_string();
+    assert!(
+        sick_reason.contains("health check timed out"),
+        "{sick_reason}"
+    );
     first.platform.shutdown().await;
     drop(first);
     let name = labels::container_name(&app, 1);
-    assert_eq!(container_names(&env).await, std::slice::from_ref(&name));
+    let names = [name.clone(), labels::container_name(&sick, 1)];
+    assert_eq!(container_names(&env).await, names);
     // Older than the orphan grace, in the engine's whole seconds.
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
@@ -292,7 +310,7 @@ async fn a_failed_newest_version_keeps_its_container_across_a_controller_restart
     let report = next.platform.start().await.expect("recover");
     assert!(report.backend.removed_orphans.is_empty(), "{report:?}");
     assert!(report.backend.adopted.is_empty(), "{report:?}");
-    assert_eq!(container_names(&env).await, [name]);
+    assert_eq!(container_names(&env).await, names);
     let status = next.backend.app_status(&app).await.unwrap();
     assert_eq!(status.status, DeploymentStatus::Failed, "{status:?}");
     assert_eq!(status.reason.as_deref(), Some("exited with code 3"));
@@ -304,7 +322,16 @@ async fn a_failed_newest_version_keeps_its_container_across_a_controller_restart
     assert!(lines.next().await.is_some(), "the crashed app's output");
     let view = next.platform.status(&app).await.unwrap();
     assert_eq!(view.status, Some(DeploymentStatus::Failed), "{view:#?}");
+    let status = next.backend.app_status(&sick).await.unwrap();
+    assert_eq!(status.status, DeploymentStatus::Failed, "{status:?}");
+    assert_eq!(status.reason.as_deref(), Some(sick_reason.as_str()));
+    let listed = next.backend.list_apps(&env.tenant).await.unwrap();
+    assert!(
+        listed.iter().all(|a| a.status == DeploymentStatus::Failed),
+        "{listed:?}"
+    );
     next.platform.shutdown().await;
     next.backend.inner.remove_app(&app).await.unwrap();
+    next.backend.inner.remove_app(&sick).await.unwrap();
     assert_eq!(leftovers(&env.docker, &env.tenant).await, (0, 0));
 }

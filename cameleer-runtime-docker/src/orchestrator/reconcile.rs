@@ -21,7 +21,9 @@
 //! - **A known container whose deployment the store has FAILED or STOPPED**
 //!   is never adopted: it is stopped if it still runs (a controller died
 //!   between its decision and the engine call) and kept, for the app's
-//!   status and logs, unless an older version serves (as above).
+//!   status and logs, unless an older version serves (as above). A FAILED
+//!   one gets its reason back from the store, so a start given up on (which
+//!   ends in a stop) still reads FAILED, and why.
 //! - **Known active deployments with no container** are reported missing
 //!   ("its container no longer exists"): a deploy cut short before its
 //!   container existed cannot be finished by the backend, which has no
@@ -172,6 +174,14 @@ impl DockerRuntimeOrchestrator {
                     }
                     self.stop_container(&c.id).await?;
                 }
+                if d.status == DeploymentStatus::Failed {
+                    // A start given up on (health check timed out) is a
+                    // stop the engine cannot tell from one on request; the
+                    // reason lived in the old controller's memory, and the
+                    // store kept it.
+                    let reason = d.last_reason().unwrap_or(FAILED_BEFORE);
+                    self.memory.set_start_failure(&c.id, reason);
+                }
                 failed_newer.push(c);
                 continue;
             }
@@ -251,6 +261,9 @@ impl DockerRuntimeOrchestrator {
         }
     }
 }
+
+/// The reason of a FAILED deployment whose store record has none.
+const FAILED_BEFORE: &str = "failed before a controller restart";
 
 /// The reason of a known deployment without a container.
 const NO_CONTAINER: &str = "its container no longer exists";
