@@ -21,10 +21,11 @@ const BUFFER: usize = 256 << 10;
 /// is inflated (never trusting declared sizes) with its CRC-32 checked,
 /// nested JARs are scanned recursively as their bytes come out of the outer
 /// entry, and the central directory is cross-checked against what was seen.
-/// Small entries are inflated in one shot by libdeflate, larger ones
-/// streamed by zlib-rs; one difference between the two is documented in
-/// the crate's `zip/fast.rs` (padding after a deflate stream within its
-/// entry's compressed size is noticed only when streaming).
+/// Small entries whose local header gives their sizes are inflated in one
+/// shot by libdeflate, the rest streamed by zlib-rs; the two differences
+/// between the paths (padding after a deflate stream within the declared
+/// compressed size, and a few malformed Huffman headers zlib refuses) are
+/// documented in the crate's `zip/fast.rs`.
 /// Memory stays bounded whatever the input: a few 64–256 KiB buffers per
 /// archive being scanned, at most 8 MiB queued for the nested-JAR worker,
 /// and a record per entry (its name and a few numbers). Only the names grow

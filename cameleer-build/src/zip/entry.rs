@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::{Decompress, FlushDecompress, Status};
 
-use super::fast::{Boundary, FastInflate};
+use super::fast::FastInflate;
 use super::input::Input;
 use crate::{Limits, ValidationError};
 
@@ -93,19 +93,21 @@ impl<'a, R: Read> EntryData<'a, R> {
     }
 
     /// DEFLATE data, ended by the deflate stream itself. Inflated in one
-    /// shot by `fast` when it can be (see [`super::fast`]), else streamed
-    /// by `z` (reset here).
+    /// shot by `fast` when the local header gave the sizes (`Some((csize,
+    /// usize))`) and it can be (see [`super::fast`]), else streamed by `z`
+    /// (reset here).
     pub(crate) fn deflated(
         input: &'a mut Input<R>,
         z: &'a mut Decompress,
-        fast: Option<(&'a mut FastInflate, Boundary)>,
+        fast: (&'a mut FastInflate, Option<(u64, u64)>),
         scratch: &'a mut [u8],
         limits: &'a Limits,
         budget: &'a Budget,
         name: &'a str,
     ) -> Result<Self, ValidationError> {
-        if let Some((fast, boundary)) = fast
-            && let Some(done) = fast.inflate(input, boundary)?
+        let (fast, sizes) = fast;
+        if let Some((csize, usize)) = sizes
+            && let Some(done) = fast.inflate(input, csize, usize)?
         {
             input.consume(done.csize);
             let mut this = Self::with_mode(

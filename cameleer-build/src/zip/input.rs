@@ -103,6 +103,11 @@ impl<R: Read> Input<R> {
         Ok(n)
     }
 
+    /// The buffer's size: the most bytes [`Input::available`] can hold.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Moves the unconsumed bytes to the front and fills the buffer as far
     /// as the input goes.
     pub(crate) fn top_up(&mut self) -> Result<(), ValidationError> {

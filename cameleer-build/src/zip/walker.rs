@@ -16,7 +16,7 @@ use flate2::Decompress;
 
 use super::central::read_central;
 use super::entry::{Budget, EntryData};
-use super::fast::{Boundary, FastInflate};
+use super::fast::FastInflate;
 use super::input::Input;
 use super::names::check_name;
 use super::records::*;
@@ -99,9 +99,8 @@ pub(crate) fn walk<R: Read>(
     visitor: &mut dyn EntryVisitor,
 ) -> Result<Walked, ValidationError> {
     let prefix_len = find_start(input, ctx, allow_prefix)?;
-    let mut z = Decompress::new(false);
-    let mut fast = FastInflate::new();
-    let mut scratch = vec![0u8; 64 << 10];
+    let mut tools = Tools::take();
+    let Tools { z, fast, scratch } = &mut tools;
     let mut locals: Vec<LocalRecord> = Vec::new();
     let mut names = HashSet::new();
     loop {
@@ -113,14 +112,7 @@ pub(crate) fn walk<R: Read>(
                         limit: ctx.policy.limits.max_entries,
                     });
                 }
-                let rec = walk_entry(
-                    input,
-                    ctx,
-                    (&mut z, &mut fast),
-                    &mut scratch,
-                    &mut names,
-                    visitor,
-                )?;
+                let rec = walk_entry(input, ctx, (z, fast), scratch, &mut names, visitor)?;
                 locals.push(rec);
             }
             CENTRAL_SIG => break,
@@ -145,7 +137,41 @@ pub(crate) fn walk<R: Read>(
         }
     }
     read_central(input, ctx, &locals, prefix_len)?;
+    tools.give_back();
     Ok(Walked { prefix_len, names })
+}
+
+/// The inflaters and the drain buffer of a walk, kept by the thread for its
+/// next walk (a fat JAR's libraries come one after another) instead of
+/// being allocated and zeroed for every archive. A walk that fails drops
+/// its tools; a walk nested in another gets fresh ones. About 400 KiB stay
+/// with each thread that has walked an archive, until the thread ends.
+struct Tools {
+    z: Decompress,
+    fast: FastInflate,
+    scratch: Box<[u8]>,
+}
+
+thread_local! {
+    static SPARE_TOOLS: std::cell::RefCell<Option<Tools>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Tools {
+    fn take() -> Self {
+        SPARE_TOOLS
+            .with(|spare| spare.borrow_mut().take())
+            .unwrap_or_else(|| Tools {
+                z: Decompress::new(false),
+                fast: FastInflate::new(),
+                scratch: vec![0u8; 64 << 10].into_boxed_slice(),
+            })
+    }
+
+    fn give_back(self) {
+        SPARE_TOOLS.with(|spare| {
+            spare.borrow_mut().get_or_insert(self);
+        });
+    }
 }
 
 pub(crate) fn truncated(ctx: &ArchiveContext<'_>, what: &str) -> ValidationError {
@@ -279,25 +305,10 @@ fn walk_entry<R: Read>(
     let mut data = if h.method == STORED {
         EntryData::stored(input, declared_csize, scratch, limits, budget, &path)
     } else {
-        let boundary = if has_descriptor {
-            Boundary::Descriptor {
-                width: if z64.present { 8 } else { 4 },
-            }
-        } else {
-            Boundary::Sized {
-                csize: declared_csize,
-                usize: declared_usize,
-            }
-        };
-        EntryData::deflated(
-            input,
-            z,
-            Some((fast, boundary)),
-            scratch,
-            limits,
-            budget,
-            &path,
-        )?
+        // Only declared sizes can be given to the one-shot inflater: with a
+        // data descriptor, the end is where the deflate stream ends.
+        let sizes = (!has_descriptor).then_some((declared_csize, declared_usize));
+        EntryData::deflated(input, z, (fast, sizes), scratch, limits, budget, &path)?
     };
     visitor.visit(&meta, &mut data)?;
     let real = data.finish()?;
