@@ -2,17 +2,32 @@
 //! entries: deflated application classes and STORED nested libraries) to
 //! the given path. Used by `benches/scripts/validate_vs_peers.sh`.
 //!
+//! The libraries are written as Maven and Gradle write them (sizes in the
+//! local headers); with `--streamed`, as `jar` writes them (every entry
+//! followed by a data descriptor).
+//!
 //! ```text
-//! cargo run --release -p cameleer-build --example make_fat_jar -- /tmp/fat.jar
+//! cargo run --release -p cameleer-build --example make_fat_jar -- [--streamed] /tmp/fat.jar
 //! ```
 
+use cameleer_build::testing::jars;
+
 fn main() {
-    let Some(path) = std::env::args().nth(1) else {
-        eprintln!("usage: make_fat_jar OUT.jar");
-        std::process::exit(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (streamed, path) = match args.as_slice() {
+        [path] if !path.starts_with("--") => (false, path),
+        [flag, path] if flag == "--streamed" => (true, path),
+        _ => {
+            eprintln!("usage: make_fat_jar [--streamed] OUT.jar");
+            std::process::exit(2);
+        }
     };
-    let bytes = cameleer_build::testing::jars::benchmark_fat_jar();
-    if let Err(e) = std::fs::write(&path, &bytes) {
+    let bytes = if streamed {
+        jars::benchmark_fat_jar_streamed()
+    } else {
+        jars::benchmark_fat_jar()
+    };
+    if let Err(e) = std::fs::write(path, &bytes) {
         eprintln!("make_fat_jar: {path}: {e}");
         std::process::exit(1);
     }

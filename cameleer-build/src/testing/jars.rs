@@ -111,17 +111,36 @@ pub fn plain_jar(main: &str) -> Vec<u8> {
     zip.finish()
 }
 
-/// A library JAR with `classes` class files of about `class_len` bytes.
+/// A library JAR with `classes` class files of about `class_len` bytes,
+/// written as `jar` and `java.util.zip.ZipOutputStream` write them: every
+/// deflated entry followed by a data descriptor.
 pub fn library_jar(package: &str, classes: usize, class_len: usize, seed: u64) -> Vec<u8> {
+    library_jar_with(package, classes, class_len, seed, Entry::streamed)
+}
+
+/// [`library_jar`] as Maven's and Gradle's archivers write it (they write
+/// to a file they can seek in): the sizes and CRC in every local header,
+/// no data descriptors.
+pub fn maven_library_jar(package: &str, classes: usize, class_len: usize, seed: u64) -> Vec<u8> {
+    library_jar_with(package, classes, class_len, seed, Entry::deflated)
+}
+
+fn library_jar_with(
+    package: &str,
+    classes: usize,
+    class_len: usize,
+    seed: u64,
+    entry: fn(String, Vec<u8>) -> Entry,
+) -> Vec<u8> {
     let mut rng = Rng::new(seed);
     let mut zip = ZipBuilder::new();
-    zip.add(Entry::streamed(
-        "META-INF/MANIFEST.MF",
+    zip.add(entry(
+        "META-INF/MANIFEST.MF".into(),
         manifest(&[("Created-By", "cameleer-tests")]),
     ));
     for i in 0..classes {
         let len = class_len / 2 + (rng.next_u64() as usize % class_len.max(1));
-        zip.add(Entry::streamed(
+        zip.add(entry(
             format!("{package}/C{i}.class"),
             class_file(JAVA_17, len, &mut rng),
         ));
@@ -173,14 +192,26 @@ pub fn spring_boot_jar(
 }
 
 /// The benchmark's fat JAR: about 20 MB and 4,000 entries in all, Spring
-/// Boot layout: 800 application classes deflated in the outer JAR and 40
-/// STORED libraries of 80 classes each.
+/// Boot layout: 800 application classes deflated in the outer JAR (each
+/// followed by a data descriptor) and 40 STORED libraries of 80 classes
+/// each, written as Maven and Gradle write libraries ([`maven_library_jar`]).
 pub fn benchmark_fat_jar() -> Vec<u8> {
+    benchmark_fat_jar_with(maven_library_jar)
+}
+
+/// [`benchmark_fat_jar`] with libraries written as `jar` writes them
+/// ([`library_jar`]): every entry of the upload followed by a data
+/// descriptor, the layout the benchmark used before.
+pub fn benchmark_fat_jar_streamed() -> Vec<u8> {
+    benchmark_fat_jar_with(library_jar)
+}
+
+fn benchmark_fat_jar_with(library: fn(&str, usize, usize, u64) -> Vec<u8>) -> Vec<u8> {
     let libs: Vec<(String, Vec<u8>)> = (0..40)
         .map(|i| {
             (
                 format!("lib-{i}-1.0.jar"),
-                library_jar(&format!("org/lib{i}"), 80, 17_500, 100 + i),
+                library(&format!("org/lib{i}"), 80, 17_500, 100 + i),
             )
         })
         .collect();

@@ -16,6 +16,8 @@ fn main() -> std::io::Result<()> {
             jars::spring_boot_jar("com.acme.App", 1, &[("lib-1.0.jar".into(), lib.clone())]),
         ),
         ("library.jar", lib.clone()),
+        // Sizes in the local headers: the one-shot inflater's entries.
+        ("maven-library.jar", jars::maven_library_jar("org/mvn", 2, 200, 6)),
     ];
     let main_class = jars::class_file(JAVA_17, 120, &mut rng);
     let base = |zip: &mut ZipBuilder| {
