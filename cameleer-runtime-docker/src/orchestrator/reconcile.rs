@@ -167,7 +167,11 @@ impl DockerRuntimeOrchestrator {
             if !(d.status.is_in_progress() || d.status == DeploymentStatus::Running) {
                 // Settled by the store: kept for its status and logs, never
                 // adopted; gone if an older version turns out to serve.
-                if c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING) {
+                use bollard::models::ContainerSummaryStateEnum as S;
+                if matches!(
+                    c.state,
+                    Some(S::RUNNING | S::RESTARTING | S::CREATED | S::PAUSED)
+                ) {
                     if d.status == DeploymentStatus::Stopped {
                         // As `stop_app` would have: the intent first.
                         self.mark_stopped(&c.id, &c.name).await?;
