@@ -108,6 +108,17 @@ impl DeploymentState {
             .flat_map(|versions| versions.values())
             .filter_map(|id| self.by_id.get(id))
     }
+
+    /// The newest deployment of each app `keep` accepts, ordered by tenant,
+    /// app, env (the order of `by_app`).
+    fn newest_of_apps(&self, keep: impl Fn(&AppRef) -> bool) -> Vec<Deployment> {
+        self.by_app
+            .iter()
+            .filter(|(app, _)| keep(app))
+            .filter_map(|(_, versions)| versions.values().next_back())
+            .filter_map(|id| self.by_id.get(id).cloned())
+            .collect()
+    }
 }
 
 #[async_trait]
@@ -173,25 +184,11 @@ impl DeploymentStore for MemoryDeploymentStore {
     }
 
     async fn latest_per_app(&self, tenant: &TenantId) -> Result<Vec<Deployment>> {
-        let st = lock(&self.state);
-        // `by_app` is ordered by tenant, app, env: exactly the order wanted.
-        Ok(st
-            .by_app
-            .iter()
-            .filter(|(app, _)| &app.tenant == tenant)
-            .filter_map(|(_, versions)| versions.values().next_back())
-            .filter_map(|id| st.by_id.get(id).cloned())
-            .collect())
+        Ok(lock(&self.state).newest_of_apps(|app| &app.tenant == tenant))
     }
 
     async fn latest_of_every_app(&self) -> Result<Vec<Deployment>> {
-        let st = lock(&self.state);
-        Ok(st
-            .by_app
-            .values()
-            .filter_map(|versions| versions.values().next_back())
-            .filter_map(|id| st.by_id.get(id).cloned())
-            .collect())
+        Ok(lock(&self.state).newest_of_apps(|_| true))
     }
 
     async fn active(&self) -> Result<Vec<Deployment>> {

@@ -90,6 +90,24 @@ impl SqliteDeploymentStore {
         .await
         .map_err(|e| Error::storage("sqlite task failed", e))?
     }
+
+    /// The newest deployment of every app and env, of `tenant` or of all
+    /// tenants, ordered by tenant, app, env.
+    async fn newest_of_apps(&self, tenant: Option<TenantId>) -> Result<Vec<Deployment>> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT d.body FROM deployments d
+                     WHERE (?1 IS NULL OR d.tenant = ?1) AND d.version = (
+                         SELECT MAX(version) FROM deployments m
+                         WHERE m.tenant = d.tenant AND m.app = d.app AND m.env = d.env)
+                     ORDER BY d.tenant, d.app, d.env",
+                )
+                .map_err(db_err)?;
+            decode_all(&mut stmt, [tenant.as_ref().map(TenantId::as_str)])
+        })
+        .await
+    }
 }
 
 fn decode(body: String) -> Result<Deployment> {
@@ -231,36 +249,11 @@ impl DeploymentStore for SqliteDeploymentStore {
     }
 
     async fn latest_per_app(&self, tenant: &TenantId) -> Result<Vec<Deployment>> {
-        let tenant = tenant.clone();
-        self.with(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT d.body FROM deployments d
-                     WHERE d.tenant = ?1 AND d.version = (
-                         SELECT MAX(version) FROM deployments m
-                         WHERE m.tenant = d.tenant AND m.app = d.app AND m.env = d.env)
-                     ORDER BY d.app, d.env",
-                )
-                .map_err(db_err)?;
-            decode_all(&mut stmt, [tenant.as_str()])
-        })
-        .await
+        self.newest_of_apps(Some(tenant.clone())).await
     }
 
     async fn latest_of_every_app(&self) -> Result<Vec<Deployment>> {
-        self.with(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT d.body FROM deployments d
-                     WHERE d.version = (
-                         SELECT MAX(version) FROM deployments m
-                         WHERE m.tenant = d.tenant AND m.app = d.app AND m.env = d.env)
-                     ORDER BY d.tenant, d.app, d.env",
-                )
-                .map_err(db_err)?;
-            decode_all(&mut stmt, [])
-        })
-        .await
+        self.newest_of_apps(None).await
     }
 
     async fn active(&self) -> Result<Vec<Deployment>> {
