@@ -7,11 +7,9 @@ use cameleer_runtime::{
     BuildSpec, BuiltImage, ByteStream, Error, ImageBuilder, ImageRef, ProgressSink, Result,
     Sha256Digest,
 };
-use futures::StreamExt;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use super::jar_path;
+use crate::storage::hashed_file::{Step, WriteFailure, write_hashed};
 
 /// An [`ImageBuilder`] that stores the JAR as `<root>/images/<sha256>.jar`.
 ///
@@ -85,29 +83,21 @@ impl LocalJarBuilder {
     }
 
     /// Writes `jar` to `tmp`, hashing it; returns its digest and size.
-    async fn write(tmp: &Path, mut jar: ByteStream, limit: u64) -> Result<(Sha256Digest, u64)> {
-        let mut file = tokio::fs::File::create(tmp)
-            .await
-            .map_err(|e| failed("creating a temporary file", e))?;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        while let Some(chunk) = jar.next().await {
-            let chunk = chunk.map_err(|e| failed("reading the JAR", e))?;
-            size += chunk.len() as u64;
-            if size > limit {
-                return Err(Error::BuildFailed(format!(
-                    "the JAR is larger than the {limit} bytes the spec announced"
-                )));
+    async fn write(tmp: &Path, jar: ByteStream, limit: u64) -> Result<(Sha256Digest, u64)> {
+        write_hashed(tmp, jar, limit).await.map_err(|f| match f {
+            WriteFailure::TooLarge => Error::BuildFailed(format!(
+                "the JAR is larger than the {limit} bytes the spec announced"
+            )),
+            WriteFailure::Io(step, e) => {
+                let what = match step {
+                    Step::Create => "creating a temporary file",
+                    Step::Read => "reading the JAR",
+                    Step::Write => "writing the JAR",
+                    Step::Sync => "syncing the JAR",
+                };
+                failed(what, e)
             }
-            hasher.update(&chunk);
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| failed("writing the JAR", e))?;
-        }
-        file.sync_all()
-            .await
-            .map_err(|e| failed("syncing the JAR", e))?;
-        Ok((Sha256Digest::from(hasher.finalize()), size))
+        })
     }
 }
 
@@ -171,6 +161,7 @@ impl ImageBuilder for LocalJarBuilder {
 mod tests {
     use bytes::Bytes;
     use cameleer_runtime::{AppRef, DeploymentId};
+    use futures::StreamExt;
 
     use super::*;
 

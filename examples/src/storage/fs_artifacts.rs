@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use cameleer_runtime::{ArtifactInfo, ArtifactStore, ByteStream, Error, Result, Sha256Digest};
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+
+use super::hashed_file::{Step, WriteFailure, write_hashed};
 
 /// JARs as files named by their SHA-256 under `root/sha256/ab/abcdef…`.
 ///
@@ -52,32 +52,22 @@ impl FsArtifactStore {
         self.root.join("sha256").join(&hex[..2]).join(hex)
     }
 
-    async fn write_temp(&self, tmp: &Path, mut data: ByteStream) -> Result<ArtifactInfo> {
-        let mut file = tokio::fs::File::create(tmp)
-            .await
-            .map_err(|e| io_err("creating temp file", e))?;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        while let Some(chunk) = data.next().await {
-            let chunk = chunk.map_err(|e| io_err("reading upload", e))?;
-            size += chunk.len() as u64;
-            if size > self.max_size {
-                return Err(Error::ArtifactTooLarge {
-                    limit: self.max_size,
-                });
+    async fn write_temp(&self, tmp: &Path, data: ByteStream) -> Result<ArtifactInfo> {
+        match write_hashed(tmp, data, self.max_size).await {
+            Ok((sha256, size)) => Ok(ArtifactInfo { sha256, size }),
+            Err(WriteFailure::TooLarge) => Err(Error::ArtifactTooLarge {
+                limit: self.max_size,
+            }),
+            Err(WriteFailure::Io(step, e)) => {
+                let what = match step {
+                    Step::Create => "creating temp file",
+                    Step::Read => "reading upload",
+                    Step::Write => "writing temp file",
+                    Step::Sync => "syncing temp file",
+                };
+                Err(io_err(what, e))
             }
-            hasher.update(&chunk);
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| io_err("writing temp file", e))?;
         }
-        file.sync_all()
-            .await
-            .map_err(|e| io_err("syncing temp file", e))?;
-        Ok(ArtifactInfo {
-            sha256: Sha256Digest::from(hasher.finalize()),
-            size,
-        })
     }
 }
 

@@ -3,6 +3,7 @@
 //! SQLite transaction or one rename.
 
 mod fs_artifacts;
+pub(crate) mod hashed_file;
 mod sqlite;
 
 pub use fs_artifacts::FsArtifactStore;
