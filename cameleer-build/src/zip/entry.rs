@@ -107,23 +107,22 @@ impl<'a, R: Read> EntryData<'a, R> {
     ) -> Result<Self, ValidationError> {
         let (fast, sizes) = fast;
         if let Some((csize, usize)) = sizes
-            && let Some(done) = fast.inflate(input, csize, usize)?
+            && let Some(out) = FastInflate::inflate(fast, input, csize, usize)?
         {
-            input.consume(done.csize);
+            // It fitted the buffer, so it fits a usize.
+            input.consume(csize as usize);
+            let crc = crc32fast::hash(out);
             let mut this = Self::with_mode(
                 input,
-                Mode::Inflated {
-                    out: fast.output(done.usize),
-                    pos: 0,
-                },
+                Mode::Inflated { out, pos: 0 },
                 scratch,
                 limits,
                 budget,
                 name,
             );
-            this.crc = crc32fast::Hasher::new_with_initial_len(done.crc, done.usize as u64);
-            this.consumed = done.csize as u64;
-            this.account(done.usize)?;
+            this.crc = crc32fast::Hasher::new_with_initial_len(crc, usize);
+            this.consumed = csize;
+            this.account(out.len())?;
             return Ok(this);
         }
         z.reset(false);

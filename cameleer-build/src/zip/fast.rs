@@ -42,17 +42,6 @@ use crate::ValidationError;
 /// Largest output inflated in one shot; larger entries are streamed.
 pub(crate) const OUT_MAX: usize = 256 << 10;
 
-/// A one-shot entry inflated: its output is in [`FastInflate::output`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Inflated {
-    /// Compressed bytes to consume.
-    pub csize: usize,
-    /// Output bytes.
-    pub usize: usize,
-    /// CRC-32 of the output.
-    pub crc: u32,
-}
-
 /// libdeflate's decompressor and an output buffer, reused across entries.
 pub(crate) struct FastInflate {
     d: Decompressor,
@@ -67,20 +56,17 @@ impl FastInflate {
         }
     }
 
-    /// The output of the last successful [`FastInflate::inflate`].
-    pub(crate) fn output(&self, n: usize) -> &[u8] {
-        &self.out[..n]
-    }
-
     /// Tries to inflate in one shot the entry whose data starts at the
     /// input's position, declared `csize` bytes compressed and `usize`
-    /// inflated. `None` means stream it instead; nothing was consumed.
+    /// inflated. Returns the output, of exactly `usize` bytes, with the
+    /// `csize` compressed bytes still to be consumed; `None` means stream it
+    /// instead, and nothing was consumed.
     pub(crate) fn inflate<R: std::io::Read>(
         &mut self,
         input: &mut Input<R>,
         csize: u64,
         usize: u64,
-    ) -> Result<Option<Inflated>, ValidationError> {
+    ) -> Result<Option<&[u8]>, ValidationError> {
         let (Ok(c), Ok(u)) = (usize::try_from(csize), usize::try_from(usize)) else {
             return Ok(None);
         };
@@ -95,11 +81,7 @@ impl FastInflate {
             return Ok(None);
         }
         match self.d.deflate_decompress(&avail[..c], &mut self.out[..u]) {
-            Ok(n) if n == u => Ok(Some(Inflated {
-                csize: c,
-                usize: u,
-                crc: crc32fast::hash(&self.out[..u]),
-            })),
+            Ok(n) if n == u => Ok(Some(&self.out[..u])),
             _ => Ok(None),
         }
     }
