@@ -22,7 +22,6 @@ pub mod jdk;
 pub mod container;
 mod engine;
 mod events;
-mod health;
 mod image_builder;
 pub mod labels;
 mod logs;

@@ -86,8 +86,8 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::engine::{backend_at, is_not_found};
 use crate::labels::{self, ContainerLabels};
+use crate::network;
 use crate::status::{self, Phase};
-use crate::{health, network};
 
 mod follow;
 mod lifecycle;
@@ -511,7 +511,11 @@ pub(crate) async fn probe_running(
     let Some(ip) = container_ip(inspect) else {
         return Err("the container has no address on its network".into());
     };
-    health::probe(&labels.health, ip, options.probe_timeout).await
+    // Only containers that carry our labels are ever probed: the address
+    // comes from inspecting a container found by our label filters, and the
+    // port from our own health label. Bridge addresses are routable from
+    // the host on Linux.
+    cameleer_runtime::health::probe(&labels.health, ip, options.probe_timeout).await
 }
 
 impl DockerRuntimeOrchestrator {

@@ -50,6 +50,7 @@ mod builder;
 mod config;
 mod deployment;
 mod error;
+pub mod health;
 mod ids;
 pub mod memory;
 mod orchestrator;

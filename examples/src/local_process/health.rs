@@ -1,12 +1,10 @@
 //! Is a started app up? Its health check against 127.0.0.1, or, without
 //! one, its process staying alive through a grace period.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use cameleer_runtime::HealthCheck;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::process::{Exit, Proc};
 
@@ -63,48 +61,7 @@ pub(super) async fn wait_up(
 
 /// Runs `check` once against 127.0.0.1.
 async fn probe(check: &HealthCheck) -> Result<(), String> {
-    let (port, path) = match check {
-        HealthCheck::TcpPort(port) => (*port, None),
-        HealthCheck::Http { port, path } => (*port, Some(path.as_str())),
-        _ => return Ok(()),
-    };
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let attempt = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("TCP connect to port {port} failed: {e}"))?;
-        let Some(path) = path else { return Ok(()) };
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("HTTP GET {path}: {e}"))?;
-        let mut answer = Vec::new();
-        let mut chunk = [0u8; 128];
-        while !answer.contains(&b'\n') && answer.len() < 1024 {
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("HTTP GET {path}: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            answer.extend_from_slice(&chunk[..n]);
-        }
-        let status = String::from_utf8_lossy(&answer);
-        let code = status.split_ascii_whitespace().nth(1).unwrap_or("none");
-        let good = code.len() == 3
-            && code.bytes().all(|b| b.is_ascii_digit())
-            && code.starts_with(['2', '3']);
-        if status.starts_with("HTTP/") && good {
-            Ok(())
-        } else {
-            Err(format!("HTTP GET {path} answered {code}"))
-        }
-    };
-    tokio::time::timeout(PROBE_TIMEOUT, attempt)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer on port {port} within {PROBE_TIMEOUT:?}")))
+    cameleer_runtime::health::probe(check, Ipv4Addr::LOCALHOST.into(), PROBE_TIMEOUT).await
 }
 
 /// Whether something already accepts connections on `port` of 127.0.0.1.
@@ -114,6 +71,7 @@ pub(super) async fn port_in_use(port: u16) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     use super::*;

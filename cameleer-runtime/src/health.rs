@@ -1,10 +1,6 @@
-//! Health probes: is the app in a container up?
-//!
-//! The probe runs from the controller's host to the container's own address
-//! on its tenant network (bridge addresses are routable from the host on
-//! Linux). Only containers that carry our labels are ever probed: the
-//! address comes from inspecting a container found by our label filters, and
-//! the port from our own health label.
+//! Health probes: is an app up? Shared by every backend that reaches its
+//! apps over TCP (the Docker backend probes a container's address on its
+//! tenant network; a local-process backend probes 127.0.0.1).
 //!
 //! A probe is a plain TCP connect, or an HTTP/1.0 `GET` whose status line
 //! must say 2xx or 3xx. No HTTP client library: one request line and one
@@ -14,7 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use cameleer_runtime::HealthCheck;
+use crate::HealthCheck;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -25,11 +21,7 @@ const MAX_STATUS_LINE: usize = 1024;
 ///
 /// [`HealthCheck::None`] always passes here: its grace period is the
 /// caller's business.
-pub(crate) async fn probe(
-    check: &HealthCheck,
-    ip: IpAddr,
-    timeout: Duration,
-) -> Result<(), String> {
+pub async fn probe(check: &HealthCheck, ip: IpAddr, timeout: Duration) -> Result<(), String> {
     match check {
         HealthCheck::None => Ok(()),
         HealthCheck::TcpPort(port) => connect(SocketAddr::new(ip, *port), timeout).await.map(drop),
