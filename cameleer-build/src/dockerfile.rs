@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::ImageRef;
+use crate::launch::{HeapSizing, JvmLaunch};
 
 /// File name of the agent JAR inside the build context.
 pub const CONTEXT_AGENT_FILE: &str = "cameleer-agent.jar";
@@ -99,24 +100,23 @@ impl DockerfileSpec {
         }
     }
 
-    /// The JVM's command line: `java`, the agent, the container-aware heap
-    /// and exit-on-OOM flags, the extra options, `-jar`, the app arguments.
+    /// The JVM's command line: [`JvmLaunch::entrypoint`] (`java`, the agent,
+    /// the container-aware heap and exit-on-OOM flags) with the extra
+    /// options before `-jar` and the app arguments after the JAR.
     pub fn command(&self) -> Result<Vec<String>, DockerfileError> {
         self.validate()?;
-        let mut agent = format!("-javaagent:{}", self.agent_path);
-        if let Some(args) = &self.agent_args {
-            agent.push('=');
-            agent.push_str(args);
-        }
-        let mut argv = vec![
-            "java".to_owned(),
-            agent,
-            format!("-XX:MaxRAMPercentage={:?}", self.max_ram_percentage),
-            "-XX:+ExitOnOutOfMemoryError".to_owned(),
-        ];
+        let launch = JvmLaunch {
+            agent_path: self.agent_path.clone(),
+            agent_args: self.agent_args.clone(),
+            heap: HeapSizing::RamPercentage(self.max_ram_percentage),
+            jar_path: self.jar_path.clone(),
+            ..JvmLaunch::default()
+        };
+        let mut argv = launch.entrypoint();
+        // `-jar <jar>` last: the extra options go before it.
+        let tail = argv.split_off(argv.len() - 2);
         argv.extend(self.jvm_options.iter().cloned());
-        argv.push("-jar".into());
-        argv.push(self.jar_path.clone());
+        argv.extend(tail);
         argv.extend(self.app_args.iter().cloned());
         Ok(argv)
     }

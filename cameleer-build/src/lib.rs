@@ -7,6 +7,8 @@
 //! - [`ImageRef`], a validated container image reference;
 //! - [`validate_jar`], streaming JAR validation and the security scan, with
 //!   its [`ValidationPolicy`] and stable [`ValidationError`] codes;
+//! - [`launch`], the JVM launch command every backend runs and the rules
+//!   for the JVM options a customer may add;
 //! - [`DockerfileSpec`], the Dockerfile template, and [`BuildContext`], the
 //!   deterministic build-context tar whose SHA-256 is the build cache key.
 //!
@@ -45,6 +47,7 @@ mod dockerfile;
 mod error;
 mod hashing;
 mod image_ref;
+pub mod launch;
 mod manifest;
 mod policy;
 mod report;

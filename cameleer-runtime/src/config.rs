@@ -23,32 +23,6 @@ pub const MAX_VALUE_LEN: usize = 32 * 1024;
 /// The most env vars, JVM options or args accepted, each.
 pub const MAX_ITEMS: usize = 512;
 
-/// Launcher arguments that are not JVM options: they pick the main class,
-/// print and exit, or read more arguments from a file. The runtime picks the
-/// main class itself (`-jar`), so any of these in `jvm_options` would either
-/// stop the app before `main` or replace it.
-pub const LAUNCHER_ONLY_OPTIONS: &[&str] = &[
-    "-jar",
-    "-m",
-    "--module",
-    "--dry-run",
-    "-h",
-    "-?",
-    "-help",
-    "--help",
-    "-X",
-    "--help-extra",
-    "-version",
-    "--version",
-    "-fullversion",
-    "--full-version",
-    "--list-modules",
-    "--describe-module",
-    "-d",
-    "--validate-modules",
-    "--source",
-];
-
 /// Env var names the runtime sets itself. Letting a customer set them would
 /// let config smuggle JVM flags (such as another `-javaagent`) past the checks.
 pub const RESERVED_ENV: &[&str] = &["JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS"];
@@ -165,6 +139,16 @@ pub enum HealthCheck {
 }
 
 impl AppConfig {
+    /// The SHA-256 of the config's canonical JSON (fields in declaration
+    /// order, env sorted by name): equal configs give equal digests, so a
+    /// backend can tell from its resources' metadata whether a version runs
+    /// with the config it was asked for.
+    pub fn sha256(&self) -> cameleer_build::Sha256Digest {
+        // Serializing plain strings, numbers and maps cannot fail.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        cameleer_build::Sha256Digest::of(&json)
+    }
+
     /// The start timeout as a [`Duration`].
     pub fn start_timeout(&self) -> Duration {
         Duration::from_secs(u64::from(self.start_timeout_secs))
@@ -176,7 +160,7 @@ impl AppConfig {
     /// limit, env var names that are not identifiers or that the runtime
     /// reserves, JVM options that set `-javaagent`, `-agentlib` or
     /// `-agentpath`, launcher arguments that are not JVM options
-    /// ([`LAUNCHER_ONLY_OPTIONS`], `@argfile`), a heap (`-Xmx`, `-Xms`, `-XX:MaxHeapSize`) above the
+    /// ([`LAUNCHER_ONLY_OPTIONS`](cameleer_build::launch::LAUNCHER_ONLY_OPTIONS), `@argfile`), a heap (`-Xmx`, `-Xms`, `-XX:MaxHeapSize`) above the
     /// memory limit, NUL, CR or LF in any value, a health port of 0 or a path
     /// not starting with `/`, and a start timeout outside 1..=3600 s.
     pub fn validate(&self) -> Result<()> {
@@ -330,31 +314,9 @@ fn check_value(field: &str, value: &str) -> Result<()> {
 }
 
 fn check_jvm_option(field: &str, opt: &str, memory_limit: u64) -> Result<()> {
-    if !opt.starts_with('-') {
-        return Err(Error::invalid_config(
-            field,
-            "a JVM option starts with '-' (and @argfiles are not allowed)",
-        ));
-    }
-    let name = opt.split_once('=').map_or(opt, |(name, _)| name);
-    if LAUNCHER_ONLY_OPTIONS.contains(&name) {
-        return Err(Error::invalid_config(
-            field,
-            format!(
-                "{name} is a launcher argument, not a JVM option: it would replace the app or stop it before main"
-            ),
-        ));
-    }
-    for forbidden in ["-javaagent", "-agentlib", "-agentpath"] {
-        if opt.starts_with(forbidden) {
-            return Err(Error::invalid_config(
-                field,
-                format!(
-                    "{forbidden} is not allowed: the runtime attaches the Cameleer agent itself"
-                ),
-            ));
-        }
-    }
+    // The launch command's rules, shared by every backend.
+    cameleer_build::launch::check_jvm_option(field, opt)
+        .map_err(|e| Error::invalid_config(e.field, e.reason))?;
     let heap = opt
         .strip_prefix("-Xmx")
         .map(|v| ("-Xmx", v))

@@ -8,8 +8,8 @@
 //! ```text
 //!            BuildSucceeded            Healthy
 //! BUILDING ─────────────────> STARTING ───────> RUNNING
-//!    │ BuildFailed               │ StartFailed/     │ Crashed/OomKilled
-//!    │                           │ Crashed/OomKilled│
+//!    │ BuildFailed               │ StartFailed/     │ Crashed
+//!    │                           │ Crashed          │
 //!    └──────────> FAILED <───────┘<─────────────────┘
 //! Stopped/Superseded: BUILDING, STARTING, RUNNING, FAILED ──> STOPPED
 //! Restarted:          RUNNING, FAILED, STOPPED            ──> STARTING
@@ -21,7 +21,7 @@ use cameleer_build::{ImageRef, Sha256Digest};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{AppConfig, AppRef, DeploymentId, Error, Result};
+use crate::{AppConfig, AppRef, DeploymentId, Error, Result, StatusReason};
 
 /// Where a deployment is in its life. Serialized exactly as the upper-case
 /// names (`"BUILDING"`, …).
@@ -70,31 +70,33 @@ impl fmt::Display for DeploymentStatus {
 pub enum DeploymentEvent {
     /// The image was built (or found in the cache).
     BuildSucceeded,
-    /// The image build failed; `reason` is the builder's error text.
+    /// The image build failed, or a controller restart interrupted it.
     BuildFailed {
-        /// The builder's error text.
-        reason: String,
+        /// Why: [`StatusReason::BuildFailed`] with the builder's text, or
+        /// [`StatusReason::Interrupted`].
+        reason: StatusReason,
     },
     /// The health check passed.
     Healthy,
-    /// The app did not come up: health timeout, the backend refused, …
+    /// The app did not come up: it exited, was OOM-killed, its health check
+    /// timed out, the runtime refused to start it, …
     StartFailed {
         /// Why.
-        reason: String,
+        reason: StatusReason,
+        /// The app's last output, when the backend had it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
     },
-    /// The app's process exited on its own.
+    /// The app failed after it was up: it exited on its own, the kernel or
+    /// the JVM ran out of memory, it crash-loops, or it is gone.
     Crashed {
-        /// The exit code, when known.
-        exit_code: Option<i64>,
-        /// A human-readable reason.
-        reason: String,
+        /// Why.
+        reason: StatusReason,
     },
-    /// The app was killed for exceeding its memory limit.
-    OomKilled,
-    /// The app was stopped on request.
+    /// The app was stopped.
     Stopped {
-        /// Why (who asked).
-        reason: String,
+        /// Why: on request, or from outside the platform.
+        reason: StatusReason,
     },
     /// A newer version became RUNNING and replaced this one.
     Superseded {
@@ -107,20 +109,24 @@ pub enum DeploymentEvent {
 
 impl DeploymentEvent {
     /// The reason recorded in the history for this event.
-    pub fn reason(&self) -> Option<String> {
+    pub fn reason(&self) -> Option<StatusReason> {
         match self {
             Self::BuildSucceeded | Self::Healthy | Self::Restarted => None,
             Self::BuildFailed { reason }
-            | Self::StartFailed { reason }
+            | Self::StartFailed { reason, .. }
+            | Self::Crashed { reason }
             | Self::Stopped { reason } => Some(reason.clone()),
-            Self::Crashed { exit_code, reason } => Some(match exit_code {
-                Some(code) => format!("exited with code {code}: {reason}"),
-                None => reason.clone(),
+            Self::Superseded { by_version } => Some(StatusReason::Superseded {
+                by_version: *by_version,
             }),
-            Self::OomKilled => {
-                Some("killed by the kernel OOM killer: memory limit exceeded".into())
-            }
-            Self::Superseded { by_version } => Some(format!("superseded by version {by_version}")),
+        }
+    }
+
+    /// The app's output recorded with this event, if any.
+    pub fn output(&self) -> Option<&str> {
+        match self {
+            Self::StartFailed { output, .. } => output.as_deref(),
+            _ => None,
         }
     }
 
@@ -131,7 +137,6 @@ impl DeploymentEvent {
             Self::Healthy => "healthy",
             Self::StartFailed { .. } => "start_failed",
             Self::Crashed { .. } => "crashed",
-            Self::OomKilled => "oom_killed",
             Self::Stopped { .. } => "stopped",
             Self::Superseded { .. } => "superseded",
             Self::Restarted => "restarted",
@@ -168,7 +173,7 @@ pub fn transition(from: DeploymentStatus, event: &DeploymentEvent) -> Result<Dep
         (S::Building, E::BuildFailed { .. }) => S::Failed,
         (S::Starting, E::Healthy) => S::Running,
         (S::Starting, E::StartFailed { .. }) => S::Failed,
-        (S::Starting | S::Running, E::Crashed { .. } | E::OomKilled) => S::Failed,
+        (S::Starting | S::Running, E::Crashed { .. }) => S::Failed,
         (S::Building | S::Starting | S::Running | S::Failed, E::Stopped { .. }) => S::Stopped,
         (S::Running | S::Failed, E::Superseded { .. }) => S::Stopped,
         (S::Running | S::Failed | S::Stopped, E::Restarted) => S::Starting,
@@ -191,9 +196,13 @@ pub struct StatusChange {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     /// Why, when there is more to say than the status (exit code, OOM kill,
-    /// build error text).
+    /// build error text). Histories stored before reasons were typed load
+    /// through [`StatusReason::from_legacy`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<StatusReason>,
+    /// The app's last output, when a failure came with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 /// How a deployment got its image.
@@ -262,12 +271,10 @@ impl Deployment {
         };
         let reason = match &source {
             DeploymentSource::Build => None,
-            DeploymentSource::Promotion { from } => {
-                Some(format!("promoted from deployment {from}"))
-            }
-            DeploymentSource::Rollback { to_version } => {
-                Some(format!("rollback to the image of version {to_version}"))
-            }
+            DeploymentSource::Promotion { from } => Some(StatusReason::Promoted { from: *from }),
+            DeploymentSource::Rollback { to_version } => Some(StatusReason::RolledBack {
+                to_version: *to_version,
+            }),
         };
         Self {
             id: DeploymentId::new_random(),
@@ -278,7 +285,12 @@ impl Deployment {
             source,
             config,
             status,
-            history: vec![StatusChange { status, at, reason }],
+            history: vec![StatusChange {
+                status,
+                at,
+                reason,
+                output: None,
+            }],
             created_at: at,
             revision: 0,
         }
@@ -297,13 +309,14 @@ impl Deployment {
             status: to,
             at: at.max(last),
             reason: event.reason(),
+            output: event.output().map(str::to_string),
         });
         Ok(())
     }
 
     /// The reason of the latest status change, if any.
-    pub fn last_reason(&self) -> Option<&str> {
-        self.history.last().and_then(|c| c.reason.as_deref())
+    pub fn last_reason(&self) -> Option<&StatusReason> {
+        self.history.last().and_then(|c| c.reason.as_ref())
     }
 }
 
@@ -349,16 +362,24 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code(), "illegal_transition");
         assert_eq!(d, before);
-        d.apply(&DeploymentEvent::OomKilled, OffsetDateTime::now_utc())
-            .unwrap_err();
+        d.apply(
+            &DeploymentEvent::Crashed {
+                reason: StatusReason::OomKilled,
+            },
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap_err();
+        let failed = StatusReason::BuildFailed {
+            detail: "no base image".into(),
+        };
         d.apply(
             &DeploymentEvent::BuildFailed {
-                reason: "no base image".into(),
+                reason: failed.clone(),
             },
             OffsetDateTime::now_utc(),
         )
         .unwrap();
         assert_eq!(d.status, S::Failed);
-        assert_eq!(d.last_reason(), Some("no base image"));
+        assert_eq!(d.last_reason(), Some(&failed));
     }
 }

@@ -96,11 +96,13 @@ pub enum Error {
     /// The app itself did not come up: it exited (with its code), was
     /// OOM-killed, or never passed its health check. The backend is fine;
     /// the reason is the app's.
-    #[error("app did not start: {reason}")]
+    #[error("app did not start: {reason}{}", output.as_deref().map(|o| format!("; last output: {o}")).unwrap_or_default())]
     StartFailed {
-        /// What happened, e.g. "exited with code 3" or "killed by the kernel
-        /// OOM killer", with the app's last output when the backend has it.
-        reason: String,
+        /// What happened: an exit with its code, an OOM kill, a health
+        /// check that timed out, …
+        reason: crate::StatusReason,
+        /// The app's last output, when the backend has it.
+        output: Option<String>,
     },
 
     /// An operation did not finish in time.
@@ -135,6 +137,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// The platform is shutting down and takes no new work.
+    #[error("the platform is shutting down")]
+    ShuttingDown,
 
     /// A bug or a broken invariant inside the platform (a panicked task, a
     /// store that did not consume its input); the message says which.
@@ -172,6 +178,7 @@ impl Error {
             Error::ChecksumMismatch { .. } => "checksum_mismatch",
             Error::ArtifactTooLarge { .. } => "artifact_too_large",
             Error::UploadFailed { .. } => "upload_failed",
+            Error::ShuttingDown => "shutting_down",
             Error::Internal(_) => "internal",
         }
     }
@@ -197,6 +204,14 @@ impl Error {
         Error::Backend {
             message: message.into(),
             source: Some(source.into()),
+        }
+    }
+
+    /// Shorthand for [`Error::StartFailed`] without output.
+    pub fn start_failed(reason: crate::StatusReason) -> Self {
+        Error::StartFailed {
+            reason,
+            output: None,
         }
     }
 

@@ -43,7 +43,8 @@
 //! (`not_a_zip`, `invalid_entry_name`, …), `checksum_mismatch`,
 //! `artifact_too_large`, `upload_failed`, `not_found`,
 //! `illegal_transition`, `conflict`, `build_failed`, `backend_error`,
-//! `storage_error`, `timeout`, `unsupported`, `internal`.
+//! `storage_error`, `start_failed`, `timeout`, `unsupported`, `shutting_down`,
+//! `internal`.
 #![deny(missing_docs)]
 
 mod builder;
@@ -51,32 +52,36 @@ mod config;
 mod deployment;
 mod error;
 pub mod health;
+pub mod identity;
 mod ids;
 pub mod memory;
 mod orchestrator;
 mod platform;
+mod reason;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use builder::{BuildProgress, BuildSpec, BuiltImage, ImageBuilder, ProgressSink};
-pub use config::{
-    AppConfig, HealthCheck, LAUNCHER_ONLY_OPTIONS, MAX_MEMORY_MB, MIN_MEMORY_MB, RESERVED_ENV,
-    Resources,
-};
+pub use config::{AppConfig, HealthCheck, MAX_MEMORY_MB, MIN_MEMORY_MB, RESERVED_ENV, Resources};
 pub use deployment::{
     Deployment, DeploymentEvent, DeploymentSource, DeploymentStatus, StatusChange, transition,
 };
 pub use error::{BoxError, Error, Result};
 pub use ids::{AppId, AppRef, DeploymentId, EnvId, TenantId};
 pub use orchestrator::{
-    AppStatus, AppSummary, DeployRequest, EventStream, LogLine, LogOptions, LogSource, LogStream,
-    ReconcileReport, RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator,
+    AppStatus, AppSummary, DeployRequest, Desired, EventStream, Intent, LogLine, LogOptions,
+    LogSource, LogStream, ReconcileReport, RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator,
 };
 pub use platform::{
-    AppView, BuildProgressEvent, INTERRUPTED, Platform, PlatformEvent, PlatformOptions,
-    RecoveryReport, STOP_REASON, StatusEvent, UnhealthyEvent, UploadedArtifact,
+    AppView, BuildProgressEvent, Platform, PlatformEvent, PlatformOptions, RecoveryReport,
+    StatusEvent, UnhealthyEvent, UploadedArtifact,
 };
 pub use store::{ArtifactInfo, ArtifactStore, ByteStream, DeploymentStore, NewDeployment};
 
+pub use reason::StatusReason;
+
+/// The JVM launch command every backend runs and the rules for the JVM
+/// options a customer may add (re-exported from `cameleer-build`).
+pub use cameleer_build::launch;
 pub use cameleer_build::{ImageRef, Sha256Digest, ValidatedJar, ValidationPolicy};

@@ -390,7 +390,7 @@ mod tests {
         second
             .apply(
                 &DeploymentEvent::Stopped {
-                    reason: "by request".into(),
+                    reason: crate::StatusReason::StoppedOnRequest,
                 },
                 OffsetDateTime::now_utc(),
             )
@@ -407,7 +407,7 @@ mod tests {
         retry
             .apply(
                 &DeploymentEvent::Stopped {
-                    reason: "by request".into(),
+                    reason: crate::StatusReason::StoppedOnRequest,
                 },
                 OffsetDateTime::now_utc(),
             )
@@ -501,7 +501,7 @@ mod tests {
         failed
             .apply(
                 &DeploymentEvent::BuildFailed {
-                    reason: "no".into(),
+                    reason: crate::StatusReason::other("no"),
                 },
                 now(),
             )

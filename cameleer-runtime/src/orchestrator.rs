@@ -8,7 +8,9 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{AppConfig, AppRef, Deployment, DeploymentId, DeploymentStatus, Result, TenantId};
+use crate::{
+    AppConfig, AppRef, Deployment, DeploymentId, DeploymentStatus, Result, StatusReason, TenantId,
+};
 
 /// What a backend is asked to run: one version of one app.
 ///
@@ -55,7 +57,7 @@ pub struct AppStatus {
     /// Its version.
     pub version: Option<u64>,
     /// Why it is in this state (exit code, OOM kill, health failure).
-    pub reason: Option<String>,
+    pub reason: Option<StatusReason>,
 }
 
 /// One line of an app's list entry.
@@ -129,15 +131,76 @@ pub enum RuntimeEventKind {
         /// The probe's output.
         reason: String,
     },
-    /// The process exited on its own.
-    Exited {
-        /// The exit code, when known.
-        exit_code: Option<i64>,
+    /// The app failed on its own: it exited, the kernel or the JVM ran out
+    /// of memory, it crash-loops. Classify exits with
+    /// [`StatusReason::from_exit`], which tells the JVM's own
+    /// `OutOfMemoryError` from an exit code 3 of the app's.
+    Failed {
+        /// Why.
+        reason: StatusReason,
     },
-    /// The process was killed for exceeding its memory limit.
-    OomKilled,
     /// The backend's resources for the deployment are gone.
     Removed,
+}
+
+/// What the host wants of one deployment after a controller restart; see
+/// [`RuntimeOrchestrator::reconcile`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    /// It should run (it is BUILDING, STARTING or RUNNING in the store).
+    Run,
+    /// It is the app's newest version and FAILED or was STOPPED: keep its
+    /// resources, stopped, for the app's status and logs.
+    KeepStopped,
+}
+
+/// One deployment and what the host wants of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Desired {
+    /// The deployment, as the store has it.
+    pub deployment: Deployment,
+    /// Run it, or keep it stopped.
+    pub intent: Intent,
+}
+
+impl Desired {
+    /// What the store's deployments of every app ask of a backend: each
+    /// active one (BUILDING, STARTING, RUNNING) runs; the newest version of
+    /// an app with none active is kept stopped, unless it never got an
+    /// image. Every other deployment is absent, so a backend removes its
+    /// resources. Sorted by app, newest version first.
+    ///
+    /// `deployments` are the active ones and the newest of every app (see
+    /// [`DeploymentStore::latest_of_every_app`](crate::DeploymentStore::latest_of_every_app));
+    /// duplicates are ignored.
+    pub fn plan(deployments: impl IntoIterator<Item = Deployment>) -> Vec<Desired> {
+        let mut all: Vec<Deployment> = deployments.into_iter().collect();
+        all.sort_by(|a, b| (&a.app, b.version).cmp(&(&b.app, a.version)));
+        all.dedup_by_key(|d| d.id);
+        let active_apps: std::collections::BTreeSet<AppRef> = all
+            .iter()
+            .filter(|d| d.status.is_in_progress() || d.status == DeploymentStatus::Running)
+            .map(|d| d.app.clone())
+            .collect();
+        let mut newest_seen = std::collections::BTreeSet::new();
+        let mut plan = Vec::with_capacity(all.len());
+        for d in all {
+            let newest = newest_seen.insert(d.app.clone());
+            let intent = if d.status.is_in_progress() || d.status == DeploymentStatus::Running {
+                Intent::Run
+            } else if newest && !active_apps.contains(&d.app) {
+                Intent::KeepStopped
+            } else {
+                continue;
+            };
+            plan.push(Desired {
+                deployment: d,
+                intent,
+            });
+        }
+        plan
+    }
 }
 
 /// What [`RuntimeOrchestrator::reconcile`] did.
@@ -214,20 +277,30 @@ pub trait RuntimeOrchestrator: Send + Sync {
         Ok(Box::pin(futures::stream::pending()))
     }
 
-    /// After a controller restart: adopt what runs under our labels and the
-    /// store knows (`known`), remove what the store does not know, and report
-    /// what the store believes runs but does not.
+    /// After a controller restart: bring what runs under our labels in line
+    /// with what the host's store wants, and report what the store believes
+    /// runs but does not.
     ///
-    /// `known` holds the active deployments (BUILDING, STARTING, RUNNING)
-    /// and the newest deployment of every app whatever its status. A known
-    /// deployment that FAILED or was STOPPED is kept as it is (stopped), for
-    /// its status and logs, and never adopted; unless an older version of
-    /// the app serves, which makes it a failed redeploy's leftover.
+    /// `desired` is the store's intent, per deployment ([`Desired`]); it
+    /// wins over anything the backend cached on its resources:
+    ///
+    /// - [`Intent::Run`]: adopt it if it runs (finishing a start a dead
+    ///   controller cut short); start it again if it is only stopped on
+    ///   request (the stop never reached the store, so it did not happen);
+    ///   report it in `missing`, with its actual status and reason, if it
+    ///   failed or has no resources. Older versions of the app that still
+    ///   run are retired once it serves.
+    /// - [`Intent::KeepStopped`]: the newest version of an app that FAILED
+    ///   or was STOPPED: never adopted, stopped if it still runs, its
+    ///   resources kept for the app's status and logs.
+    /// - Anything else under our labels is an orphan and is removed (a
+    ///   backend may give young resources a grace period, since another
+    ///   controller may be deploying them).
     ///
     /// The default does nothing, which suits a backend whose resources die
     /// with the controller.
-    async fn reconcile(&self, known: &[Deployment]) -> Result<ReconcileReport> {
-        let _ = known;
+    async fn reconcile(&self, desired: &[Desired]) -> Result<ReconcileReport> {
+        let _ = desired;
         Ok(ReconcileReport::default())
     }
 

@@ -65,11 +65,9 @@ pub trait DeploymentStore: Send + Sync {
     /// After a controller restart the backend is told to keep these besides
     /// the [`active`](Self::active) ones: a newest version that FAILED or was
     /// STOPPED keeps its container, so the app's status still says why and
-    /// its logs stay readable. The default returns none, and a backend then
-    /// removes such a container like one the store does not know.
-    async fn latest_of_every_app(&self) -> Result<Vec<Deployment>> {
-        Ok(Vec::new())
-    }
+    /// its logs stay readable. Required: without it a backend would remove
+    /// such a container as one the store does not know.
+    async fn latest_of_every_app(&self) -> Result<Vec<Deployment>>;
 }
 
 /// A stored artifact.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cameleer_runtime::{
     AppConfig, DeploymentEvent, DeploymentSource, DeploymentStatus as S, PlatformEvent, Resources,
-    RuntimeOrchestrator, STOP_REASON, Sha256Digest,
+    RuntimeOrchestrator, Sha256Digest, StatusReason,
 };
 use common::{Harness, app, config, statuses};
 use time::OffsetDateTime;
@@ -49,7 +49,9 @@ async fn a_build_failure_is_failed_with_the_builders_text() {
     assert_eq!(statuses(&d), [S::Building, S::Failed]);
     assert_eq!(
         d.last_reason(),
-        Some("base image cameleer/jre:17 not found")
+        Some(&StatusReason::BuildFailed {
+            detail: "base image cameleer/jre:17 not found".into()
+        })
     );
     assert!(d.image.is_none());
     assert_eq!(h.fake.deploys(), 0, "nothing was started");
@@ -61,7 +63,12 @@ async fn a_start_failure_is_failed_with_the_backends_text() {
     h.fake.fail_start("port 8080 already in use");
     let d = h.deploy_settled(&app("orders")).await;
     assert_eq!(statuses(&d), [S::Building, S::Starting, S::Failed]);
-    assert_eq!(d.last_reason(), Some("port 8080 already in use"));
+    assert_eq!(
+        d.last_reason(),
+        Some(&StatusReason::BackendUnavailable {
+            detail: "port 8080 already in use".into()
+        })
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -71,7 +78,10 @@ async fn slow_health_beyond_the_start_timeout_fails() {
     let d = h.deploy_settled(&app("orders")).await;
     assert_eq!(d.status, S::Failed);
     assert!(
-        d.last_reason().unwrap().contains("within 30s"),
+        matches!(
+            d.last_reason(),
+            Some(StatusReason::HealthTimeout { after_secs: 30, .. })
+        ),
         "{:?}",
         d.last_reason()
     );
@@ -96,7 +106,10 @@ async fn a_redeploy_supersedes_the_running_version() {
         statuses(&v1),
         [S::Building, S::Starting, S::Running, S::Stopped]
     );
-    assert_eq!(v1.last_reason(), Some("superseded by version 2"));
+    assert_eq!(
+        v1.last_reason(),
+        Some(&StatusReason::Superseded { by_version: 2 })
+    );
     assert_eq!(h.fake.running(&app("orders")), Some(v2.id));
 }
 
@@ -127,7 +140,10 @@ async fn stop_stops_the_backend_and_the_deployment() {
     assert_eq!(stopped.len(), 1);
     assert_eq!(stopped[0].id, d.id);
     assert_eq!(stopped[0].status, S::Stopped);
-    assert_eq!(stopped[0].last_reason(), Some(STOP_REASON));
+    assert_eq!(
+        stopped[0].last_reason(),
+        Some(&StatusReason::StoppedOnRequest)
+    );
     assert_eq!(h.fake.running(&app("orders")), None);
     let view = h.platform.status(&app("orders")).await.unwrap();
     assert_eq!(view.status, Some(S::Stopped));
@@ -178,7 +194,12 @@ async fn restart_brings_a_stopped_version_back() {
     h.fake.fail_start("restart refused");
     let d3 = h.platform.restart(&app("orders")).await.unwrap();
     assert_eq!(d3.status, S::Failed);
-    assert_eq!(d3.last_reason(), Some("restart refused"));
+    assert_eq!(
+        d3.last_reason(),
+        Some(&StatusReason::BackendUnavailable {
+            detail: "restart refused".into()
+        })
+    );
     assert_eq!(
         h.platform
             .restart(&app("nothing"))
@@ -388,7 +409,9 @@ async fn concurrent_deploys_of_one_app_are_serialized_in_version_order() {
         );
         assert_eq!(
             d.last_reason(),
-            Some(format!("superseded by version {}", d.version + 1).as_str())
+            Some(&StatusReason::Superseded {
+                by_version: d.version + 1
+            })
         );
     }
     assert_eq!(h.fake.running(&app("orders")), Some(last.id));
@@ -403,12 +426,17 @@ async fn writers_with_stale_revisions_conflict() {
     let mut first = h.platform.deployment(&d.id).await.unwrap();
     let mut second = first.clone();
     first
-        .apply(&DeploymentEvent::OomKilled, OffsetDateTime::now_utc())
+        .apply(
+            &DeploymentEvent::Crashed {
+                reason: StatusReason::OomKilled,
+            },
+            OffsetDateTime::now_utc(),
+        )
         .unwrap();
     second
         .apply(
             &DeploymentEvent::Stopped {
-                reason: "by hand".into(),
+                reason: StatusReason::StoppedOnRequest,
             },
             OffsetDateTime::now_utc(),
         )

@@ -9,9 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cameleer_runtime::testkit::FakeOrchestrator;
 use cameleer_runtime::{
-    AppRef, AppStatus, AppSummary, DeployRequest, DeploymentStatus as S, INTERRUPTED, LogOptions,
-    LogStream, PlatformEvent, PlatformOptions, Result, RuntimeEvent, RuntimeEventKind,
-    RuntimeOrchestrator, TenantId,
+    AppRef, AppStatus, AppSummary, DeployRequest, DeploymentStatus as S, LogOptions, LogStream,
+    PlatformEvent, PlatformOptions, Result, RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator,
+    StatusReason, TenantId,
 };
 use common::{Harness, app, config, statuses};
 use time::OffsetDateTime;
@@ -27,8 +27,12 @@ async fn a_crash_after_start_becomes_failed_through_the_event_stream() {
         statuses(&d),
         [S::Building, S::Starting, S::Running, S::Failed]
     );
-    let reason = d.last_reason().unwrap();
-    assert!(reason.contains("exited with code 42"), "{reason}");
+    assert_eq!(
+        d.last_reason(),
+        Some(&StatusReason::Exited {
+            exit_code: Some(42)
+        })
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -38,8 +42,7 @@ async fn an_oom_kill_becomes_failed_naming_the_oom_killer() {
     h.fake.oom_kill();
     let d = h.deploy_settled(&app("orders")).await;
     let d = h.wait_for(&d.id, S::Failed).await;
-    let reason = d.last_reason().unwrap();
-    assert!(reason.contains("OOM"), "{reason}");
+    assert_eq!(d.last_reason(), Some(&StatusReason::OomKilled));
 }
 
 #[tokio::test(start_paused = true)]
@@ -81,7 +84,9 @@ async fn events_for_unknown_or_mismatched_deployments_are_ignored() {
         h.fake.emit(RuntimeEvent {
             app,
             deployment,
-            kind: RuntimeEventKind::Exited { exit_code: Some(1) },
+            kind: RuntimeEventKind::Failed {
+                reason: StatusReason::Exited { exit_code: Some(1) },
+            },
             at: OffsetDateTime::now_utc(),
         });
     }
@@ -106,10 +111,9 @@ async fn status_reconciles_a_crash_nobody_watched() {
     let view = h.platform.status(&app("orders")).await.unwrap();
     let latest = view.deployment.unwrap();
     assert_eq!(latest.status, S::Failed);
-    assert!(
-        latest.last_reason().unwrap().contains("exited with code 9"),
-        "{:?}",
-        latest.last_reason()
+    assert_eq!(
+        latest.last_reason(),
+        Some(&StatusReason::Exited { exit_code: Some(9) })
     );
     assert_eq!(view.status, Some(S::Failed));
     // Persisted, not just shown.
@@ -130,7 +134,7 @@ async fn status_and_list_notice_an_app_the_backend_lost() {
     for view in list {
         let d = view.deployment.unwrap();
         assert_eq!(d.status, S::Failed, "{}", view.app);
-        assert_eq!(d.last_reason(), Some("the backend no longer runs it"));
+        assert_eq!(d.last_reason(), Some(&StatusReason::Gone));
     }
     assert_eq!(
         h.platform.status(&app("nothing")).await.unwrap_err().code(),
@@ -164,14 +168,13 @@ async fn recovery_settles_what_a_controller_restart_interrupted() {
 
     let building = restarted.deployment(&building.id).await.unwrap();
     assert_eq!(statuses(&building), [S::Building, S::Failed]);
-    assert_eq!(building.last_reason(), Some(INTERRUPTED));
+    assert_eq!(
+        building.last_reason(),
+        Some(&StatusReason::Interrupted { detail: None })
+    );
     let lost = restarted.deployment(&lost.id).await.unwrap();
     assert_eq!(lost.status, S::Failed);
-    assert!(
-        lost.last_reason().unwrap().contains("stopped on request"),
-        "{:?}",
-        lost.last_reason()
-    );
+    assert_eq!(lost.last_reason(), Some(&StatusReason::StoppedOnRequest));
     assert_eq!(
         restarted.deployment(&kept.id).await.unwrap().status,
         S::Running
@@ -206,11 +209,14 @@ async fn recovery_finishes_a_start_the_backend_completed() {
     assert_eq!(get(&v2.id).await.unwrap().status, S::Running);
     let v1 = get(&v1.id).await.unwrap();
     assert_eq!(v1.status, S::Stopped);
-    assert_eq!(v1.last_reason(), Some("superseded by version 2"));
+    assert_eq!(
+        v1.last_reason(),
+        Some(&StatusReason::Superseded { by_version: 2 })
+    );
     let v3 = get(&v3.id).await.unwrap();
     assert_eq!(statuses(&v3), [S::Starting, S::Failed]);
     assert!(
-        v3.last_reason().unwrap().starts_with(INTERRUPTED),
+        matches!(v3.last_reason(), Some(StatusReason::Interrupted { .. })),
         "{:?}",
         v3.last_reason()
     );
@@ -226,7 +232,7 @@ async fn shutdown_refuses_new_work() {
         .deploy(&app("orders"), artifact, config())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "conflict");
+    assert_eq!(err.code(), "shutting_down");
     assert!(h.store.is_empty());
 }
 
@@ -271,7 +277,11 @@ async fn a_backend_that_never_answers_times_out_after_start_timeout_plus_grace()
     assert_eq!(d.status, S::Failed);
     assert_eq!(started.elapsed(), Duration::from_secs(37));
     let reason = d.last_reason().unwrap();
-    assert!(reason.contains("not RUNNING within 37s"), "{reason}");
+    assert_eq!(reason.code(), "health_timeout");
+    assert!(
+        reason.to_string().contains("not RUNNING within 37s"),
+        "{reason}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,7 +6,7 @@
 
 use cameleer_runtime::{
     AppConfig, AppRef, Deployment, DeploymentEvent, DeploymentSource, DeploymentStatus, ImageRef,
-    Sha256Digest,
+    Sha256Digest, StatusReason,
 };
 use proptest::prelude::*;
 use time::{Duration, OffsetDateTime};
@@ -41,7 +41,6 @@ fn kind(e: &DeploymentEvent) -> &'static str {
         DeploymentEvent::Healthy => "healthy",
         DeploymentEvent::StartFailed { .. } => "start_failed",
         DeploymentEvent::Crashed { .. } => "crashed",
-        DeploymentEvent::OomKilled => "oom_killed",
         DeploymentEvent::Stopped { .. } => "stopped",
         DeploymentEvent::Superseded { .. } => "superseded",
         DeploymentEvent::Restarted => "restarted",
@@ -60,13 +59,25 @@ fn event() -> impl Strategy<Value = DeploymentEvent> {
     let text = "[a-z ]{0,12}";
     prop_oneof![
         Just(DeploymentEvent::BuildSucceeded),
-        text.prop_map(|reason| DeploymentEvent::BuildFailed { reason }),
+        text.prop_map(|detail| DeploymentEvent::BuildFailed {
+            reason: StatusReason::BuildFailed { detail }
+        }),
         Just(DeploymentEvent::Healthy),
-        text.prop_map(|reason| DeploymentEvent::StartFailed { reason }),
-        (proptest::option::of(-255i64..256), text)
-            .prop_map(|(exit_code, reason)| DeploymentEvent::Crashed { exit_code, reason }),
-        Just(DeploymentEvent::OomKilled),
-        text.prop_map(|reason| DeploymentEvent::Stopped { reason }),
+        (text, proptest::option::of(text)).prop_map(|(detail, output)| {
+            DeploymentEvent::StartFailed {
+                reason: StatusReason::StartRefused { detail },
+                output,
+            }
+        }),
+        proptest::option::of(-255i64..256).prop_map(|exit_code| DeploymentEvent::Crashed {
+            reason: StatusReason::Exited { exit_code }
+        }),
+        Just(DeploymentEvent::Crashed {
+            reason: StatusReason::OomKilled
+        }),
+        Just(DeploymentEvent::Stopped {
+            reason: StatusReason::StoppedOnRequest
+        }),
         (1u64..100).prop_map(|by_version| DeploymentEvent::Superseded { by_version }),
         Just(DeploymentEvent::Restarted),
     ]
@@ -106,7 +117,8 @@ proptest! {
                     let to = expected(before.status, &event);
                     prop_assert_eq!(to, Some(d.status), "{} accepted from {}", kind(&event), before.status);
                     prop_assert_eq!(d.history.len(), before.history.len() + 1);
-                    prop_assert_eq!(d.last_reason().map(str::to_owned), event.reason());
+                    prop_assert_eq!(d.last_reason().cloned(), event.reason());
+                    prop_assert_eq!(d.history.last().and_then(|c| c.output.as_deref()), event.output());
                 }
                 Err(e) => {
                     prop_assert_eq!(e.code(), "illegal_transition");
@@ -131,15 +143,23 @@ fn the_table_and_the_list_agree_on_every_pair() {
     let statuses = [Building, Starting, Running, Failed, Stopped];
     let events = [
         DeploymentEvent::BuildSucceeded,
-        DeploymentEvent::BuildFailed { reason: "r".into() },
-        DeploymentEvent::Healthy,
-        DeploymentEvent::StartFailed { reason: "r".into() },
-        DeploymentEvent::Crashed {
-            exit_code: Some(1),
-            reason: "r".into(),
+        DeploymentEvent::BuildFailed {
+            reason: StatusReason::other("r"),
         },
-        DeploymentEvent::OomKilled,
-        DeploymentEvent::Stopped { reason: "r".into() },
+        DeploymentEvent::Healthy,
+        DeploymentEvent::StartFailed {
+            reason: StatusReason::other("r"),
+            output: None,
+        },
+        DeploymentEvent::Crashed {
+            reason: StatusReason::Exited { exit_code: Some(1) },
+        },
+        DeploymentEvent::Crashed {
+            reason: StatusReason::OomKilled,
+        },
+        DeploymentEvent::Stopped {
+            reason: StatusReason::StoppedOnRequest,
+        },
         DeploymentEvent::Superseded { by_version: 2 },
         DeploymentEvent::Restarted,
     ];

@@ -16,7 +16,7 @@ use super::events::{PlatformEvent, StatusEvent};
 use super::lanes::{Lanes, Turn};
 use crate::{
     AppRef, ArtifactStore, Deployment, DeploymentEvent, DeploymentId, DeploymentStore, Error,
-    ImageBuilder, NewDeployment, Result, RuntimeOrchestrator,
+    ImageBuilder, NewDeployment, Result, RuntimeOrchestrator, StatusReason,
 };
 
 pub(crate) struct Core {
@@ -148,7 +148,7 @@ impl Core {
                         deployment = %d.id,
                         version = d.version,
                         status = %d.status,
-                        reason = d.last_reason(),
+                        reason = d.last_reason().map(tracing::field::display),
                         "status changed"
                     );
                     self.publish(PlatformEvent::Status(StatusEvent::latest(&d)));
@@ -208,7 +208,28 @@ impl Drop for InflightGuard {
 
 /// The text to record for a failed step: the builder's or backend's own
 /// words, without our prefixes.
-pub(crate) fn reason_of(e: &Error) -> String {
+pub(crate) fn reason_of(e: &Error) -> (StatusReason, Option<String>) {
+    match e {
+        Error::StartFailed { reason, output } => (reason.clone(), output.clone()),
+        Error::BuildFailed(text) => (
+            StatusReason::BuildFailed {
+                detail: text.clone(),
+            },
+            None,
+        ),
+        Error::Backend { .. } | Error::Timeout(_) => (
+            StatusReason::BackendUnavailable {
+                detail: error_text(e),
+            },
+            None,
+        ),
+        other => (StatusReason::other(error_text(other)), None),
+    }
+}
+
+/// The text of an error for a reason's detail: a backend error with its
+/// source, the builder's own text, or the error's message.
+pub(crate) fn error_text(e: &Error) -> String {
     match e {
         Error::BuildFailed(text) => text.clone(),
         Error::Backend {

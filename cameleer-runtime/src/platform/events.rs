@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{AppRef, BuildProgress, Deployment, DeploymentId, DeploymentStatus};
+use crate::{AppRef, BuildProgress, Deployment, DeploymentId, DeploymentStatus, StatusReason};
 
 /// Something that happened on the platform, for dashboards and server-sent
 /// events. Get them with [`Platform::subscribe`](crate::Platform::subscribe).
@@ -68,7 +68,7 @@ pub struct StatusEvent {
     /// The status entered.
     pub status: DeploymentStatus,
     /// Why, as recorded in the history.
-    pub reason: Option<String>,
+    pub reason: Option<StatusReason>,
     /// When.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
@@ -144,7 +144,7 @@ mod tests {
             app: AppRef::parse("acme", "orders", "dev").unwrap(),
             version: 3,
             status: DeploymentStatus::Failed,
-            reason: Some("exited with code 1".into()),
+            reason: Some(crate::StatusReason::Exited { exit_code: Some(1) }),
             at: OffsetDateTime::UNIX_EPOCH,
         });
         let json = serde_json::to_value(&event).unwrap();

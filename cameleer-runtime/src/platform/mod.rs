@@ -16,9 +16,8 @@ use tokio_util::sync::DropGuard;
 
 use self::core::Core;
 pub use self::events::{BuildProgressEvent, PlatformEvent, StatusEvent, UnhealthyEvent};
-pub use self::pipeline::STOP_REASON;
 pub use self::upload::UploadedArtifact;
-pub use self::watch::{AppView, INTERRUPTED, RecoveryReport};
+pub use self::watch::{AppView, RecoveryReport};
 use crate::{
     AppConfig, AppId, AppRef, ArtifactStore, ByteStream, Deployment, DeploymentId, DeploymentStore,
     EnvId, Error, ImageBuilder, LogOptions, LogStream, Result, RuntimeOrchestrator, TenantId,
@@ -369,7 +368,7 @@ impl Platform {
 
     fn check_running(&self) -> Result<()> {
         if self.core.cancel.is_cancelled() {
-            return Err(Error::Conflict("the platform is shut down".into()));
+            return Err(Error::ShuttingDown);
         }
         Ok(())
     }

@@ -10,15 +10,12 @@ use std::time::Duration;
 
 use tokio::time::timeout;
 
-use super::core::{Core, reason_of};
+use super::core::{Core, error_text, reason_of};
 use super::events::{BuildProgressEvent, PlatformEvent};
 use crate::{
     AppConfig, AppRef, AppStatus, BuildSpec, Deployment, DeploymentEvent, DeploymentSource,
-    DeploymentStatus, Error, NewDeployment, ProgressSink, Result, Sha256Digest,
+    DeploymentStatus, Error, NewDeployment, ProgressSink, Result, Sha256Digest, StatusReason,
 };
-
-/// The reason recorded on a stop the user asked for.
-pub const STOP_REASON: &str = "stopped by request";
 
 impl Core {
     /// Creates a BUILDING deployment and builds and starts it in the
@@ -130,7 +127,12 @@ impl Core {
                 })
             }
             Err(e) => {
-                let reason = reason_of(&e);
+                let reason = match e {
+                    Error::StartFailed { reason, .. } => reason,
+                    e => StatusReason::BuildFailed {
+                        detail: error_text(&e),
+                    },
+                };
                 self.apply_logged(id, &DeploymentEvent::BuildFailed { reason })
                     .await;
                 None
@@ -142,9 +144,14 @@ impl Core {
     /// FAILED with the backend's reason.
     async fn bring_up(self: &Arc<Self>, d: Deployment) {
         let Some(request) = crate::DeployRequest::for_deployment(&d) else {
-            let reason = "the deployment has no image".to_string();
-            self.apply_logged(&d.id, &DeploymentEvent::StartFailed { reason })
-                .await;
+            let reason = StatusReason::StartRefused {
+                detail: "the deployment has no image".into(),
+            };
+            let event = DeploymentEvent::StartFailed {
+                reason,
+                output: None,
+            };
+            self.apply_logged(&d.id, &event).await;
             return;
         };
         match self.store.get(&d.id).await {
@@ -179,20 +186,26 @@ impl Core {
                 DeploymentEvent::Healthy
             }
             Ok(Ok(status)) => DeploymentEvent::StartFailed {
-                reason: status
-                    .reason
-                    .unwrap_or_else(|| format!("the backend reported {}", status.status)),
+                reason: status.reason.unwrap_or_else(|| {
+                    StatusReason::other(format!("the backend reported {}", status.status))
+                }),
+                output: None,
             },
-            Ok(Err(e)) => DeploymentEvent::StartFailed {
-                reason: reason_of(&e),
-            },
+            Ok(Err(e)) => {
+                let (reason, output) = reason_of(&e);
+                DeploymentEvent::StartFailed { reason, output }
+            }
             Err(_) => DeploymentEvent::StartFailed {
-                reason: format!(
-                    "not RUNNING within {} (start timeout {}s + backend grace {})",
-                    secs(limit),
-                    config.start_timeout_secs,
-                    secs(grace)
-                ),
+                reason: StatusReason::HealthTimeout {
+                    after_secs: limit.as_secs(),
+                    last_probe: Some(format!(
+                        "not RUNNING within {} (start timeout {}s + backend grace {})",
+                        secs(limit),
+                        config.start_timeout_secs,
+                        secs(grace)
+                    )),
+                },
+                output: None,
             },
         }
     }
@@ -300,7 +313,7 @@ impl Core {
             Err(e) => return Err(e),
         }
         let event = DeploymentEvent::Stopped {
-            reason: STOP_REASON.into(),
+            reason: StatusReason::StoppedOnRequest,
         };
         let mut stopped = Vec::new();
         for d in all {

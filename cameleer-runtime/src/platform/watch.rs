@@ -1,7 +1,7 @@
 //! Keeping the store truthful: runtime events, recovery after a controller
 //! restart, and reconciling what the store says with what the backend sees.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -14,12 +14,9 @@ use tracing::Instrument;
 use super::core::Core;
 use super::events::{PlatformEvent, UnhealthyEvent};
 use crate::{
-    AppRef, AppStatus, Deployment, DeploymentEvent, DeploymentId, DeploymentStatus, Error,
-    EventStream, ReconcileReport, Result, RuntimeEvent, RuntimeEventKind, TenantId,
+    AppRef, AppStatus, Deployment, DeploymentEvent, DeploymentId, DeploymentStatus, Desired, Error,
+    EventStream, ReconcileReport, Result, RuntimeEvent, RuntimeEventKind, StatusReason, TenantId,
 };
-
-/// The reason recorded on work a controller restart cut short.
-pub const INTERRUPTED: &str = "interrupted by a controller restart";
 
 /// One app as the platform sees it: the newest deployment in the store,
 /// reconciled with what the backend reports.
@@ -116,11 +113,7 @@ impl Core {
             }
         };
         let transition = match event.kind {
-            RuntimeEventKind::Exited { exit_code } => DeploymentEvent::Crashed {
-                exit_code,
-                reason: "the process ended on its own".into(),
-            },
-            RuntimeEventKind::OomKilled => DeploymentEvent::OomKilled,
+            RuntimeEventKind::Failed { reason } => DeploymentEvent::Crashed { reason },
             RuntimeEventKind::Unhealthy { reason } => {
                 tracing::warn!(deployment = %d.id, "unhealthy: {reason}");
                 if d.status == DeploymentStatus::Running {
@@ -149,21 +142,14 @@ impl Core {
         // The active deployments, and the newest of every app whatever its
         // status: a newest version that FAILED or was STOPPED keeps its
         // container (its status and logs), which the backend would
-        // otherwise remove as unknown.
-        let mut known: Vec<Deployment> = self.store.active().await?;
-        let active: HashSet<DeploymentId> = known.iter().map(|d| d.id).collect();
-        known.extend(
-            self.store
-                .latest_of_every_app()
-                .await?
-                .into_iter()
-                .filter(|d| !active.contains(&d.id)),
-        );
-        known.retain(|d| !self.is_inflight(&d.id));
-        // Newest first per app: a newer version found running supersedes
-        // the older ones before they are judged missing.
-        known.sort_by(|a, b| (&a.app, b.version).cmp(&(&b.app, a.version)));
-        let backend = self.orchestrator.reconcile(&known).await?;
+        // otherwise remove as unknown. The store's intent, not what the
+        // backend cached, decides.
+        let mut all: Vec<Deployment> = self.store.active().await?;
+        all.extend(self.store.latest_of_every_app().await?);
+        all.retain(|d| !self.is_inflight(&d.id));
+        let desired = Desired::plan(all);
+        let backend = self.orchestrator.reconcile(&desired).await?;
+        let known: Vec<Deployment> = desired.into_iter().map(|d| d.deployment).collect();
         let missing: HashMap<DeploymentId, &AppStatus> =
             backend.missing.iter().map(|(id, s)| (*id, s)).collect();
         let mut report = RecoveryReport::default();
@@ -171,7 +157,7 @@ impl Core {
             let gone = missing.get(&d.id).copied();
             let event = match d.status {
                 DeploymentStatus::Building => Some(DeploymentEvent::BuildFailed {
-                    reason: INTERRUPTED.into(),
+                    reason: StatusReason::Interrupted { detail: None },
                 }),
                 DeploymentStatus::Starting => Some(self.settle_interrupted_start(d, gone).await),
                 DeploymentStatus::Running => gone.and_then(missing_event),
@@ -214,11 +200,12 @@ impl Core {
         {
             return DeploymentEvent::Healthy;
         }
-        let reason = match gone.and_then(|s| s.reason.as_deref()) {
-            Some(why) => format!("{INTERRUPTED}: {why}"),
-            None => INTERRUPTED.into(),
-        };
-        DeploymentEvent::StartFailed { reason }
+        DeploymentEvent::StartFailed {
+            reason: StatusReason::Interrupted {
+                detail: gone.and_then(|s| s.reason.as_ref()).map(|r| r.to_string()),
+            },
+            output: None,
+        }
     }
 
     /// The app's newest deployment, after applying what the backend knows
@@ -263,8 +250,7 @@ impl Core {
                 // thinks runs is gone.
                 let d = all.iter().find(|d| d.status == DeploymentStatus::Running)?;
                 let event = DeploymentEvent::Crashed {
-                    exit_code: None,
-                    reason: "the backend no longer runs it".into(),
+                    reason: StatusReason::Gone,
                 };
                 (d, event)
             }
@@ -352,17 +338,13 @@ fn drift_event(d: &Deployment, rt: &AppStatus) -> Option<DeploymentEvent> {
     use DeploymentStatus as S;
     match (d.status, rt.status) {
         (S::Running | S::Starting, S::Failed) => Some(DeploymentEvent::Crashed {
-            exit_code: None,
             reason: rt
                 .reason
                 .clone()
-                .unwrap_or_else(|| "the backend reports it FAILED".into()),
+                .unwrap_or_else(|| StatusReason::other("the backend reports it FAILED")),
         }),
         (S::Running, S::Stopped) => Some(DeploymentEvent::Stopped {
-            reason: rt
-                .reason
-                .clone()
-                .unwrap_or_else(|| "the backend reports it stopped".into()),
+            reason: rt.reason.clone().unwrap_or(StatusReason::StoppedExternally),
         }),
         _ => None,
     }
@@ -371,14 +353,7 @@ fn drift_event(d: &Deployment, rt: &AppStatus) -> Option<DeploymentEvent> {
 /// A RUNNING deployment the backend reported missing after a restart.
 fn missing_event(rt: &AppStatus) -> Option<DeploymentEvent> {
     (rt.status != DeploymentStatus::Running).then(|| DeploymentEvent::Crashed {
-        exit_code: None,
-        reason: match &rt.reason {
-            Some(why) => format!("not running after a controller restart: {why}"),
-            None => format!(
-                "not running after a controller restart (the backend reports {})",
-                rt.status
-            ),
-        },
+        reason: rt.reason.clone().unwrap_or(StatusReason::Gone),
     })
 }
 

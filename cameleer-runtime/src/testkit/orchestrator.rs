@@ -1,6 +1,6 @@
 //! [`FakeOrchestrator`]: an in-memory backend with fault injection.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -11,9 +11,10 @@ use tokio::sync::broadcast;
 
 use super::program::{FAULT_DELAY, FakeProgram, run_program};
 use crate::{
-    AppConfig, AppRef, AppStatus, AppSummary, DeployRequest, Deployment, DeploymentId,
-    DeploymentStatus, Error, EventStream, ImageRef, LogLine, LogOptions, LogSource, LogStream,
-    ReconcileReport, Result, RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator, TenantId,
+    AppConfig, AppRef, AppStatus, AppSummary, DeployRequest, DeploymentId, DeploymentStatus,
+    Desired, Error, EventStream, ImageRef, Intent, LogLine, LogOptions, LogSource, LogStream,
+    ReconcileReport, Result, RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator, StatusReason,
+    TenantId,
 };
 
 /// Instances kept per app (older ones are forgotten).
@@ -78,7 +79,7 @@ struct Instance {
     image: ImageRef,
     config: AppConfig,
     status: DeploymentStatus,
-    reason: Option<String>,
+    reason: Option<StatusReason>,
     follow: Option<broadcast::Sender<LogLine>>,
 }
 
@@ -184,19 +185,26 @@ impl FakeOrchestrator {
             let limit = config.start_timeout();
             if delay > limit {
                 tokio::time::sleep(limit).await;
-                let reason = format!(
-                    "health check did not pass within {}s",
-                    config.start_timeout_secs
-                );
+                let reason = StatusReason::HealthTimeout {
+                    after_secs: limit.as_secs(),
+                    last_probe: None,
+                };
                 self.inner
-                    .end(app, run, DeploymentStatus::Failed, &reason, None);
-                return Err(Error::Timeout(reason));
+                    .end(app, run, DeploymentStatus::Failed, reason.clone(), None);
+                return Err(Error::start_failed(reason));
             }
             tokio::time::sleep(delay).await;
         }
         if let Some(reason) = faults.fail {
-            self.inner
-                .end(app, run, DeploymentStatus::Failed, &reason, None);
+            self.inner.end(
+                app,
+                run,
+                DeploymentStatus::Failed,
+                StatusReason::BackendUnavailable {
+                    detail: reason.clone(),
+                },
+                None,
+            );
             return Err(Error::Backend {
                 message: reason,
                 source: None,
@@ -231,7 +239,9 @@ impl FakeOrchestrator {
             let version = inst.version;
             for old in &mut entry.instances {
                 if old.run != run && old.status == DeploymentStatus::Running {
-                    old.stop(format!("replaced by version {version}"));
+                    old.stop(StatusReason::Superseded {
+                        by_version: version,
+                    });
                 }
             }
             self.inner
@@ -305,7 +315,7 @@ impl Inner {
         app: &AppRef,
         run: u64,
         status: DeploymentStatus,
-        reason: &str,
+        reason: StatusReason,
         event: Option<RuntimeEventKind>,
     ) {
         let mut st = self.lock();
@@ -331,7 +341,7 @@ impl Inner {
             .find(|i| i.run == run)
             .expect("found above");
         inst.status = status;
-        inst.reason = Some(reason.to_string());
+        inst.reason = Some(reason);
         inst.follow = None;
         if let Some(kind) = event {
             let _ = self.events.send(RuntimeEvent {
@@ -355,7 +365,7 @@ impl Instance {
         }
     }
 
-    fn stop(&mut self, reason: String) {
+    fn stop(&mut self, reason: StatusReason) {
         if matches!(
             self.status,
             DeploymentStatus::Starting | DeploymentStatus::Running
@@ -433,7 +443,7 @@ impl RuntimeOrchestrator for FakeOrchestrator {
                 .push_log(entry, run, LogSource::Stdout, "[app] stopping".into());
         }
         for inst in &mut entry.instances {
-            inst.stop("stopped on request".into());
+            inst.stop(StatusReason::StoppedOnRequest);
         }
         Ok(())
     }
@@ -453,7 +463,7 @@ impl RuntimeOrchestrator for FakeOrchestrator {
                 current.config.clone(),
             );
             for inst in &mut entry.instances {
-                inst.stop("restarting".into());
+                inst.stop(StatusReason::StoppedOnRequest);
             }
             entry.add(Instance {
                 run,
@@ -546,22 +556,32 @@ impl RuntimeOrchestrator for FakeOrchestrator {
         })))
     }
 
-    async fn reconcile(&self, known: &[Deployment]) -> Result<ReconcileReport> {
-        let known_ids: HashSet<DeploymentId> = known.iter().map(|d| d.id).collect();
+    async fn reconcile(&self, desired: &[Desired]) -> Result<ReconcileReport> {
+        let wanted: HashMap<DeploymentId, Intent> = desired
+            .iter()
+            .map(|d| (d.deployment.id, d.intent))
+            .collect();
         let mut st = self.inner.lock();
         let mut report = ReconcileReport::default();
         for (app, entry) in &mut st.apps {
             for inst in &mut entry.instances {
-                if inst.status == DeploymentStatus::Running && !known_ids.contains(&inst.deployment)
-                {
-                    inst.stop("removed: unknown to the store".into());
-                    report
-                        .removed_orphans
-                        .push(format!("fake/{app}/v{}", inst.version));
+                if inst.status != DeploymentStatus::Running {
+                    continue;
+                }
+                match wanted.get(&inst.deployment) {
+                    Some(Intent::Run) => {}
+                    Some(Intent::KeepStopped) => inst.stop(StatusReason::StoppedOnRequest),
+                    None => {
+                        inst.stop(StatusReason::Gone);
+                        report
+                            .removed_orphans
+                            .push(format!("fake/{app}/v{}", inst.version));
+                    }
                 }
             }
         }
-        for d in known {
+        for d in desired.iter().filter(|d| d.intent == Intent::Run) {
+            let d = &d.deployment;
             let inst = st
                 .apps
                 .get(&d.app)
@@ -576,7 +596,7 @@ impl RuntimeOrchestrator for FakeOrchestrator {
                         status: DeploymentStatus::Stopped,
                         deployment: None,
                         version: None,
-                        reason: Some("no container".into()),
+                        reason: Some(StatusReason::Gone),
                     },
                 )),
             }

@@ -4,7 +4,7 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use super::orchestrator::Inner;
-use crate::{AppRef, DeploymentStatus, LogSource, RuntimeEventKind};
+use crate::{AppRef, DeploymentStatus, LogSource, RuntimeEventKind, StatusReason};
 
 /// What a fake "container" does once it is up. Every program first prints
 /// `[app] started`, like the Java fixture apps.
@@ -61,19 +61,28 @@ pub(super) async fn run_program(inner: Weak<Inner>, app: AppRef, run: u64, progr
         FakeProgram::Crashing { after, exit_code } => {
             tokio::time::sleep(after).await;
             if let Some(inner) = inner.upgrade() {
-                let reason = format!("exited with code {exit_code}");
-                let event = RuntimeEventKind::Exited {
+                let reason = StatusReason::Exited {
                     exit_code: Some(exit_code),
                 };
-                inner.end(&app, run, DeploymentStatus::Failed, &reason, Some(event));
+                let event = RuntimeEventKind::Failed {
+                    reason: reason.clone(),
+                };
+                inner.end(&app, run, DeploymentStatus::Failed, reason, Some(event));
             }
         }
         FakeProgram::OomKilled { after } => {
             tokio::time::sleep(after).await;
             if let Some(inner) = inner.upgrade() {
-                let reason = "OOM killed: memory limit exceeded (exit code 137)";
-                let event = RuntimeEventKind::OomKilled;
-                inner.end(&app, run, DeploymentStatus::Failed, reason, Some(event));
+                let event = RuntimeEventKind::Failed {
+                    reason: StatusReason::OomKilled,
+                };
+                inner.end(
+                    &app,
+                    run,
+                    DeploymentStatus::Failed,
+                    StatusReason::OomKilled,
+                    Some(event),
+                );
             }
         }
     }

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use super::{Check, ConformanceFixture, FixtureApp};
 use crate::{
     AppId, AppRef, AppStatus, DeployRequest, DeploymentId, DeploymentStatus, Error, LogLine,
-    LogOptions, RuntimeOrchestrator, TenantId,
+    LogOptions, RuntimeOrchestrator, StatusReason, TenantId,
 };
 
 /// Runs `check`, then cleans up every tenant it used.
@@ -177,7 +177,7 @@ impl Ctx<'_> {
     }
 
     /// Waits for a failure of `app` and returns its reason.
-    async fn failure_reason(&self, req: &DeployRequest) -> Result<String, String> {
+    async fn failure_reason(&self, req: &DeployRequest) -> Result<StatusReason, String> {
         // A backend may notice the failure inside deploy_app or only later.
         let _ = self
             .within("deploy_app", self.orchestrator.deploy_app(req))
@@ -387,13 +387,13 @@ async fn crash_becomes_failed(ctx: &mut Ctx<'_>) -> Outcome {
     let app = ctx.app_in(&ctx.tenant(), "crashing");
     let req = ctx.request(&app, FixtureApp::Crashing, 1).await?;
     let reason = ctx.failure_reason(&req).await?;
-    let code = ctx.fixture.crash_exit_code().to_string();
-    let names_code = reason
-        .split(|c: char| !c.is_ascii_digit() && c != '-')
-        .any(|word| word == code);
+    let code = ctx.fixture.crash_exit_code();
     ensure!(
-        names_code,
-        "FAILED reason {reason:?} does not name exit code {code}"
+        reason
+            == StatusReason::Exited {
+                exit_code: Some(code)
+            },
+        "FAILED reason {reason:?} is not an exit with code {code}"
     );
     Ok(())
 }
@@ -402,10 +402,9 @@ async fn oom_becomes_failed(ctx: &mut Ctx<'_>) -> Outcome {
     let app = ctx.app_in(&ctx.tenant(), "oom");
     let req = ctx.request(&app, FixtureApp::Oom, 1).await?;
     let reason = ctx.failure_reason(&req).await?;
-    let lower = reason.to_lowercase();
     ensure!(
-        lower.contains("oom") || lower.contains("out of memory") || lower.contains("memory limit"),
-        "FAILED reason {reason:?} does not name the OOM kill"
+        reason == StatusReason::OomKilled,
+        "FAILED reason {reason:?} is not the kernel's OOM kill"
     );
     Ok(())
 }
