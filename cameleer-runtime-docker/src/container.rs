@@ -17,7 +17,7 @@
 //! JVM options are argv elements of the container's own `Entrypoint`: the
 //! image's entrypoint (`java -javaagent:… -XX:MaxRAMPercentage=75 … -jar
 //! /app/app.jar`, read from the image) with the options inserted just before
-//! `-jar` (see [`jvm_entrypoint`]). Not `JDK_JAVA_OPTIONS`: the launcher
+//! `-jar` (see [`insert_jvm_options`]). Not `JDK_JAVA_OPTIONS`: the launcher
 //! echoes that variable to stderr (`NOTE: Picked up JDK_JAVA_OPTIONS: …`),
 //! which would copy secrets passed as `-D` options into the logs, and puts
 //! its options *before* the image's flags, so the image's
@@ -33,112 +33,13 @@ use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig,
     RestartPolicy, RestartPolicyNameEnum,
 };
+use cameleer_runtime::launch::insert_jvm_options;
 use cameleer_runtime::{AppConfig, Error, Result};
 
 use crate::engine::{backend, is_not_found};
 use crate::labels::ContainerLabels;
 use crate::network::TenantNetwork;
 use crate::orchestrator::DockerOrchestratorOptions;
-
-/// Checks JVM options for the container's command line: each one argv
-/// element that starts with `-` (so no `@argfile`, which the launcher would
-/// expand), without NUL, and not a launcher-only argument (`-jar`,
-/// `--module=…`, `-version`, …).
-///
-/// Each entry is one argument: write `--add-opens=java.base/java.lang=ALL-UNNAMED`,
-/// not two entries.
-///
-/// # Errors
-///
-/// [`Error::InvalidConfig`] naming `jvm_options[i]`.
-///
-/// # Examples
-///
-/// ```
-/// use cameleer_runtime_docker::container::check_jvm_options;
-///
-/// check_jvm_options(&["-Xmx128m".into(), "-Dgreeting=hello world".into()]).unwrap();
-/// assert!(check_jvm_options(&["-jar".into()]).is_err());
-/// assert!(check_jvm_options(&["@/etc/passwd".into()]).is_err());
-/// ```
-pub fn check_jvm_options(options: &[String]) -> Result<()> {
-    for (i, opt) in options.iter().enumerate() {
-        let field = || format!("jvm_options[{i}]");
-        if !opt.starts_with('-') {
-            return Err(Error::invalid_config(
-                field(),
-                "a JVM option starts with '-' (and @argfiles are not allowed)",
-            ));
-        }
-        if opt.contains('\0') {
-            return Err(Error::invalid_config(field(), "must not contain NUL"));
-        }
-        // The contract's list (`AppConfig::validate` checks it too); checked
-        // again here because the argv is built here.
-        let name = opt.split_once('=').map_or(opt.as_str(), |(name, _)| name);
-        if cameleer_runtime::LAUNCHER_ONLY_OPTIONS.contains(&name) {
-            return Err(Error::invalid_config(
-                field(),
-                format!(
-                    "{opt} is a launcher argument, not a JVM option: it would replace the app or stop it before main"
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The JVM's argv: the image's `entrypoint` with `options` inserted just
-/// before its `-jar` (or, for an entrypoint without `-jar` that starts with
-/// a `java` binary, right after it), so they come after the image's own
-/// flags and override them.
-///
-/// # Errors
-///
-/// [`Error::InvalidConfig`] for options [`check_jvm_options`] rejects, and
-/// for options with an entrypoint that is not a `java` command line (there
-/// is no safe place for them).
-///
-/// # Examples
-///
-/// ```
-/// use cameleer_runtime_docker::container::jvm_entrypoint;
-///
-/// let image = ["java", "-XX:MaxRAMPercentage=75.0", "-jar", "/app/app.jar"].map(String::from);
-/// let argv = jvm_entrypoint(&image, &["-XX:MaxRAMPercentage=50".into(), "-Da=x y".into()]).unwrap();
-/// assert_eq!(
-///     argv,
-///     ["java", "-XX:MaxRAMPercentage=75.0", "-XX:MaxRAMPercentage=50", "-Da=x y", "-jar", "/app/app.jar"],
-/// );
-/// ```
-pub fn jvm_entrypoint(entrypoint: &[String], options: &[String]) -> Result<Vec<String>> {
-    check_jvm_options(options)?;
-    if options.is_empty() {
-        return Ok(entrypoint.to_vec());
-    }
-    let at = match entrypoint.iter().position(|a| a == "-jar") {
-        Some(jar) => jar,
-        None if entrypoint
-            .first()
-            .is_some_and(|java| java == "java" || java.ends_with("/java")) =>
-        {
-            1
-        }
-        None => {
-            return Err(Error::invalid_config(
-                "jvm_options",
-                format!(
-                    "the image's entrypoint {entrypoint:?} is not a java command line, so there is no place for JVM options"
-                ),
-            ));
-        }
-    };
-    let mut argv = Vec::with_capacity(entrypoint.len() + options.len());
-    argv.extend_from_slice(&entrypoint[..at]);
-    argv.extend_from_slice(options);
-    argv.extend_from_slice(&entrypoint[at..]);
-    Ok(argv)
-}
 
 /// The entrypoint of the image `image_id` (`Config.Entrypoint`), `None`
 /// when it has none.
@@ -158,7 +59,7 @@ pub(crate) async fn image_entrypoint(
 
 /// The create request of one app container: hardened, limited, labelled,
 /// attached to its tenant+env network by id, with the image pinned by id.
-/// `image_entrypoint` is the image's (see [`jvm_entrypoint`]); the
+/// `image_entrypoint` is the image's (see [`insert_jvm_options`]); the
 /// container's `Entrypoint` is set to it with the JVM options inserted.
 pub(crate) fn create_body(
     labels: &ContainerLabels,
@@ -170,7 +71,10 @@ pub(crate) fn create_body(
 ) -> Result<ContainerCreateBody> {
     let env: Vec<String> = config.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let entrypoint = match image_entrypoint {
-        Some(image) => Some(jvm_entrypoint(image, &config.jvm_options)?),
+        Some(image) => Some(
+            insert_jvm_options(image, &config.jvm_options)
+                .map_err(|e| Error::invalid_config(e.field, e.reason))?,
+        ),
         None if config.jvm_options.is_empty() => None,
         None => {
             return Err(Error::invalid_config(
@@ -274,72 +178,6 @@ mod tests {
     }
 
     #[test]
-    fn options_go_in_as_they_are_just_before_the_jar() {
-        let tricky = opts(&[
-            "-XX:MaxRAMPercentage=50",
-            "-Da=x y",
-            "-Db=q\"uote 'single'",
-            "-Dc=\t tabs\\back",
-            "-Dd=@notafile",
-            "-De=",
-        ]);
-        let argv = jvm_entrypoint(&image_entrypoint(), &tricky).unwrap();
-        let mut expected = image_entrypoint();
-        expected.splice(4..4, tricky.iter().cloned());
-        assert_eq!(argv, expected);
-        assert_eq!(argv.last().map(String::as_str), Some("/app/app.jar"));
-    }
-
-    #[test]
-    fn no_options_keep_the_images_entrypoint() {
-        assert_eq!(
-            jvm_entrypoint(&image_entrypoint(), &[]).unwrap(),
-            image_entrypoint()
-        );
-        // Any entrypoint at all, when there is nothing to insert.
-        assert_eq!(
-            jvm_entrypoint(&opts(&["/bin/sh"]), &[]).unwrap(),
-            opts(&["/bin/sh"])
-        );
-    }
-
-    #[test]
-    fn an_entrypoint_without_jar_takes_options_after_java_or_not_at_all() {
-        let argv = jvm_entrypoint(
-            &opts(&["/opt/java/bin/java", "-cp", "/app", "Main"]),
-            &opts(&["-Xss1m"]),
-        )
-        .unwrap();
-        assert_eq!(
-            argv,
-            opts(&["/opt/java/bin/java", "-Xss1m", "-cp", "/app", "Main"])
-        );
-        let err = jvm_entrypoint(&opts(&["/bin/sh", "-c", "x"]), &opts(&["-Xss1m"])).unwrap_err();
-        assert_eq!(err.code(), "invalid_config", "{err}");
-    }
-
-    #[test]
-    fn launcher_arguments_are_rejected_by_index() {
-        for bad in [
-            "-jar",
-            "--module=foo/bar",
-            "-version",
-            "--dry-run",
-            "notadash",
-            "@argfile",
-            "-D\0",
-        ] {
-            let err = jvm_entrypoint(&image_entrypoint(), &opts(&["-Xmx64m", bad])).unwrap_err();
-            match err {
-                Error::InvalidConfig { field, .. } => assert_eq!(field, "jvm_options[1]", "{bad}"),
-                other => panic!("{other:?}"),
-            }
-        }
-        // Only the exact flags: look-alikes are ordinary options.
-        check_jvm_options(&opts(&["-jarx", "-Xshare:auto", "-showversion"])).unwrap();
-    }
-
-    #[test]
     fn the_create_request_is_hardened_and_limited() {
         let labels = ContainerLabels {
             app: AppRef::parse("acme", "orders", "dev").unwrap(),
@@ -347,6 +185,7 @@ mod tests {
             version: 2,
             health: HealthCheck::TcpPort(8080),
             start_timeout: Duration::from_secs(30),
+            config_sha256: None,
         };
         let mut config = AppConfig {
             resources: Resources {

@@ -4,15 +4,15 @@
 //! The engine reports an OOM kill as an `oom` event followed by a `die` with
 //! exit code 137. One death should be one event, so `oom` itself is not
 //! mapped: the orchestrator inspects the container on `die` and reports
-//! [`RuntimeEventKind::OomKilled`] or [`RuntimeEventKind::Exited`] from
-//! `State.OOMKilled`. `start` is followed only to know which containers run
+//! [`RuntimeEventKind::Failed`](cameleer_runtime::RuntimeEventKind::Failed)
+//! with the kernel's OOM kill or the exit from `State.OOMKilled`. `start` is followed only to know which containers run
 //! (a `die` after it is news); `health_status` comes from images that bring
 //! their own `HEALTHCHECK`.
 
 use std::collections::HashMap;
 
 use bollard::models::{EventMessage, EventMessageTypeEnum};
-use cameleer_runtime::RuntimeEventKind;
+use cameleer_runtime::StatusReason;
 use time::OffsetDateTime;
 
 use crate::labels::{self, ContainerLabels};
@@ -108,12 +108,14 @@ pub(crate) fn parse(message: &EventMessage) -> Option<ContainerEvent> {
     })
 }
 
-/// The runtime event of a `die`, given whether the container was OOM killed.
-pub(crate) fn died(exit_code: Option<i64>, oom_killed: bool) -> RuntimeEventKind {
+/// The reason of a `die`, given whether the container was OOM killed. An
+/// exit with the JVM's out-of-memory code still needs the container's last
+/// output to tell (see `DockerRuntimeOrchestrator::refine`).
+pub(crate) fn died(exit_code: Option<i64>, oom_killed: bool) -> StatusReason {
     if oom_killed {
-        RuntimeEventKind::OomKilled
+        StatusReason::OomKilled
     } else {
-        RuntimeEventKind::Exited { exit_code }
+        StatusReason::Exited { exit_code }
     }
 }
 
@@ -156,6 +158,7 @@ mod tests {
             version: 1,
             health: HealthCheck::None,
             start_timeout: Duration::from_secs(10),
+            config_sha256: None,
         };
         let e = parse(&message("die", &labels)).unwrap();
         assert_eq!(e.exit_code, Some(3));
@@ -196,10 +199,10 @@ mod tests {
 
     #[test]
     fn a_die_after_an_oom_kill_is_one_oom_event() {
-        assert_eq!(died(Some(137), true), RuntimeEventKind::OomKilled);
+        assert_eq!(died(Some(137), true), StatusReason::OomKilled);
         assert_eq!(
             died(Some(3), false),
-            RuntimeEventKind::Exited { exit_code: Some(3) }
+            StatusReason::Exited { exit_code: Some(3) }
         );
     }
 }

@@ -8,7 +8,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cameleer_runtime::{AppId, AppRef, DeploymentId, EnvId, HealthCheck, TenantId};
+use cameleer_runtime::identity::{DeploymentIdentity, DeploymentMetadata};
+use cameleer_runtime::{
+    AppRef, DeployRequest, DeploymentId, EnvId, HealthCheck, Sha256Digest, TenantId,
+};
+
+// The identity and metadata keys are the core's schema
+// (`cameleer_runtime::identity`), written as Docker labels `io.cameleer.<key>`.
 
 /// The label every resource this backend creates carries, with value `true`.
 pub const MANAGED: &str = "io.cameleer.managed";
@@ -103,7 +109,8 @@ pub fn network_belongs_to(
         && labels.get(ENV).map(String::as_str) == Some(env.as_str())
 }
 
-/// What the labels of one of our containers say about it.
+/// What the labels of one of our containers say about it: the core's
+/// identity and metadata of the version it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerLabels {
     /// Which app, where.
@@ -116,86 +123,62 @@ pub struct ContainerLabels {
     pub health: HealthCheck,
     /// How long it may take to become healthy.
     pub start_timeout: Duration,
+    /// The SHA-256 of the config it runs with, when recorded.
+    pub config_sha256: Option<Sha256Digest>,
 }
 
 impl ContainerLabels {
+    /// The labels of the container that runs `request`.
+    pub fn of(request: &DeployRequest) -> Self {
+        let metadata = DeploymentMetadata::of(&request.config);
+        Self {
+            app: request.app.clone(),
+            deployment: request.deployment,
+            version: request.version,
+            health: metadata.health,
+            start_timeout: metadata.start_timeout,
+            config_sha256: metadata.config_sha256,
+        }
+    }
+
+    fn identity(&self) -> DeploymentIdentity {
+        DeploymentIdentity {
+            app: self.app.clone(),
+            deployment: self.deployment,
+            version: self.version,
+        }
+    }
+
+    fn metadata(&self) -> DeploymentMetadata {
+        DeploymentMetadata {
+            health: self.health.clone(),
+            start_timeout: self.start_timeout,
+            config_sha256: self.config_sha256,
+        }
+    }
+
     /// The labels to put on a container.
     pub fn to_map(&self) -> HashMap<String, String> {
-        HashMap::from([
-            (MANAGED.to_string(), "true".to_string()),
-            (TENANT.to_string(), self.app.tenant.to_string()),
-            (APP.to_string(), self.app.app.to_string()),
-            (ENV.to_string(), self.app.env.to_string()),
-            (VERSION.to_string(), self.version.to_string()),
-            (DEPLOYMENT.to_string(), self.deployment.to_string()),
-            (HEALTH.to_string(), encode_health(&self.health)),
-            (
-                START_TIMEOUT.to_string(),
-                self.start_timeout.as_secs().to_string(),
-            ),
-        ])
+        let mut map = self.identity().docker_labels();
+        map.extend(self.metadata().docker_labels());
+        map
     }
 
     /// Reads the labels of a container back; `None` when it is not one of
     /// ours or a label is missing or malformed (such a container is never
     /// probed or adopted).
     pub fn parse(labels: &HashMap<String, String>) -> Option<Self> {
-        if labels.get(MANAGED)? != "true" {
-            return None;
-        }
-        let app = AppRef::new(
-            TenantId::new(labels.get(TENANT)?.as_str()).ok()?,
-            AppId::new(labels.get(APP)?.as_str()).ok()?,
-            EnvId::new(labels.get(ENV)?.as_str()).ok()?,
-        );
-        let health = labels
-            .get(HEALTH)
-            .map_or(Some(HealthCheck::None), |h| decode_health(h))?;
-        let start_timeout = labels
-            .get(START_TIMEOUT)
-            .and_then(|s| s.parse::<u64>().ok())
-            .map_or(Duration::from_secs(120), Duration::from_secs);
+        let identity = DeploymentIdentity::parse_docker(labels)?;
+        let metadata = DeploymentMetadata::parse_docker(labels)?;
         Some(Self {
-            app,
-            deployment: labels.get(DEPLOYMENT)?.parse().ok()?,
-            version: labels.get(VERSION)?.parse().ok()?,
-            health,
-            start_timeout,
+            app: identity.app,
+            deployment: identity.deployment,
+            version: identity.version,
+            health: metadata.health,
+            start_timeout: metadata.start_timeout,
+            config_sha256: metadata.config_sha256,
         })
     }
-}
-
-/// `none`, `tcp:9092` or `http:8080/health`.
-fn encode_health(health: &HealthCheck) -> String {
-    match health {
-        HealthCheck::TcpPort(port) => format!("tcp:{port}"),
-        HealthCheck::Http { port, path } => format!("http:{port}{path}"),
-        HealthCheck::None => "none".to_string(),
-    }
-}
-
-fn decode_health(s: &str) -> Option<HealthCheck> {
-    if s == "none" {
-        return Some(HealthCheck::None);
-    }
-    if let Some(port) = s.strip_prefix("tcp:") {
-        return port
-            .parse()
-            .ok()
-            .filter(|p| *p != 0)
-            .map(HealthCheck::TcpPort);
-    }
-    let rest = s.strip_prefix("http:")?;
-    let slash = rest.find('/')?;
-    let port: u16 = rest[..slash].parse().ok().filter(|p| *p != 0)?;
-    let path = &rest[slash..];
-    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return None;
-    }
-    Some(HealthCheck::Http {
-        port,
-        path: path.to_string(),
-    })
 }
 
 #[cfg(test)]
@@ -209,6 +192,7 @@ mod tests {
             version: 7,
             health,
             start_timeout: Duration::from_secs(30),
+            config_sha256: Some(Sha256Digest::of(b"{}")),
         }
     }
 
@@ -246,6 +230,23 @@ mod tests {
         let mut m = good.clone();
         m.remove(APP);
         assert_eq!(ContainerLabels::parse(&m), None);
+    }
+
+    #[test]
+    fn the_label_names_are_the_cores_schema() {
+        use cameleer_runtime::identity::{IdentityKey as I, MetadataKey as M};
+        for (ours, core) in [
+            (MANAGED, I::Managed.docker()),
+            (TENANT, I::Tenant.docker()),
+            (APP, I::App.docker()),
+            (ENV, I::Env.docker()),
+            (VERSION, I::Version.docker()),
+            (DEPLOYMENT, I::Deployment.docker()),
+            (HEALTH, M::Health.docker()),
+            (START_TIMEOUT, M::StartTimeout.docker()),
+        ] {
+            assert_eq!(ours, core);
+        }
     }
 
     #[test]

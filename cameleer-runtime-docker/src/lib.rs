@@ -19,7 +19,7 @@ pub mod base_image;
 pub mod connect;
 pub mod jdk;
 
-pub mod container;
+mod container;
 mod engine;
 mod events;
 mod image_builder;

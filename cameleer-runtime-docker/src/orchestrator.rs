@@ -78,8 +78,9 @@ use bollard::query_parameters::{
     StopContainerOptionsBuilder,
 };
 use cameleer_runtime::{
-    AppRef, AppStatus, AppSummary, DeployRequest, Deployment, DeploymentStatus, EnvId, Error,
-    EventStream, LogOptions, LogStream, ReconcileReport, Result, RuntimeOrchestrator, TenantId,
+    AppRef, AppStatus, AppSummary, DeployRequest, DeploymentStatus, Desired, EnvId, Error,
+    EventStream, LogOptions, LogStream, ReconcileReport, Result, RuntimeOrchestrator, StatusReason,
+    TenantId,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -274,15 +275,15 @@ impl DockerRuntimeOrchestrator {
 
     /// [`reconcile`](RuntimeOrchestrator::reconcile) limited to `tenant`:
     /// the containers and networks of other tenants are left alone, and
-    /// `known` deployments of other tenants are not reported missing. For
+    /// `desired` deployments of other tenants are not reported missing. For
     /// hosts that shard tenants across controllers sharing one engine, and
     /// for tests that share an engine.
     pub async fn reconcile_tenant(
         &self,
         tenant: &TenantId,
-        known: &[Deployment],
+        desired: &[Desired],
     ) -> Result<ReconcileReport> {
-        self.reconcile_with(known, Some(tenant)).await
+        self.reconcile_with(desired, Some(tenant)).await
     }
 
     /// Our containers matching the label filter values, newest version first.
@@ -456,6 +457,10 @@ impl RuntimeOrchestrator for DockerRuntimeOrchestrator {
     async fn app_status(&self, app: &AppRef) -> Result<AppStatus> {
         let c = self.newest(app).await?;
         let (status, reason) = self.observe(&c.id, &c.labels).await?;
+        let reason = match reason {
+            Some(r) => Some(self.refine(&c.id, r).await),
+            None => None,
+        };
         Ok(AppStatus {
             app: app.clone(),
             status,
@@ -473,13 +478,13 @@ impl RuntimeOrchestrator for DockerRuntimeOrchestrator {
         Ok(self.event_stream())
     }
 
-    async fn reconcile(&self, known: &[Deployment]) -> Result<ReconcileReport> {
-        self.reconcile_with(known, None).await
+    async fn reconcile(&self, desired: &[Desired]) -> Result<ReconcileReport> {
+        self.reconcile_with(desired, None).await
     }
 }
 
 /// Phase and probe together: the status of a container right now.
-pub(crate) fn phase_status(phase: &Phase) -> Option<(DeploymentStatus, Option<String>)> {
+pub(crate) fn phase_status(phase: &Phase) -> Option<(DeploymentStatus, Option<StatusReason>)> {
     match phase {
         Phase::Starting => Some((DeploymentStatus::Starting, None)),
         Phase::Ended { status, reason } => Some((*status, Some(reason.clone()))),

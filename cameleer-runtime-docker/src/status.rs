@@ -4,7 +4,7 @@
 //! a running container from STARTING into RUNNING is the orchestrator's.
 
 use bollard::models::{ContainerState, ContainerStateStatusEnum, ContainerSummaryStateEnum};
-use cameleer_runtime::{DeploymentEvent, DeploymentStatus};
+use cameleer_runtime::{DeploymentStatus, StatusReason};
 
 /// Exit code of a JVM that ended on SIGTERM (128 + 15): what `docker stop`
 /// produces. Read as "stopped", so a stop is recognised even by a controller
@@ -25,22 +25,11 @@ pub(crate) enum Phase {
     Ended {
         /// FAILED or STOPPED.
         status: DeploymentStatus,
-        /// Why (exit code, OOM kill, stop).
-        reason: String,
+        /// Why (exit code, OOM kill, stop). An exit with the JVM's
+        /// out-of-memory code still needs the container's last output to
+        /// tell (see `DockerRuntimeOrchestrator::refine`).
+        reason: StatusReason,
     },
-}
-
-/// The reason recorded for an OOM kill (the same words as the deployment
-/// history uses).
-pub(crate) fn oom_reason() -> String {
-    DeploymentEvent::OomKilled
-        .reason()
-        .unwrap_or_else(|| "killed by the kernel OOM killer".into())
-}
-
-/// The reason recorded for an exit.
-pub(crate) fn exit_reason(code: i64) -> String {
-    format!("exited with code {code}")
 }
 
 /// Classifies an inspected container. `stopped_on_request` is whether this
@@ -50,45 +39,54 @@ pub(crate) fn phase(state: &ContainerState, stopped_on_request: bool) -> Phase {
     let status = state.status.unwrap_or(S::EMPTY);
     match status {
         S::CREATED | S::RESTARTING => Phase::Starting,
-        S::RUNNING if state.paused == Some(true) => ended(DeploymentStatus::Stopped, "paused"),
+        S::RUNNING if state.paused == Some(true) => {
+            ended(DeploymentStatus::Stopped, StatusReason::StoppedExternally)
+        }
         S::RUNNING => Phase::Running {
             started_at: state.started_at.clone().unwrap_or_default(),
         },
-        S::PAUSED => ended(DeploymentStatus::Stopped, "paused"),
-        S::REMOVING => ended(DeploymentStatus::Stopped, "being removed"),
+        S::PAUSED => ended(DeploymentStatus::Stopped, StatusReason::StoppedExternally),
+        S::REMOVING => ended(DeploymentStatus::Stopped, StatusReason::Gone),
         S::EXITED | S::DEAD | S::STOPPING | S::EMPTY => {
             if state.oom_killed == Some(true) {
-                return ended(DeploymentStatus::Failed, &oom_reason());
+                return ended(DeploymentStatus::Failed, StatusReason::OomKilled);
             }
             let code = state.exit_code.unwrap_or(-1);
             if stopped_on_request {
-                return ended(DeploymentStatus::Stopped, "stopped on request");
+                return ended(DeploymentStatus::Stopped, StatusReason::StoppedOnRequest);
             }
             if code == SIGTERM_EXIT {
-                return ended(DeploymentStatus::Stopped, "stopped (SIGTERM)");
+                return ended(DeploymentStatus::Stopped, StatusReason::StoppedExternally);
             }
             if let Some(error) = state.error.as_deref().filter(|e| !e.is_empty()) {
                 return ended(
                     DeploymentStatus::Failed,
-                    &format!("could not start: {error}"),
+                    StatusReason::StartRefused {
+                        detail: error.to_string(),
+                    },
                 );
             }
             if status == S::DEAD {
-                return ended(DeploymentStatus::Failed, "the container is dead");
+                return ended(
+                    DeploymentStatus::Failed,
+                    StatusReason::other("the container is dead"),
+                );
             }
             if status == S::STOPPING {
-                return ended(DeploymentStatus::Stopped, "stopping");
+                return ended(DeploymentStatus::Stopped, StatusReason::StoppedExternally);
             }
-            ended(DeploymentStatus::Failed, &exit_reason(code))
+            ended(
+                DeploymentStatus::Failed,
+                StatusReason::Exited {
+                    exit_code: Some(code),
+                },
+            )
         }
     }
 }
 
-fn ended(status: DeploymentStatus, reason: &str) -> Phase {
-    Phase::Ended {
-        status,
-        reason: reason.to_string(),
-    }
+fn ended(status: DeploymentStatus, reason: StatusReason) -> Phase {
+    Phase::Ended { status, reason }
 }
 
 /// Classifies a container from a list entry alone, when that is enough:
@@ -141,15 +139,15 @@ mod tests {
         use ContainerStateStatusEnum as S;
         assert_eq!(
             phase(&state(S::EXITED, 3, false), false),
-            ended(DeploymentStatus::Failed, "exited with code 3")
+            ended(
+                DeploymentStatus::Failed,
+                StatusReason::Exited { exit_code: Some(3) }
+            )
         );
-        match phase(&state(S::EXITED, 137, true), false) {
-            Phase::Ended { status, reason } => {
-                assert_eq!(status, DeploymentStatus::Failed);
-                assert!(reason.contains("OOM"), "{reason}");
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            phase(&state(S::EXITED, 137, true), false),
+            ended(DeploymentStatus::Failed, StatusReason::OomKilled)
+        );
         // An OOM kill is an OOM kill even while we were stopping it.
         assert!(matches!(
             phase(&state(S::EXITED, 137, true), true),

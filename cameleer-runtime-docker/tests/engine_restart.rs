@@ -86,7 +86,10 @@ async fn a_deploy_fails_naming_the_engine_when_it_dies_and_the_same_orchestrator
     let failed = p
         .wait_for(&v1.id, DeploymentStatus::Failed, Duration::from_secs(20))
         .await;
-    let reason = failed.last_reason().unwrap_or_default().to_string();
+    let reason = failed
+        .last_reason()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     eprintln!(
         "engine killed: FAILED {:.2} s later: {reason}",
         secs(entered(&failed) - killed)

@@ -12,7 +12,9 @@ mod support;
 
 use std::time::Duration;
 
-use cameleer_runtime::{AppConfig, AppRef, Deployment, DeploymentStatus, HealthCheck};
+use cameleer_runtime::{
+    AppConfig, AppRef, Deployment, DeploymentStatus, HealthCheck, StatusReason,
+};
 use cameleer_runtime_docker::DockerRuntimeOrchestrator;
 use cameleer_runtime_docker::fixtures::FixtureApp;
 use cameleer_runtime_docker::labels;
@@ -55,7 +57,7 @@ async fn failed_after_death(
     (failed.clone(), entered(&failed) - died)
 }
 
-/// Waits for FAILED, checks it came promptly and that its reason says
+/// Waits for FAILED, checks it came promptly and that its reason is
 /// `because`.
 async fn assert_failed_promptly(
     env: &TestEnv,
@@ -63,12 +65,17 @@ async fn assert_failed_promptly(
     app: &AppRef,
     d: &Deployment,
     what: &str,
-    because: &str,
+    because: StatusReason,
 ) {
     let (failed, latency) = failed_after_death(env, p, app, d).await;
     assert_prompt(what, latency);
-    let reason = failed.last_reason().unwrap_or_default();
-    assert!(reason.contains(because), "{reason}");
+    assert_eq!(failed.last_reason(), Some(&because));
+}
+
+fn exited(code: i64) -> StatusReason {
+    StatusReason::Exited {
+        exit_code: Some(code),
+    }
 }
 
 fn assert_prompt(what: &str, latency: time::Duration) {
@@ -100,7 +107,7 @@ async fn a_running_app_that_is_killed_is_failed_within_two_seconds() {
         .kill_container(&labels::container_name(&app, 1), None)
         .await
         .expect("kill");
-    assert_failed_promptly(&env, &p, &app, &d, "SIGKILL", "exited with code 137").await;
+    assert_failed_promptly(&env, &p, &app, &d, "SIGKILL", exited(137)).await;
     p.platform.shutdown().await;
 }
 
@@ -115,7 +122,7 @@ async fn an_app_that_exits_on_its_own_is_failed_with_its_code_within_two_seconds
     );
     let (app, d) = running(&env, &p, "crashy", FixtureApp::Crashing, cfg).await;
 
-    assert_failed_promptly(&env, &p, &app, &d, "exit 42", "exited with code 42").await;
+    assert_failed_promptly(&env, &p, &app, &d, "exit 42", exited(42)).await;
     p.platform.shutdown().await;
 }
 
@@ -131,7 +138,7 @@ async fn an_oom_kill_is_failed_naming_it_within_two_seconds() {
     cfg.resources.memory_mb = 128;
     let (app, d) = running(&env, &p, "hungry", FixtureApp::Oom, cfg).await;
 
-    assert_failed_promptly(&env, &p, &app, &d, "OOM kill", "OOM killer").await;
+    assert_failed_promptly(&env, &p, &app, &d, "OOM kill", StatusReason::OomKilled).await;
     p.platform.shutdown().await;
 }
 
@@ -185,8 +192,7 @@ async fn a_death_while_the_event_stream_is_cut_is_reported_after_it_reconnects()
         caught_up < time::Duration::try_from(PROMPT).unwrap(),
         "{caught_up}"
     );
-    let reason = failed.last_reason().unwrap_or_default();
-    assert!(reason.contains("exited with code 137"), "{reason}");
+    assert_eq!(failed.last_reason(), Some(&exited(137)));
     assert_eq!(
         p.backend
             .subscriptions

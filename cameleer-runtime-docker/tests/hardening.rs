@@ -7,8 +7,8 @@ mod support;
 
 use std::time::Duration;
 
+use cameleer_runtime::launch::insert_jvm_options;
 use cameleer_runtime::{DeploymentStatus, HealthCheck, RuntimeOrchestrator};
-use cameleer_runtime_docker::container::jvm_entrypoint;
 use cameleer_runtime_docker::fixtures::FixtureApp;
 use cameleer_runtime_docker::{jdk, labels};
 use support::{TestEnv, config};
@@ -196,7 +196,7 @@ fn jvm_options_survive_the_jdk_launcher() {
         "-jar".into(),
         jar.to_string_lossy().into_owned(),
     ];
-    let argv = jvm_entrypoint(&image, &options).unwrap();
+    let argv = insert_jvm_options(&image, &options).unwrap();
     let out = std::process::Command::new(&argv[0])
         .args(&argv[1..])
         .args((0..values.len()).map(|i| format!("p{i}")))

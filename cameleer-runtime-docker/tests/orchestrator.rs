@@ -8,7 +8,10 @@ mod support;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use cameleer_runtime::{DeploymentStatus, HealthCheck, LogOptions, LogSource, RuntimeOrchestrator};
+use cameleer_runtime::{
+    DeploymentStatus, Desired, HealthCheck, LogOptions, LogSource, RuntimeOrchestrator,
+    StatusReason,
+};
 use cameleer_runtime_docker::fixtures::{AGENT_LINE_PREFIX, APP_STARTED_LINE, FixtureApp};
 use futures::StreamExt;
 use support::{TestEnv, config, fixture_image, leftovers};
@@ -159,7 +162,10 @@ async fn a_crash_during_the_first_start_fails_the_deploy_and_keeps_the_container
     let status = env.orchestrator.app_status(&app).await.unwrap();
     assert_eq!(status.status, DeploymentStatus::Failed);
     assert_eq!(status.deployment, Some(request.deployment));
-    assert_eq!(status.reason.as_deref(), Some("exited with code 3"));
+    assert_eq!(
+        status.reason,
+        Some(StatusReason::Exited { exit_code: Some(3) })
+    );
     let lines = env.logs(&app, LogOptions::default()).await;
     assert!(
         lines
@@ -171,7 +177,10 @@ async fn a_crash_during_the_first_start_fails_the_deploy_and_keeps_the_container
     // Stopping a failed app keeps it FAILED, with its reason.
     env.orchestrator.stop_app(&app).await.unwrap();
     let status = env.orchestrator.app_status(&app).await.unwrap();
-    assert_eq!(status.reason.as_deref(), Some("exited with code 3"));
+    assert_eq!(
+        status.reason,
+        Some(StatusReason::Exited { exit_code: Some(3) })
+    );
     // Restarting it runs it again, and it fails again, saying why.
     let err = env.orchestrator.restart_app(&app).await.unwrap_err();
     assert!(err.to_string().contains("exited with code 3"), "{err}");
@@ -207,13 +216,20 @@ async fn a_crash_after_start_is_failed_with_the_exit_code() {
     assert_eq!(event.deployment, request.deployment);
     assert_eq!(
         event.kind,
-        cameleer_runtime::RuntimeEventKind::Exited {
-            exit_code: Some(42)
+        cameleer_runtime::RuntimeEventKind::Failed {
+            reason: StatusReason::Exited {
+                exit_code: Some(42)
+            }
         }
     );
     let status = env.orchestrator.app_status(&app).await.unwrap();
     assert_eq!(status.status, DeploymentStatus::Failed);
-    assert_eq!(status.reason.as_deref(), Some("exited with code 42"));
+    assert_eq!(
+        status.reason,
+        Some(StatusReason::Exited {
+            exit_code: Some(42)
+        })
+    );
     env.orchestrator.remove_app(&app).await.unwrap();
 }
 
@@ -237,11 +253,15 @@ async fn an_oom_kill_is_failed_naming_the_oom_kill() {
         .expect("up before the kill");
     assert_eq!(status.status, DeploymentStatus::Running);
     let event = support::next_event_of(&mut events, &app, Duration::from_secs(20)).await;
-    assert_eq!(event.kind, cameleer_runtime::RuntimeEventKind::OomKilled);
+    assert_eq!(
+        event.kind,
+        cameleer_runtime::RuntimeEventKind::Failed {
+            reason: StatusReason::OomKilled
+        }
+    );
     let status = env.orchestrator.app_status(&app).await.unwrap();
     assert_eq!(status.status, DeploymentStatus::Failed);
-    let reason = status.reason.unwrap();
-    assert!(reason.contains("OOM"), "{reason}");
+    assert_eq!(status.reason, Some(StatusReason::OomKilled));
 
     // Killed while starting (it never listens on the health port, so the
     // deploy is still waiting when the kernel kills it): the deploy fails
@@ -253,7 +273,64 @@ async fn an_oom_kill_is_failed_naming_the_oom_kill() {
         .deploy_app(&env.request(&app, 2, request.image.clone(), cfg))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("OOM killer"), "{err}");
+    match err {
+        cameleer_runtime::Error::StartFailed { reason, .. } => {
+            assert_eq!(reason, StatusReason::OomKilled)
+        }
+        other => panic!("{other:?}"),
+    }
+    env.orchestrator.remove_app(&app).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heap_exhaustion_is_the_jvms_out_of_memory_not_an_exit_or_a_kernel_kill() {
+    let env = TestEnv::new().await;
+    let heap = |pause_ms: &str| {
+        let mut cfg = config(
+            HealthCheck::None,
+            &[
+                ("OOM_MODE", "heap"),
+                ("OOM_CHUNK_MB", "8"),
+                ("OOM_PAUSE_MS", pause_ms),
+            ],
+        );
+        cfg.resources.memory_mb = 256;
+        cfg.jvm_options = vec!["-Xmx32m".into()];
+        cfg
+    };
+    // While starting: the deploy fails with the JVM's reason, not "exited
+    // with code 3" (the JVM's exit code under -XX:+ExitOnOutOfMemoryError).
+    let (app, request) = env
+        .first_version(FixtureApp::Oom, "heapy", heap("10"))
+        .await;
+    match env.orchestrator.deploy_app(&request).await.unwrap_err() {
+        cameleer_runtime::Error::StartFailed { reason, output } => {
+            assert_eq!(reason, StatusReason::JvmOutOfMemory);
+            assert!(output.unwrap_or_default().contains("OutOfMemoryError"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let status = env.orchestrator.app_status(&app).await.unwrap();
+    assert_eq!(status.reason, Some(StatusReason::JvmOutOfMemory));
+
+    // After it was up: the event says so too.
+    let mut events = env.orchestrator.events().await.unwrap();
+    let v2 = env.request(&app, 2, request.image.clone(), heap("1000"));
+    let status = env
+        .orchestrator
+        .deploy_app(&v2)
+        .await
+        .expect("up before the heap fills");
+    assert_eq!(status.status, DeploymentStatus::Running);
+    let event = support::next_event_of(&mut events, &app, Duration::from_secs(30)).await;
+    assert_eq!(
+        event.kind,
+        cameleer_runtime::RuntimeEventKind::Failed {
+            reason: StatusReason::JvmOutOfMemory
+        }
+    );
+    let status = env.orchestrator.app_status(&app).await.unwrap();
+    assert_eq!(status.reason, Some(StatusReason::JvmOutOfMemory));
     env.orchestrator.remove_app(&app).await.unwrap();
 }
 
@@ -363,12 +440,17 @@ async fn a_first_version_that_never_becomes_healthy_is_stopped_and_failed() {
     assert_eq!(err.code(), "start_failed", "{err}");
     let status = env.orchestrator.app_status(&app).await.unwrap();
     assert_eq!(status.status, DeploymentStatus::Failed, "{status:?}");
-    let reason = status.reason.unwrap_or_default();
+    let reason = status.reason.unwrap();
     assert!(
-        reason.contains("health check timed out after 2 s"),
-        "{reason}"
+        matches!(
+            &reason,
+            StatusReason::HealthTimeout {
+                after_secs: 2,
+                last_probe: Some(probe)
+            } if probe.contains("answered 500")
+        ),
+        "{reason:?}"
     );
-    assert!(reason.contains("answered 500"), "{reason}");
     env.orchestrator.remove_app(&app).await.unwrap();
     assert_eq!(leftovers(&env.docker, &env.tenant).await, (0, 0));
 }
@@ -480,7 +562,7 @@ async fn reconcile_after_a_controller_restart_adopts_known_and_removes_unknown_c
         image,
         config(HealthCheck::None, &[]),
     );
-    let known = [record(&kept), record(&ghost)];
+    let known = Desired::plan([record(&kept), record(&ghost)]);
 
     let restarted = cameleer_runtime_docker::DockerRuntimeOrchestrator::new(
         env.docker.clone(),

@@ -12,7 +12,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use cameleer_runtime::{
-    DeploymentStatus, DeploymentStore, HealthCheck, LogOptions, RuntimeOrchestrator,
+    DeploymentStatus, DeploymentStore, HealthCheck, LogOptions, RuntimeOrchestrator, StatusReason,
 };
 use cameleer_runtime_docker::fixtures::FixtureApp;
 use cameleer_runtime_docker::{DockerOrchestratorOptions, DockerRuntimeOrchestrator, labels};
@@ -90,7 +90,10 @@ async fn a_deploy_cut_short_by_a_controller_restart_is_finished_by_the_next_cont
     assert_eq!(v2_now.status, DeploymentStatus::Running, "{v2_now:#?}");
     let v1_now = next.store_get(&v1.id).await;
     assert_eq!(v1_now.status, DeploymentStatus::Stopped, "{v1_now:#?}");
-    assert_eq!(v1_now.last_reason(), Some("superseded by version 2"));
+    assert_eq!(
+        v1_now.last_reason(),
+        Some(&StatusReason::Superseded { by_version: 2 })
+    );
 
     // Nothing orphaned, nothing twice: v2's container alone, one network.
     assert_eq!(container_names(&env).await, std::slice::from_ref(&v2_name));
@@ -230,7 +233,7 @@ async fn a_stop_that_needed_sigkill_is_still_a_stop_after_a_controller_restart()
     assert!(report.failed.is_empty(), "{report:?}");
     let status = next.backend.app_status(&app).await.unwrap();
     assert_eq!(status.status, DeploymentStatus::Stopped, "{status:?}");
-    assert_eq!(status.reason.as_deref(), Some("stopped on request"));
+    assert_eq!(status.reason, Some(StatusReason::StoppedOnRequest));
     let listed = next.backend.list_apps(&env.tenant).await.unwrap();
     assert_eq!(listed[0].status, DeploymentStatus::Stopped, "{listed:?}");
     let view = next.platform.status(&app).await.unwrap();
@@ -249,8 +252,12 @@ async fn a_stop_that_needed_sigkill_is_still_a_stop_after_a_controller_restart()
     let failed = next
         .wait_for(&d.id, DeploymentStatus::Failed, Duration::from_secs(10))
         .await;
-    let reason = failed.last_reason().unwrap_or_default();
-    assert!(reason.contains("exited with code 137"), "{reason}");
+    assert_eq!(
+        failed.last_reason(),
+        Some(&StatusReason::Exited {
+            exit_code: Some(137)
+        })
+    );
     next.platform.shutdown().await;
     next.backend.inner.remove_app(&app).await.unwrap();
     assert_eq!(leftovers(&env.docker, &env.tenant).await, (0, 0));
@@ -293,11 +300,8 @@ async fn a_failed_newest_version_keeps_its_container_across_a_controller_restart
     cfg.start_timeout_secs = 2;
     let timed_out = first.deploy_settled(&sick, jar, cfg).await;
     assert_eq!(timed_out.status, DeploymentStatus::Failed, "{timed_out:#?}");
-    let sick_reason = timed_out.last_reason().unwrap_or_default().to_string();
-    assert!(
-        sick_reason.contains("health check timed out"),
-        "{sick_reason}"
-    );
+    let sick_reason = timed_out.last_reason().cloned().unwrap();
+    assert_eq!(sick_reason.code(), "health_timeout", "{sick_reason}");
     first.platform.shutdown().await;
     drop(first);
     let name = labels::container_name(&app, 1);
@@ -313,7 +317,10 @@ async fn a_failed_newest_version_keeps_its_container_across_a_controller_restart
     assert_eq!(container_names(&env).await, names);
     let status = next.backend.app_status(&app).await.unwrap();
     assert_eq!(status.status, DeploymentStatus::Failed, "{status:?}");
-    assert_eq!(status.reason.as_deref(), Some("exited with code 3"));
+    assert_eq!(
+        status.reason,
+        Some(StatusReason::Exited { exit_code: Some(3) })
+    );
     let mut lines = next
         .backend
         .app_logs(&app, &LogOptions::default())
@@ -324,7 +331,7 @@ async fn a_failed_newest_version_keeps_its_container_across_a_controller_restart
     assert_eq!(view.status, Some(DeploymentStatus::Failed), "{view:#?}");
     let status = next.backend.app_status(&sick).await.unwrap();
     assert_eq!(status.status, DeploymentStatus::Failed, "{status:?}");
-    assert_eq!(status.reason.as_deref(), Some(sick_reason.as_str()));
+    assert_eq!(status.reason, Some(sick_reason));
     let listed = next.backend.list_apps(&env.tenant).await.unwrap();
     assert!(
         listed.iter().all(|a| a.status == DeploymentStatus::Failed),

@@ -20,7 +20,7 @@ mod support;
 
 use std::time::Duration;
 
-use cameleer_runtime::{AppConfig, DeploymentStatus, HealthCheck};
+use cameleer_runtime::{AppConfig, DeploymentStatus, HealthCheck, StatusReason};
 use cameleer_runtime_docker::base_image::ensure_busybox_image;
 use cameleer_runtime_docker::fixtures::FixtureApp;
 use cameleer_runtime_docker::labels;
@@ -144,7 +144,10 @@ async fn a_redeploy_under_load_refuses_no_connection() {
     assert_eq!(v2.status, DeploymentStatus::Running, "{v2:#?}");
     let v1_after = p.store_get(&v1.id).await;
     assert_eq!(v1_after.status, DeploymentStatus::Stopped, "{v1_after:#?}");
-    assert_eq!(v1_after.last_reason(), Some("superseded by version 2"));
+    assert_eq!(
+        v1_after.last_reason(),
+        Some(&StatusReason::Superseded { by_version: 2 })
+    );
     testing::wait_for_log(
         &env.docker,
         &client,
@@ -161,9 +164,9 @@ async fn a_redeploy_under_load_refuses_no_connection() {
     bad.start_timeout_secs = 3;
     let v3 = p.deploy_settled(&app, jar, bad).await;
     assert_eq!(v3.status, DeploymentStatus::Failed, "{v3:#?}");
-    let reason = v3.last_reason().unwrap_or_default();
-    assert!(reason.contains("health check timed out"), "{reason}");
-    assert!(reason.contains("503"), "{reason}");
+    let reason = v3.last_reason().unwrap();
+    assert_eq!(reason.code(), "health_timeout", "{reason}");
+    assert!(reason.to_string().contains("503"), "{reason}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let failed_over = uptime();
 

@@ -17,7 +17,7 @@ use cameleer_runtime::testkit::{ConformanceFixture, FixtureApp};
 use cameleer_runtime::{
     AppConfig, AppRef, BuildSpec, DeployRequest, DeploymentId, DeploymentStatus, Error,
     HealthCheck, ImageBuilder, ImageRef, LogLine, LogOptions, ProgressSink, Result,
-    RuntimeEventKind, RuntimeOrchestrator, Sha256Digest, TenantId,
+    RuntimeEventKind, RuntimeOrchestrator, Sha256Digest, StatusReason, TenantId,
 };
 use cameleer_runtime_docker::fixtures::{self, FixtureApp as JavaApp};
 use futures::StreamExt;
@@ -272,13 +272,20 @@ async fn a_crash_after_running_is_a_failed_status_and_an_exited_event() {
     assert_eq!((&event.app, event.deployment), (&app, request.deployment));
     assert_eq!(
         event.kind,
-        RuntimeEventKind::Exited {
-            exit_code: Some(42)
+        RuntimeEventKind::Failed {
+            reason: StatusReason::Exited {
+                exit_code: Some(42)
+            }
         }
     );
     let status = local.orchestrator.app_status(&app).await.unwrap();
     assert_eq!(status.status, DeploymentStatus::Failed);
-    assert_eq!(status.reason.as_deref(), Some("exited with code 42"));
+    assert_eq!(
+        status.reason,
+        Some(StatusReason::Exited {
+            exit_code: Some(42)
+        })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -383,8 +390,7 @@ async fn running_out_of_heap_is_a_failure_that_says_so() {
         assert!(tokio::time::Instant::now() < deadline, "{status:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let reason = status.reason.unwrap();
-    assert!(reason.starts_with("out of memory"), "{reason}");
+    assert_eq!(status.reason, Some(StatusReason::JvmOutOfMemory));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -192,7 +192,11 @@ impl Follower {
                     Ok(Some(c)) => c.state.and_then(|s| s.oom_killed).unwrap_or(false),
                     _ => false,
                 };
-                self.send(&e.labels, events::died(e.exit_code, oom), e.at)
+                let reason = self
+                    .orchestrator
+                    .refine(&e.container, events::died(e.exit_code, oom))
+                    .await;
+                self.send(&e.labels, RuntimeEventKind::Failed { reason }, e.at)
                     .await;
             }
             Action::Destroy => {
@@ -271,8 +275,15 @@ impl Follower {
             return Ok(());
         }
         tracing::info!(container = %c.name, "it ended while the event stream was down");
-        let kind = events::died(state.exit_code, state.oom_killed.unwrap_or(false));
-        self.send(&c.labels, kind, at).await;
+        let reason = self
+            .orchestrator
+            .refine(
+                &c.id,
+                events::died(state.exit_code, state.oom_killed.unwrap_or(false)),
+            )
+            .await;
+        self.send(&c.labels, RuntimeEventKind::Failed { reason }, at)
+            .await;
         Ok(())
     }
 

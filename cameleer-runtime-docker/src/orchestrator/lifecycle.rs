@@ -9,7 +9,7 @@ use bollard::query_parameters::{
     RestartContainerOptionsBuilder, StartContainerOptions,
 };
 use cameleer_runtime::{
-    AppConfig, AppStatus, DeployRequest, DeploymentStatus, Error, ImageRef, Result,
+    AppConfig, AppStatus, DeployRequest, DeploymentStatus, Error, ImageRef, Result, StatusReason,
 };
 use futures::StreamExt;
 use tokio::time::Instant;
@@ -27,7 +27,7 @@ const MAX_FAILURE_OUTPUT: usize = 2048;
 #[derive(Debug)]
 pub(super) enum StartFailure {
     /// It ended: exit code, OOM kill, the engine could not start it.
-    Ended(String),
+    Ended(StatusReason),
     /// Still not healthy at the deadline.
     TimedOut {
         after: Duration,
@@ -40,22 +40,31 @@ pub(super) enum StartFailure {
 impl fmt::Display for StartFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartFailure::Ended(reason) => f.write_str(reason),
-            StartFailure::TimedOut { after, last_probe } => {
-                write!(f, "health check timed out after {} s", after.as_secs())?;
-                if let Some(probe) = last_probe {
-                    write!(f, " (last probe: {probe})")?;
-                }
-                Ok(())
-            }
             StartFailure::Engine(e) => write!(f, "{e}"),
+            failure => match failure.reason() {
+                Some(reason) => write!(f, "{reason}"),
+                None => Ok(()),
+            },
         }
     }
 }
 
 impl StartFailure {
+    /// The app's reason; `None` for the engine's failure.
+    pub(super) fn reason(&self) -> Option<StatusReason> {
+        match self {
+            StartFailure::Ended(reason) => Some(reason.clone()),
+            StartFailure::TimedOut { after, last_probe } => Some(StatusReason::HealthTimeout {
+                after_secs: after.as_secs(),
+                last_probe: last_probe.clone(),
+            }),
+            StartFailure::Engine(_) => None,
+        }
+    }
+
     /// The error a caller gets: the app's failure ([`Error::StartFailed`],
-    /// with its last words) or the engine's ([`Error::Backend`]).
+    /// with its last words, which also tell the JVM's own out-of-memory exit
+    /// from the app's exit code 3) or the engine's ([`Error::Backend`]).
     pub(super) fn into_error(self, what: &str, output: &str) -> Error {
         match self {
             StartFailure::Engine(Error::Backend { message, source }) => Error::Backend {
@@ -64,12 +73,17 @@ impl StartFailure {
             },
             StartFailure::Engine(other) => other,
             failure => {
-                let mut reason = failure.to_string();
-                if !output.is_empty() {
-                    reason.push_str("; last output: ");
-                    reason.push_str(output);
+                let reason = match failure.reason() {
+                    Some(StatusReason::Exited {
+                        exit_code: Some(code),
+                    }) => StatusReason::from_exit(code, Some(output)),
+                    Some(reason) => reason,
+                    None => StatusReason::other(failure.to_string()),
+                };
+                Error::StartFailed {
+                    reason,
+                    output: (!output.is_empty()).then(|| output.to_string()),
                 }
-                Error::StartFailed { reason }
             }
         }
     }
@@ -78,20 +92,12 @@ impl StartFailure {
 impl DockerRuntimeOrchestrator {
     pub(super) async fn deploy(&self, request: &DeployRequest) -> Result<AppStatus> {
         request.config.validate()?;
-        // Also checks what the launcher would refuse, before anything exists.
-        container::check_jvm_options(&request.config.jvm_options)?;
         let app = &request.app;
         let lock = self.memory.app_lock(app);
         let _app = lock.lock().await;
 
         let image_id = self.resolve_image(&request.image).await?;
-        let labels = ContainerLabels {
-            app: app.clone(),
-            deployment: request.deployment,
-            version: request.version,
-            health: request.config.health.clone(),
-            start_timeout: request.config.start_timeout(),
-        };
+        let labels = ContainerLabels::of(request);
         let what = format!(
             "{app} version {} (deployment {})",
             request.version, request.deployment
@@ -111,10 +117,9 @@ impl DockerRuntimeOrchestrator {
             Err(e) if is_unreachable(&e) => Err(StartFailure::Engine(
                 self.engine_error(format!("starting container {name}"), e),
             )),
-            Err(e) => Err(StartFailure::Ended(format!(
-                "the engine could not start it: {}",
-                backend("starting", e)
-            ))),
+            Err(e) => Err(StartFailure::Ended(StatusReason::StartRefused {
+                detail: backend("starting", e).to_string(),
+            })),
         };
         match outcome {
             Ok(()) => {
@@ -162,7 +167,9 @@ impl DockerRuntimeOrchestrator {
         } else {
             let mut result = Ok(());
             if let StartFailure::TimedOut { .. } = failure {
-                self.memory.set_start_failure(id, &failure.to_string());
+                if let Some(reason) = failure.reason() {
+                    self.memory.set_start_failure(id, &reason);
+                }
                 result = self.stop_container(id).await;
             }
             for old in app_containers.iter().filter(|c| c.id != id) {
@@ -388,7 +395,7 @@ impl DockerRuntimeOrchestrator {
                         Phase::Ended { reason, .. } => return Err(StartFailure::Ended(reason)),
                     }
                 }
-                Ok(None) => return Err(StartFailure::Ended("its container was removed".into())),
+                Ok(None) => return Err(StartFailure::Ended(StatusReason::Gone)),
                 Err(e) if is_unreachable_error(&e) => {
                     let since = *unreachable_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= self.options.engine_patience {
@@ -408,8 +415,22 @@ impl DockerRuntimeOrchestrator {
         }
     }
 
+    /// `reason` with an exit of the JVM's out-of-memory code told apart
+    /// from the app's own exit by the container's last output.
+    pub(crate) async fn refine(&self, id: &str, reason: StatusReason) -> StatusReason {
+        match reason {
+            StatusReason::Exited {
+                exit_code: Some(code),
+            } if code == cameleer_runtime::launch::JVM_OOM_EXIT_CODE => {
+                let output = self.last_output(id).await;
+                StatusReason::from_exit(code, Some(&output))
+            }
+            reason => reason,
+        }
+    }
+
     /// The last lines a container wrote, joined, for an error message.
-    async fn last_output(&self, id: &str) -> String {
+    pub(super) async fn last_output(&self, id: &str) -> String {
         let n = self.options.failure_log_lines;
         if n == 0 {
             return String::new();

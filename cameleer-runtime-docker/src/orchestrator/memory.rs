@@ -30,7 +30,7 @@ struct Remembered {
     healthy_start: Option<String>,
     exits: ExpectedExits,
     /// Why its start was given up (a health timeout), when it was kept.
-    start_failure: Option<String>,
+    start_failure: Option<cameleer_runtime::StatusReason>,
     /// How many deploys or restarts of this orchestrator are waiting for it
     /// to come up right now; they report its exit themselves.
     starting: u32,
@@ -126,12 +126,12 @@ impl Memory {
     }
 
     /// Its start was given up for `reason` and it was stopped and kept.
-    pub(crate) fn set_start_failure(&self, id: &str, reason: &str) {
-        self.write(id, |r| r.start_failure = Some(reason.to_string()));
+    pub(crate) fn set_start_failure(&self, id: &str, reason: &cameleer_runtime::StatusReason) {
+        self.write(id, |r| r.start_failure = Some(reason.clone()));
     }
 
     /// Why its start was given up, if it was.
-    pub(crate) fn start_failure(&self, id: &str) -> Option<String> {
+    pub(crate) fn start_failure(&self, id: &str) -> Option<cameleer_runtime::StatusReason> {
         self.read(id, |r| r.start_failure.clone()).flatten()
     }
 

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use bollard::query_parameters::LogsOptionsBuilder;
 use cameleer_runtime::{
-    AppId, AppSummary, DeploymentStatus, EnvId, LogOptions, LogStream, Result, TenantId,
+    AppId, AppSummary, DeploymentStatus, EnvId, LogOptions, LogStream, Result, StatusReason,
+    TenantId,
 };
 use futures::{StreamExt, TryStreamExt};
 
@@ -23,7 +24,7 @@ impl DockerRuntimeOrchestrator {
         &self,
         id: &str,
         labels: &ContainerLabels,
-    ) -> Result<(DeploymentStatus, Option<String>)> {
+    ) -> Result<(DeploymentStatus, Option<StatusReason>)> {
         let Some(inspect) = self.inspect(id).await? else {
             return Err(cameleer_runtime::Error::not_found("app", &labels.app));
         };
@@ -42,7 +43,10 @@ impl DockerRuntimeOrchestrator {
                 self.memory.set_healthy(id, &started_at);
                 Ok((DeploymentStatus::Running, None))
             }
-            Err(why) => Ok((DeploymentStatus::Starting, Some(why))),
+            Err(why) => Ok((
+                DeploymentStatus::Starting,
+                Some(StatusReason::Unhealthy { detail: why }),
+            )),
         }
     }
 

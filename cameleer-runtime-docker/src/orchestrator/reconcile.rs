@@ -1,11 +1,17 @@
 //! After a controller restart: adopt what runs, finish the steps a dead
 //! controller cut short, and remove what nobody knows.
 //!
-//! The engine is the truth; `known` is what the host's store says is
-//! active (BUILDING, STARTING, RUNNING), and the newest deployment of every
-//! app whatever its status. Per app, newest version first:
+//! The engine is the truth about what runs; the host's store is the truth
+//! about what *should* run: `desired` carries its intent per deployment
+//! ([`Intent::Run`] for what is active, [`Intent::KeepStopped`] for the
+//! newest version of an app that FAILED or was STOPPED). Where the two
+//! disagree the store wins: the `.stopped` name is only a cache of the
+//! intent. Per app, newest version first:
 //!
-//! - **A known container that runs** is adopted. If it is still STARTING
+//! - **A container to run that is only stopped on request** (its name says
+//!   so, but the store never recorded the stop, so it did not happen) is
+//!   started again, as `restart_app` would.
+//! - **A container to run that runs** is adopted. If it is still STARTING
 //!   (the controller died while waiting for its health check), the wait is
 //!   finished here, within what is left of its start timeout; one that was
 //!   created but never started is started. So an interrupted deploy ends as
@@ -18,22 +24,20 @@
 //! - **A newer known container that failed** next to an older serving one
 //!   is removed (a failed redeploy leaves the old version alone) and
 //!   reported missing with its reason.
-//! - **A known container whose deployment the store has FAILED or STOPPED**
+//! - **A container to keep stopped** (its deployment FAILED or was STOPPED)
 //!   is never adopted: it is stopped if it still runs (a controller died
 //!   between its decision and the engine call) and kept, for the app's
 //!   status and logs, unless an older version serves (as above). A FAILED
 //!   one gets its reason back from the store, so a start given up on (which
 //!   ends in a stop) still reads FAILED, and why.
-//! - **Known active deployments with no container** are reported missing
+//! - **Deployments to run with no container** are reported missing
 //!   ("its container no longer exists"): a deploy cut short before its
 //!   container existed cannot be finished by the backend, which has no
 //!   image or config for it; the platform records it FAILED.
-//! - **Containers the store does not know** are removed once older than
+//! - **Containers the store does not want** are removed once older than
 //!   [`orphan_grace`](super::DockerOrchestratorOptions::orphan_grace) (a
-//!   deploy of another controller may be in flight), except one stopped
-//!   on request (its deployment is STOPPED, so the store knows it but does
-//!   not pass it as active; it is kept for its logs and `restart_app`).
-//!   Containers a call of this orchestrator is starting are left alone.
+//!   deploy of another controller may be in flight). Containers a call of
+//!   this orchestrator is starting are left alone.
 //! - Networks of ours left without containers are removed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -41,8 +45,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use bollard::models::ContainerStateStatusEnum;
 use bollard::query_parameters::StartContainerOptions;
 use cameleer_runtime::{
-    AppRef, AppStatus, Deployment, DeploymentId, DeploymentStatus, ReconcileReport, Result,
-    TenantId,
+    AppRef, AppStatus, Deployment, DeploymentId, DeploymentStatus, Desired, Intent,
+    ReconcileReport, Result, StatusReason, TenantId,
 };
 use futures::StreamExt;
 use time::OffsetDateTime;
@@ -70,10 +74,13 @@ impl DockerRuntimeOrchestrator {
     /// [module docs](self).
     pub(super) async fn reconcile_with(
         &self,
-        known: &[Deployment],
+        desired: &[Desired],
         scope: Option<&TenantId>,
     ) -> Result<ReconcileReport> {
-        let by_id: HashMap<DeploymentId, &Deployment> = known.iter().map(|d| (d.id, d)).collect();
+        let by_id: HashMap<DeploymentId, (&Deployment, Intent)> = desired
+            .iter()
+            .map(|d| (d.deployment.id, (&d.deployment, d.intent)))
+            .collect();
         let filter = match scope {
             Some(tenant) => labels::tenant_filter(tenant),
             None => labels::managed_filter(),
@@ -99,18 +106,21 @@ impl DockerRuntimeOrchestrator {
             report.missing.extend(outcome.missing);
             seen.extend(outcome.seen);
         }
-        for d in known
+        for d in desired
             .iter()
-            .filter(|d| scope.is_none_or(|s| *s == d.app.tenant))
+            .filter(|d| scope.is_none_or(|s| *s == d.deployment.app.tenant))
         {
+            let d = &d.deployment;
+            // BUILDING ones have no container yet: the platform settles them.
             let active = matches!(
                 d.status,
                 DeploymentStatus::Starting | DeploymentStatus::Running
             );
             if active && !seen.contains(&d.id) {
-                report
-                    .missing
-                    .push((d.id, status_of(d, DeploymentStatus::Failed, NO_CONTAINER)));
+                report.missing.push((
+                    d.id,
+                    status_of(d, DeploymentStatus::Failed, StatusReason::Gone),
+                ));
             }
         }
         places.extend(
@@ -130,7 +140,7 @@ impl DockerRuntimeOrchestrator {
         &self,
         app: AppRef,
         containers: Vec<Listed>,
-        by_id: &HashMap<DeploymentId, &Deployment>,
+        by_id: &HashMap<DeploymentId, (&Deployment, Intent)>,
     ) -> Result<AppOutcome> {
         let lock = self.memory.app_lock(&app);
         let _app = lock.lock().await;
@@ -139,18 +149,16 @@ impl DockerRuntimeOrchestrator {
         let mut out = AppOutcome::default();
         let mut serving = false;
         let mut failed_newer = Vec::new();
-        for c in &containers {
+        for (i, c) in containers.iter().enumerate() {
             if self.memory.is_starting(&c.id) {
                 // A deploy or restart of this orchestrator is on it.
                 continue;
             }
-            let Some(d) = by_id
+            let Some(&(d, intent)) = by_id
                 .get(&c.labels.deployment)
-                .filter(|d| d.app == c.labels.app)
+                .filter(|(d, _)| d.app == c.labels.app)
             else {
-                let ended = c.state != Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
-                let young = now.saturating_sub(c.created) < grace;
-                if young || (ended && stopped::is_marked(&c.name)) {
+                if now.saturating_sub(c.created) < grace {
                     continue;
                 }
                 self.remove_container(c).await?;
@@ -164,7 +172,7 @@ impl DockerRuntimeOrchestrator {
                 self.retire(c).await?;
                 continue;
             }
-            if !(d.status.is_in_progress() || d.status == DeploymentStatus::Running) {
+            if intent == Intent::KeepStopped {
                 // Settled by the store: kept for its status and logs, never
                 // adopted; gone if an older version turns out to serve.
                 use bollard::models::ContainerSummaryStateEnum as S;
@@ -183,10 +191,33 @@ impl DockerRuntimeOrchestrator {
                     // stop the engine cannot tell from one on request; the
                     // reason lived in the old controller's memory, and the
                     // store kept it.
-                    let reason = d.last_reason().unwrap_or(FAILED_BEFORE);
-                    self.memory.set_start_failure(&c.id, reason);
+                    let reason = d.last_reason().cloned().unwrap_or_else(|| {
+                        StatusReason::other("failed before a controller restart")
+                    });
+                    self.memory.set_start_failure(&c.id, &reason);
                 }
                 failed_newer.push(c);
+                continue;
+            }
+            if i == 0 && stopped::is_marked(&c.name) {
+                // The store wants it running: the stop never reached it.
+                tracing::info!(container = %c.name, "starting again what the store says runs");
+                match self.restart(&app).await {
+                    Ok(_) => {
+                        self.publish_alias(&c.id, &c.labels).await?;
+                        out.adopted.push(d.id);
+                        serving = true;
+                    }
+                    Err(e) if e.code() == "start_failed" => {
+                        let reason = match e {
+                            cameleer_runtime::Error::StartFailed { reason, .. } => reason,
+                            _ => unreachable!("checked by code"),
+                        };
+                        out.missing
+                            .push((d.id, status_of(d, DeploymentStatus::Failed, reason)));
+                    }
+                    Err(e) => return Err(e),
+                }
                 continue;
             }
             let (status, reason) = self.settle(c).await?;
@@ -201,10 +232,11 @@ impl DockerRuntimeOrchestrator {
                 }
                 DeploymentStatus::Starting => out.adopted.push(d.id),
                 status => {
-                    if d.status.is_in_progress() || d.status == DeploymentStatus::Running {
-                        let why = reason.as_deref().unwrap_or("it is not running");
-                        out.missing.push((d.id, status_of(d, status, why)));
-                    }
+                    let why = match reason {
+                        Some(r) => self.refine(&c.id, r).await,
+                        None => StatusReason::other("it is not running"),
+                    };
+                    out.missing.push((d.id, status_of(d, status, why)));
                     failed_newer.push(c);
                 }
             }
@@ -214,9 +246,9 @@ impl DockerRuntimeOrchestrator {
 
     /// The status of a known container, after finishing the start a dead
     /// controller left unfinished.
-    async fn settle(&self, c: &Listed) -> Result<(DeploymentStatus, Option<String>)> {
+    async fn settle(&self, c: &Listed) -> Result<(DeploymentStatus, Option<StatusReason>)> {
         let Some(inspect) = self.inspect(&c.id).await? else {
-            return Ok((DeploymentStatus::Failed, Some(NO_CONTAINER.into())));
+            return Ok((DeploymentStatus::Failed, Some(StatusReason::Gone)));
         };
         if let Phase::Ended { status, reason } = self.phase_of(&c.id, &inspect) {
             return Ok((status, Some(reason)));
@@ -256,28 +288,24 @@ impl DockerRuntimeOrchestrator {
             Ok(()) => Ok((DeploymentStatus::Running, None)),
             Err(StartFailure::Engine(e)) => Err(e),
             Err(failure @ StartFailure::TimedOut { .. }) => {
-                let reason = failure.to_string();
-                self.memory.set_start_failure(&c.id, &reason);
+                let reason = failure.reason();
+                if let Some(reason) = &reason {
+                    self.memory.set_start_failure(&c.id, reason);
+                }
                 self.stop_container(&c.id).await?;
-                Ok((DeploymentStatus::Failed, Some(reason)))
+                Ok((DeploymentStatus::Failed, reason))
             }
             Err(StartFailure::Ended(reason)) => Ok((DeploymentStatus::Failed, Some(reason))),
         }
     }
 }
 
-/// The reason of a FAILED deployment whose store record has none.
-const FAILED_BEFORE: &str = "failed before a controller restart";
-
-/// The reason of a known deployment without a container.
-const NO_CONTAINER: &str = "its container no longer exists";
-
-fn status_of(d: &Deployment, status: DeploymentStatus, reason: &str) -> AppStatus {
+fn status_of(d: &Deployment, status: DeploymentStatus, reason: StatusReason) -> AppStatus {
     AppStatus {
         app: d.app.clone(),
         status,
         deployment: Some(d.id),
         version: Some(d.version),
-        reason: Some(reason.to_string()),
+        reason: Some(reason),
     }
 }

@@ -108,9 +108,10 @@ impl DockerRuntimeOrchestrator {
         match self.wait_until_up(id, labels).await {
             Ok(()) => Ok(()),
             Err(StartFailure::Engine(e)) => Err(e),
-            Err(failure) => Err(Error::StartFailed {
-                reason: format!("after joining the network as {}: {failure}", labels.app),
-            }),
+            Err(failure) => {
+                tracing::warn!(container = %id, "failed after joining the network as {}: {failure}", labels.app);
+                Err(failure.into_error(&labels.app.to_string(), ""))
+            }
         }
     }
 

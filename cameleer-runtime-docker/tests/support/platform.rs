@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use cameleer_runtime::memory::{MemoryArtifactStore, MemoryDeploymentStore};
 use cameleer_runtime::{
     AppConfig, AppRef, AppStatus, AppSummary, BuildSpec, BuiltImage, ByteStream, DeployRequest,
-    Deployment, DeploymentId, DeploymentStatus, DeploymentStore, Error, EventStream, ImageBuilder,
-    ImageRef, LogOptions, LogStream, Platform, PlatformOptions, ProgressSink, ReconcileReport,
-    Result, RuntimeOrchestrator, Sha256Digest, TenantId,
+    Deployment, DeploymentId, DeploymentStatus, DeploymentStore, Desired, Error, EventStream,
+    ImageBuilder, ImageRef, LogOptions, LogStream, Platform, PlatformOptions, ProgressSink,
+    ReconcileReport, Result, RuntimeOrchestrator, Sha256Digest, TenantId,
 };
 use cameleer_runtime_docker::DockerRuntimeOrchestrator;
 use futures::StreamExt;
@@ -85,8 +85,8 @@ impl RuntimeOrchestrator for TenantScoped {
         self.subscriptions.fetch_add(1, Ordering::SeqCst);
         self.inner.events().await
     }
-    async fn reconcile(&self, known: &[Deployment]) -> Result<ReconcileReport> {
-        self.inner.reconcile_tenant(&self.tenant, known).await
+    async fn reconcile(&self, desired: &[Desired]) -> Result<ReconcileReport> {
+        self.inner.reconcile_tenant(&self.tenant, desired).await
     }
     fn deploy_grace(&self) -> Duration {
         Duration::from_secs(30)

@@ -10,7 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cameleer_runtime::{
     AppRef, AppStatus, AppSummary, DeployRequest, DeploymentStatus, Error, EventStream,
-    HealthCheck, LogOptions, LogStream, Result, RuntimeEvent, RuntimeOrchestrator, TenantId,
+    HealthCheck, LogOptions, LogStream, Result, RuntimeEvent, RuntimeOrchestrator, StatusReason,
+    TenantId,
 };
 use tokio::sync::broadcast;
 
@@ -114,7 +115,7 @@ impl LocalProcessOrchestrator {
 
     /// Marks every live run of `app` STOPPED with `reason` and ends their
     /// processes; `false` when the app is unknown.
-    async fn stop_runs(&self, app: &AppRef, reason: &str) -> bool {
+    async fn stop_runs(&self, app: &AppRef, reason: &StatusReason) -> bool {
         let procs: Vec<Arc<Proc>> = {
             let mut apps = self.inner.lock();
             let Some(entry) = apps.get_mut(app) else {
@@ -149,7 +150,9 @@ impl LocalProcessOrchestrator {
         };
         if let Some(port) = port {
             // Two versions cannot listen on one port: the old one goes first.
-            let reason = format!("replaced by version {}", request.version);
+            let reason = StatusReason::Superseded {
+                by_version: request.version,
+            };
             self.stop_runs(app, &reason).await;
             if health::port_in_use(port).await {
                 return Err(Error::Conflict(format!(
@@ -169,7 +172,8 @@ impl LocalProcessOrchestrator {
             .map_err(|e| Error::backend(format!("creating {}", workdir.display()), e))?;
 
         let id = self.inner.next_run.fetch_add(1, Ordering::Relaxed);
-        let command = process::command(options, &jar, &request.config, &workdir);
+        let command = process::command(options, &jar, &request.config, &workdir)
+            .map_err(|e| Error::invalid_config(e.field, e.reason))?;
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let owner = app.clone();
         let on_exit = move |exit: &Exit| {
@@ -195,7 +199,9 @@ impl LocalProcessOrchestrator {
                 Err(e) => {
                     let reason = format!("could not start {}: {e}", options.java.display());
                     run.status = DeploymentStatus::Failed;
-                    run.reason = Some(reason.clone());
+                    run.reason = Some(StatusReason::StartRefused {
+                        detail: reason.clone(),
+                    });
                     entry.record(run);
                     return Err(Error::backend(reason, e));
                 }
@@ -212,14 +218,15 @@ impl LocalProcessOrchestrator {
                 // The supervisor recorded the exit before reporting it.
                 match self.inner.status_of_run(app, id) {
                     Some(s) if s.status == DeploymentStatus::Stopped => Ok(s),
-                    _ => Err(backend(format!(
-                        "{app} v{} {} while starting",
-                        request.version,
-                        exit.reason()
-                    ))),
+                    // The app's own failure.
+                    _ => Err(Error::start_failed(exit.reason())),
                 }
             }
-            Err(NotUp::TimedOut(reason)) => {
+            Err(NotUp::TimedOut(probe)) => {
+                let reason = StatusReason::HealthTimeout {
+                    after_secs: config.start_timeout().as_secs(),
+                    last_probe: Some(probe),
+                };
                 let stopped = {
                     let mut apps = self.inner.lock();
                     let run = apps.get_mut(app).and_then(|e| e.run_mut(id));
@@ -232,10 +239,7 @@ impl LocalProcessOrchestrator {
                     })
                 };
                 self.end(stopped.into_iter().collect()).await;
-                Err(Error::Timeout(format!(
-                    "{app} v{}: {reason}",
-                    request.version
-                )))
+                Err(Error::start_failed(reason))
             }
         }
     }
@@ -256,19 +260,22 @@ impl LocalProcessOrchestrator {
             let status = run.status();
             let mut replaced = Vec::new();
             if status.status == DeploymentStatus::Running {
-                let reason = format!("replaced by version {}", request.version);
+                let reason = StatusReason::Superseded {
+                    by_version: request.version,
+                };
                 replaced = entry.stop_all(&reason, Some(id));
             }
             (status, replaced)
         };
         self.end(replaced).await;
         match status.status {
-            DeploymentStatus::Failed => Err(backend(format!(
-                "{} v{} {}",
-                request.app,
-                request.version,
-                status.reason.as_deref().unwrap_or("failed")
-            ))),
+            // The app's own failure, not the backend's.
+            DeploymentStatus::Failed => Err(Error::StartFailed {
+                reason: status
+                    .reason
+                    .unwrap_or_else(|| StatusReason::other("failed")),
+                output: None,
+            }),
             _ => Ok(status),
         }
     }
@@ -317,7 +324,7 @@ impl RuntimeOrchestrator for LocalProcessOrchestrator {
             .lock()
             .get(app)
             .is_some_and(|e| !e.runs.is_empty());
-        if !known || !self.stop_runs(app, "stopped on request").await {
+        if !known || !self.stop_runs(app, &StatusReason::StoppedOnRequest).await {
             return Err(not_found(app));
         }
         Ok(())
@@ -336,7 +343,7 @@ impl RuntimeOrchestrator for LocalProcessOrchestrator {
             current.ok_or_else(|| not_found(app))?.request.clone()
         };
         let jar = self.jar_of(&request)?;
-        self.stop_runs(app, "restarting").await;
+        self.stop_runs(app, &StatusReason::StoppedOnRequest).await;
         self.start(&request, jar).await
     }
 

@@ -7,7 +7,6 @@
 //! reaped yet (and so cannot have been reused). Dropping the last handle to
 //! a [`Proc`] kills the process.
 
-use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -15,15 +14,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cameleer_runtime::{AppConfig, LogSource};
+use cameleer_runtime::launch::{HeapSizing, JVM_OOM_MARKER, JvmLaunch, LaunchError};
+use cameleer_runtime::{AppConfig, LogSource, StatusReason};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 
 use super::LocalProcessOptions;
 use super::logs::{LogBuffer, pump};
-
-/// What HotSpot prints when `-XX:+ExitOnOutOfMemoryError` ends the JVM.
-const OOM_LINE: &str = "Terminating due to java.lang.OutOfMemoryError";
 
 /// How long the supervisor waits for the output pipes after an exit, so
 /// that the last lines are in the logs before the exit is reported.
@@ -37,33 +34,28 @@ pub(super) fn command(
     jar: &Path,
     config: &AppConfig,
     workdir: &Path,
-) -> Command {
-    let mut agent = OsString::from("-javaagent:");
-    agent.push(&options.agent_jar);
-    if let Some(args) = &options.agent_args {
-        agent.push("=");
-        agent.push(args);
-    }
-    let mut home = OsString::from("-Duser.home=");
-    home.push(workdir);
-    let mut cmd = Command::new(&options.java);
-    cmd.arg(agent)
-        .arg(format!("-XX:MaxRAM={}m", config.resources.memory_mb))
-        .arg(format!(
-            "-XX:ActiveProcessorCount={}",
-            config.resources.cpu_millis.div_ceil(1000).max(1)
-        ))
-        .arg("-XX:+ExitOnOutOfMemoryError")
+) -> Result<Command, LaunchError> {
+    // The launch command every backend runs, sized explicitly (a local
+    // process has no cgroup of its own); the config's JVM options after the
+    // runtime's flags and before `-jar`, as arguments, not
+    // JDK_JAVA_OPTIONS (the launcher echoes that to stderr). `AppConfig::
+    // validate` has refused launcher-only arguments.
+    let launch = JvmLaunch {
+        java: options.java.to_string_lossy().into_owned(),
+        agent_path: options.agent_jar.to_string_lossy().into_owned(),
+        agent_args: options.agent_args.clone(),
+        heap: HeapSizing::Explicit {
+            memory_mb: config.resources.memory_mb,
+            processors: config.resources.cpu_millis.div_ceil(1000).max(1),
+            percentage: 75.0,
+        },
         // The JVM takes its home from the password database, not $HOME.
-        .arg(home)
-        // As arguments, not JDK_JAVA_OPTIONS: the launcher echoes that
-        // variable to stderr, which would put any secret in a -D into the
-        // app's logs. `AppConfig::validate` has refused launcher-only
-        // arguments (`-jar`, `@argfile`, …).
-        .args(&config.jvm_options)
-        .arg("-jar")
-        .arg(jar)
-        .args(&config.args);
+        extra_flags: vec![format!("-Duser.home={}", workdir.to_string_lossy())],
+        jar_path: jar.to_string_lossy().into_owned(),
+    };
+    let argv = launch.argv(&config.jvm_options, &config.args)?;
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
     // Nothing of the controller's environment leaks into the app.
     cmd.env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -75,7 +67,7 @@ pub(super) fn command(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    cmd
+    Ok(cmd)
 }
 
 /// How a process ended.
@@ -116,20 +108,17 @@ impl Exit {
             .or(self.signal.map(|s| 128 + i64::from(s)))
     }
 
-    /// Why the process ended, in words.
-    pub(super) fn reason(&self) -> String {
-        let ended = match (self.code, self.signal, &self.error) {
-            (Some(code), _, _) => format!("exited with code {code}"),
-            (None, Some(signal), _) => {
-                format!("killed by signal {signal} (exit code {})", 128 + signal)
-            }
-            (None, None, Some(error)) => return error.clone(),
-            (None, None, None) => "ended".to_string(),
-        };
+    /// Why the process ended.
+    pub(super) fn reason(&self) -> StatusReason {
         if self.out_of_memory {
-            format!("out of memory: java.lang.OutOfMemoryError, {ended}")
-        } else {
-            ended
+            return StatusReason::JvmOutOfMemory;
+        }
+        match (self.exit_code(), &self.error) {
+            (Some(code), _) => StatusReason::Exited {
+                exit_code: Some(code),
+            },
+            (None, Some(error)) => StatusReason::other(error.clone()),
+            (None, None) => StatusReason::Exited { exit_code: None },
         }
     }
 }
@@ -177,7 +166,7 @@ impl Proc {
             let Some(pipe) = pipe else { continue };
             let oom = oom.clone();
             let seen = move |line: &str| {
-                if line.contains(OOM_LINE) {
+                if line.contains(JVM_OOM_MARKER) {
                     oom.store(true, Ordering::Relaxed);
                 }
             };
@@ -295,8 +284,8 @@ mod tests {
             error: None,
         };
         assert_eq!(
-            (code.reason().as_str(), code.exit_code()),
-            ("exited with code 3", Some(3))
+            (code.reason(), code.exit_code()),
+            (StatusReason::Exited { exit_code: Some(3) }, Some(3))
         );
         let killed = Exit {
             code: None,
@@ -305,15 +294,16 @@ mod tests {
             error: None,
         };
         assert_eq!(killed.exit_code(), Some(137));
-        assert!(killed.reason().contains("signal 9"));
+        assert_eq!(
+            killed.reason(),
+            StatusReason::Exited {
+                exit_code: Some(137)
+            }
+        );
         let oom = Exit {
             out_of_memory: true,
             ..code
         };
-        assert!(
-            oom.reason().starts_with("out of memory"),
-            "{}",
-            oom.reason()
-        );
+        assert_eq!(oom.reason(), StatusReason::JvmOutOfMemory);
     }
 }

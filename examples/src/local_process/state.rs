@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use cameleer_runtime::{
     AppStatus, DeployRequest, DeploymentId, DeploymentStatus, RuntimeEvent, RuntimeEventKind,
+    StatusReason,
 };
 use time::OffsetDateTime;
 
@@ -31,7 +32,7 @@ pub(super) struct Run {
     pub(super) id: u64,
     pub(super) request: DeployRequest,
     pub(super) status: DeploymentStatus,
-    pub(super) reason: Option<String>,
+    pub(super) reason: Option<StatusReason>,
     /// Until the process has ended.
     pub(super) proc: Option<Arc<Proc>>,
 }
@@ -55,10 +56,10 @@ impl Run {
     }
 
     /// Marks a live run STOPPED; returns its process, if it has not ended.
-    pub(super) fn stop(&mut self, reason: &str) -> Option<Arc<Proc>> {
+    pub(super) fn stop(&mut self, reason: &StatusReason) -> Option<Arc<Proc>> {
         if self.is_live() {
             self.status = DeploymentStatus::Stopped;
-            self.reason = Some(reason.to_string());
+            self.reason = Some(reason.clone());
         }
         self.proc.clone().filter(|p| p.exit().is_none())
     }
@@ -101,7 +102,11 @@ impl App {
     }
 
     /// Marks every live run but `except` STOPPED; returns their processes.
-    pub(super) fn stop_all(&mut self, reason: &str, except: Option<u64>) -> Vec<Arc<Proc>> {
+    pub(super) fn stop_all(
+        &mut self,
+        reason: &StatusReason,
+        except: Option<u64>,
+    ) -> Vec<Arc<Proc>> {
         let others = self.runs.iter_mut().filter(|r| Some(r.id) != except);
         others.filter_map(|r| r.stop(reason)).collect()
     }
@@ -127,13 +132,12 @@ impl App {
         }
         let was_running = run.status == DeploymentStatus::Running;
         run.status = DeploymentStatus::Failed;
-        run.reason = Some(exit.reason());
+        let reason = exit.reason();
+        run.reason = Some(reason.clone());
         was_running.then(|| RuntimeEvent {
             app: run.request.app.clone(),
             deployment: run.request.deployment,
-            kind: RuntimeEventKind::Exited {
-                exit_code: exit.exit_code(),
-            },
+            kind: RuntimeEventKind::Failed { reason },
             at: OffsetDateTime::now_utc(),
         })
     }

@@ -275,7 +275,7 @@ impl DeploymentStore for SqliteDeploymentStore {
 mod tests {
     use super::*;
     use cameleer_runtime::{
-        AppConfig, DeploymentEvent, DeploymentSource, DeploymentStatus, Sha256Digest,
+        AppConfig, DeploymentEvent, DeploymentSource, DeploymentStatus, Sha256Digest, StatusReason,
     };
 
     fn new() -> NewDeployment {
@@ -349,7 +349,9 @@ mod tests {
         let mut stale = d.clone();
         stale
             .apply(
-                &DeploymentEvent::BuildFailed { reason: "x".into() },
+                &DeploymentEvent::BuildFailed {
+                    reason: StatusReason::other("x"),
+                },
                 OffsetDateTime::now_utc(),
             )
             .unwrap();
@@ -384,7 +386,7 @@ mod tests {
         stopped
             .apply(
                 &DeploymentEvent::Stopped {
-                    reason: "test".into(),
+                    reason: StatusReason::StoppedOnRequest,
                 },
                 OffsetDateTime::now_utc(),
             )
@@ -408,5 +410,82 @@ mod tests {
             ]
         );
         assert_eq!(newest[1].status, DeploymentStatus::Stopped);
+    }
+
+    /// Rows written before reasons were typed hold plain strings in the
+    /// history; they still load, each as the variant it describes.
+    #[tokio::test]
+    async fn histories_stored_with_free_text_reasons_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deployments.db");
+        let store = SqliteDeploymentStore::open(&path).unwrap();
+        let a = AppRef::parse("acme", "orders", "dev").unwrap();
+        let d = store.create(&a, new()).await.unwrap();
+        // The row as the store wrote it before: every reason a sentence.
+        let mut body = serde_json::to_value(&d).unwrap();
+        let at = body["history"][0]["at"].clone();
+        body["status"] = "FAILED".into();
+        body["history"] = serde_json::json!([
+            {"status": "BUILDING", "at": at},
+            {"status": "STARTING", "at": at},
+            {"status": "RUNNING", "at": at},
+            {"status": "FAILED", "at": at,
+             "reason": "exited with code 3: the process ended on its own"},
+            {"status": "STARTING", "at": at},
+            {"status": "FAILED", "at": at,
+             "reason": "killed by the kernel OOM killer: memory limit exceeded"},
+            {"status": "STARTING", "at": at},
+            {"status": "STOPPED", "at": at, "reason": "stopped by request"},
+            {"status": "STARTING", "at": at},
+            {"status": "FAILED", "at": at,
+             "reason": "interrupted by a controller restart"},
+            {"status": "STARTING", "at": at},
+            {"status": "FAILED", "at": at, "reason": "port 8080 already in use"},
+        ]);
+        store
+            .conn
+            .lock()
+            .unwrap()
+            .execute(
+                "UPDATE deployments SET body = ?1, status = 'FAILED' WHERE id = ?2",
+                rusqlite::params![body.to_string(), d.id.to_string()],
+            )
+            .unwrap();
+        drop(store);
+
+        let store = SqliteDeploymentStore::open(&path).unwrap();
+        let loaded = store.get(&d.id).await.unwrap();
+        let reasons: Vec<_> = loaded
+            .history
+            .iter()
+            .filter_map(|c| c.reason.clone())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                StatusReason::Exited { exit_code: Some(3) },
+                StatusReason::OomKilled,
+                StatusReason::StoppedOnRequest,
+                StatusReason::Interrupted { detail: None },
+                StatusReason::other("port 8080 already in use"),
+            ]
+        );
+        // And it is written back typed on the next update.
+        let mut next = loaded.clone();
+        next.apply(&DeploymentEvent::Restarted, OffsetDateTime::now_utc())
+            .unwrap();
+        let saved = store.update(&next).await.unwrap();
+        assert_eq!(store.get(&d.id).await.unwrap(), saved);
+        let raw: String = store
+            .conn
+            .lock()
+            .unwrap()
+            .query_row(
+                "SELECT body FROM deployments WHERE id = ?1",
+                rusqlite::params![d.id.to_string()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(raw.contains(r#""code":"oom_killed""#), "{raw}");
     }
 }
