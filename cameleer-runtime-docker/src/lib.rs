@@ -8,16 +8,15 @@
 //! Groundwork they stand on:
 //!
 //! - [`connect`]: a bollard client with the API version negotiated;
-//! - [`jdk`]: the machine's JDK, and JARs compiled from sources, cached;
-//! - [`base_image`]: the JRE base image, configured or `jlink`ed locally.
+//! - [`base_image`]: the JRE base image, configured or `jlink`ed locally
+//!   with the machine's JDK (found by `cameleer_build::java`).
 //!
-//! With the `fixtures` feature, `fixtures` (Java test apps and the demo
-//! agent) and `testing` (cleanup guards for tests against the engine).
+//! With the `fixtures` feature, `testing` (cleanup guards for tests against
+//! the engine).
 #![deny(missing_docs)]
 
 pub mod base_image;
 pub mod connect;
-pub mod jdk;
 
 pub mod container;
 mod engine;
@@ -35,7 +34,5 @@ pub use image_builder::{
 pub use logs::{MAX_LINE_BYTES, READ_AHEAD_BYTES};
 pub use orchestrator::{DockerOrchestratorOptions, DockerRuntimeOrchestrator};
 
-#[cfg(feature = "fixtures")]
-pub mod fixtures;
 #[cfg(feature = "fixtures")]
 pub mod testing;

@@ -63,8 +63,8 @@ async fn a_deploy_fails_naming_the_engine_when_it_dies_and_the_same_orchestrator
     let app = cameleer_runtime::AppRef::parse(tenant.as_str(), "web", "dev").unwrap();
     // Any bytes that pass as a JAR will do: the builder hands out busybox.
     let jar = std::fs::read(
-        cameleer_runtime_docker::fixtures::app_jar(
-            cameleer_runtime_docker::fixtures::FixtureApp::Listening,
+        cameleer_build::java::fixtures::app_jar(
+            cameleer_build::java::fixtures::FixtureApp::Listening,
         )
         .unwrap(),
     )

@@ -12,9 +12,9 @@ mod support;
 
 use std::time::Duration;
 
+use cameleer_build::java::fixtures::FixtureApp;
 use cameleer_runtime::{AppConfig, AppRef, Deployment, DeploymentStatus, HealthCheck};
 use cameleer_runtime_docker::DockerRuntimeOrchestrator;
-use cameleer_runtime_docker::fixtures::FixtureApp;
 use cameleer_runtime_docker::labels;
 use support::platform::{PlatformEnv, entered, finished_at, secs};
 use support::proxy::EngineProxy;
