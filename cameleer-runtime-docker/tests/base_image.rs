@@ -10,14 +10,14 @@ use bollard::Docker;
 use bollard::models::HostConfig;
 use cameleer_build::java::agent::{AGENT_LINE_PREFIX, agent_jar};
 use cameleer_build::java::fixtures::{self, APP_STARTED_LINE, FixtureApp};
+use cameleer_docker_testing::{
+    self as testing, CleanupGuard, ContainerExit, ContainerSpec, Logs, TEST_LABEL,
+};
 use cameleer_runtime_docker::base_image::{
     self, BaseImage, BaseImageConfig, BaseImageOrigin, RUNTIME_UID, ensure_base_image,
     ensure_busybox_image,
 };
 use cameleer_runtime_docker::connect::{self, MIN_API_VERSION};
-use cameleer_runtime_docker::testing::{
-    self, CleanupGuard, ContainerExit, ContainerSpec, Logs, TEST_LABEL,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TIMEOUT: Duration = Duration::from_secs(60);

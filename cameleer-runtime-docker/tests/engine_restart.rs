@@ -12,10 +12,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use cameleer_docker_testing::CleanupGuard;
 use cameleer_runtime::{AppConfig, DeploymentStatus, HealthCheck, ImageRef, Resources};
 use cameleer_runtime_docker::base_image::ensure_busybox_image;
 use cameleer_runtime_docker::labels;
-use cameleer_runtime_docker::testing::CleanupGuard;
 use cameleer_runtime_docker::{DockerOrchestratorOptions, DockerRuntimeOrchestrator};
 use support::engine::SecondEngine;
 use support::platform::{PlatformEnv, entered, finished_at, secs};

@@ -7,10 +7,10 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use cameleer_build::java::agent::agent_jar;
+use cameleer_docker_testing::CleanupGuard;
 use cameleer_runtime::{AppRef, DeploymentId, HealthCheck, ImageRef};
 use cameleer_runtime_docker::base_image::{self, BaseImageConfig};
 use cameleer_runtime_docker::labels::{self, ContainerLabels};
-use cameleer_runtime_docker::testing::CleanupGuard;
 
 /// Any failure of a benchmark run.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;

@@ -15,13 +15,13 @@ use bollard::Docker;
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use cameleer_build::java::agent::agent_jar;
 use cameleer_build::java::fixtures::{self, FixtureApp};
+use cameleer_docker_testing::CleanupGuard;
 use cameleer_runtime::{
     AppConfig, AppRef, DeployRequest, DeploymentId, ImageRef, LogLine, LogOptions, Resources,
     RuntimeOrchestrator, Sha256Digest, TenantId,
 };
 use cameleer_runtime_docker::base_image::{self, BaseImageConfig};
 use cameleer_runtime_docker::labels;
-use cameleer_runtime_docker::testing::CleanupGuard;
 use cameleer_runtime_docker::{DockerOrchestratorOptions, DockerRuntimeOrchestrator};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
