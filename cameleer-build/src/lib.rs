@@ -10,7 +10,12 @@
 //! - [`launch`], the JVM launch command every backend runs and the rules
 //!   for the JVM options a customer may add;
 //! - [`DockerfileSpec`], the Dockerfile template, and [`BuildContext`], the
-//!   deterministic build-context tar whose SHA-256 is the build cache key.
+//!   deterministic build-context tar whose SHA-256 is the build cache key;
+//! - with the `java` feature, `java`: the machine's JDK, JARs compiled from
+//!   Java sources into a content-keyed cache, and the demo agent; with
+//!   `fixtures`, also the Java fixture apps the tests deploy. It runs the
+//!   JDK's tools and needs no container engine, so every backend (and the
+//!   benchmarks) can use it.
 //!
 //! # Validating an upload
 //!
@@ -70,5 +75,7 @@ pub use policy::{Limits, ValidationPolicy};
 pub use report::{Finding, FindingKind, Runtime, ValidatedJar};
 pub use validate::validate_jar;
 
+#[cfg(feature = "java")]
+pub mod java;
 #[cfg(feature = "testing")]
 pub mod testing;

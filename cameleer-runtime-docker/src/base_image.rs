@@ -46,10 +46,10 @@ use bollard::query_parameters::{
     TagImageOptionsBuilder,
 };
 use cameleer_build::ImageRef;
+use cameleer_build::java::{self, JdkError};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::jdk::{self, JdkError};
 use busybox::BusyboxPlan;
 
 /// The modules of the locally built JRE: the whole Java SE API plus what
@@ -133,7 +133,7 @@ impl Default for BaseImageConfig {
 /// How to build the local JRE image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JlinkRecipe {
-    /// The JDK to link from; `None` finds it with [`Jdk::locate`](crate::jdk::Jdk::locate).
+    /// The JDK to link from; `None` finds it with [`Jdk::locate`](cameleer_build::java::Jdk::locate).
     pub jdk_home: Option<PathBuf>,
     /// The modules to include (their dependencies come along).
     pub modules: Vec<String>,
@@ -387,7 +387,7 @@ where
         return Ok(present(id));
     }
     let _guard = ENSURE_LOCK.lock().await;
-    let cache = blocking(jdk::cache_dir).await??;
+    let cache = blocking(java::cache_dir).await??;
     let lock_path = cache
         .join("locks")
         .join(format!("{}.lock", name.replace(['/', ':'], "_")));
@@ -406,7 +406,7 @@ where
     let started = std::time::Instant::now();
     let scratch = blocking({
         let cache = cache.clone();
-        move || jdk::scratch_dir(&cache)
+        move || java::scratch_dir(&cache)
     })
     .await??;
     let tar_path = scratch.path().join("rootfs.tar");

@@ -8,16 +8,17 @@
 //! Groundwork they stand on:
 //!
 //! - [`connect`]: a bollard client with the API version negotiated;
-//! - [`jdk`]: the machine's JDK, and JARs compiled from sources, cached;
-//! - [`base_image`]: the JRE base image, configured or `jlink`ed locally.
+//! - [`base_image`]: the JRE base image, configured or `jlink`ed locally
+//!   with the machine's JDK (found by `cameleer_build::java`).
 //!
-//! With the `fixtures` feature, `fixtures` (Java test apps and the demo
-//! agent) and `testing` (cleanup guards for tests against the engine).
+//! Nothing here exists only for tests: the Java fixture apps and the demo
+//! agent are in `cameleer_build::java` (features `fixtures` and `java`), the
+//! helpers for tests against the engine (cleanup guards, labelled test
+//! containers) in the unpublished `cameleer-docker-testing` crate.
 #![deny(missing_docs)]
 
 pub mod base_image;
 pub mod connect;
-pub mod jdk;
 
 mod container;
 mod engine;
@@ -34,8 +35,3 @@ pub use image_builder::{
 };
 pub use logs::{MAX_LINE_BYTES, READ_AHEAD_BYTES};
 pub use orchestrator::{DockerOrchestratorOptions, DockerRuntimeOrchestrator};
-
-#[cfg(feature = "fixtures")]
-pub mod fixtures;
-#[cfg(feature = "fixtures")]
-pub mod testing;

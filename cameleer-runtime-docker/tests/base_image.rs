@@ -8,15 +8,16 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::HostConfig;
+use cameleer_build::java::agent::{AGENT_LINE_PREFIX, agent_jar};
+use cameleer_build::java::fixtures::{self, APP_STARTED_LINE, FixtureApp};
+use cameleer_docker_testing::{
+    self as testing, CleanupGuard, ContainerExit, ContainerSpec, Logs, TEST_LABEL,
+};
 use cameleer_runtime_docker::base_image::{
     self, BaseImage, BaseImageConfig, BaseImageOrigin, RUNTIME_UID, ensure_base_image,
     ensure_busybox_image,
 };
 use cameleer_runtime_docker::connect::{self, MIN_API_VERSION};
-use cameleer_runtime_docker::fixtures::{self, AGENT_LINE_PREFIX, APP_STARTED_LINE, FixtureApp};
-use cameleer_runtime_docker::testing::{
-    self, CleanupGuard, ContainerExit, ContainerSpec, Logs, TEST_LABEL,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -173,7 +174,7 @@ async fn the_jvm_sees_the_container_memory_limit() {
 async fn the_agent_and_the_app_both_run_in_a_hardened_container() {
     let docker = docker().await;
     let guard = CleanupGuard::new(&docker);
-    let agent = std::fs::read(fixtures::agent_jar().unwrap()).unwrap();
+    let agent = std::fs::read(agent_jar().unwrap()).unwrap();
     let mut spec = java_app(&docker, FixtureApp::Logging)
         .await
         .file("/agent.jar", agent)

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
+use cameleer_build::java::fixtures;
+use cameleer_docker_testing::CleanupGuard;
 use cameleer_runtime::testkit::conformance::{self, ConformanceFixture, FixtureApp};
 use cameleer_runtime::{AppConfig, HealthCheck, ImageRef, RuntimeOrchestrator, TenantId};
 use cameleer_runtime_docker::DockerRuntimeOrchestrator;
-use cameleer_runtime_docker::fixtures;
 use cameleer_runtime_docker::labels;
-use cameleer_runtime_docker::testing::CleanupGuard;
 
 struct DockerFixture {
     docker: Docker,

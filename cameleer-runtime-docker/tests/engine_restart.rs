@@ -12,10 +12,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use cameleer_docker_testing::CleanupGuard;
 use cameleer_runtime::{AppConfig, DeploymentStatus, HealthCheck, ImageRef, Resources};
 use cameleer_runtime_docker::base_image::ensure_busybox_image;
 use cameleer_runtime_docker::labels;
-use cameleer_runtime_docker::testing::CleanupGuard;
 use cameleer_runtime_docker::{DockerOrchestratorOptions, DockerRuntimeOrchestrator};
 use support::engine::SecondEngine;
 use support::platform::{PlatformEnv, entered, finished_at, secs};
@@ -63,8 +63,8 @@ async fn a_deploy_fails_naming_the_engine_when_it_dies_and_the_same_orchestrator
     let app = cameleer_runtime::AppRef::parse(tenant.as_str(), "web", "dev").unwrap();
     // Any bytes that pass as a JAR will do: the builder hands out busybox.
     let jar = std::fs::read(
-        cameleer_runtime_docker::fixtures::app_jar(
-            cameleer_runtime_docker::fixtures::FixtureApp::Listening,
+        cameleer_build::java::fixtures::app_jar(
+            cameleer_build::java::fixtures::FixtureApp::Listening,
         )
         .unwrap(),
     )

@@ -12,11 +12,11 @@ mod support;
 
 use std::time::Duration;
 
+use cameleer_build::java::fixtures::FixtureApp;
 use cameleer_runtime::{
     AppConfig, AppRef, Deployment, DeploymentStatus, HealthCheck, StatusReason,
 };
 use cameleer_runtime_docker::DockerRuntimeOrchestrator;
-use cameleer_runtime_docker::fixtures::FixtureApp;
 use cameleer_runtime_docker::labels;
 use support::platform::{PlatformEnv, entered, finished_at, secs};
 use support::proxy::EngineProxy;

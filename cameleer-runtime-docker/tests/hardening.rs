@@ -7,10 +7,11 @@ mod support;
 
 use std::time::Duration;
 
+use cameleer_build::java::fixtures::FixtureApp;
+use cameleer_build::java::{self, Jdk};
 use cameleer_runtime::launch::insert_jvm_options;
 use cameleer_runtime::{DeploymentStatus, HealthCheck, RuntimeOrchestrator};
-use cameleer_runtime_docker::fixtures::FixtureApp;
-use cameleer_runtime_docker::{jdk, labels};
+use cameleer_runtime_docker::labels;
 use support::{TestEnv, config};
 
 /// A JVM option value with everything a shell or the launcher's splitting
@@ -161,7 +162,7 @@ async fn containers_are_hardened_and_limited_and_the_jvm_sees_the_limits() {
 /// defaults, and nothing is echoed to stderr.
 #[test]
 fn jvm_options_survive_the_jdk_launcher() {
-    let jar = jdk::compile_jar(
+    let jar = java::compile_jar(
         "print-properties",
         &[(
             "demo/PrintProperties.java",
@@ -189,7 +190,7 @@ fn jvm_options_survive_the_jdk_launcher() {
         .map(|(i, v)| format!("-Dp{i}={v}"))
         .chain(["-Dp0=overridden".to_string()])
         .collect();
-    let java = jdk::Jdk::locate().expect("a JDK").tool("java");
+    let java = Jdk::locate().expect("a JDK").tool("java");
     let image = [
         java.to_string_lossy().into_owned(),
         "-Dp0=image-default".into(),

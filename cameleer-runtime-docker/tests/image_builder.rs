@@ -12,13 +12,12 @@ use std::time::Duration;
 use bollard::Docker;
 use bytes::Bytes;
 use cameleer_build::Sha256Digest;
+use cameleer_build::java::agent::{AGENT_LINE_PREFIX, agent_jar};
+use cameleer_build::java::fixtures::{APP_STARTED_LINE, FixtureApp, app_jar};
+use cameleer_docker_testing::{self as testing, CleanupGuard, ContainerSpec, run_id};
 use cameleer_runtime::{AppRef, BuildSpec, ByteStream, DeploymentId, ImageBuilder, ProgressSink};
 use cameleer_runtime_docker::base_image::{BaseImageConfig, ensure_base_image};
-use cameleer_runtime_docker::fixtures::{
-    AGENT_LINE_PREFIX, APP_STARTED_LINE, FixtureApp, agent_jar, app_jar,
-};
 use cameleer_runtime_docker::labels;
-use cameleer_runtime_docker::testing::{self, CleanupGuard, ContainerSpec, run_id};
 use cameleer_runtime_docker::{
     BuildRoute, DockerImageBuilder, DockerImageBuilderOptions, connect::connect,
 };

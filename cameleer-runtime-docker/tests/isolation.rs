@@ -9,10 +9,10 @@ mod support;
 use std::time::Duration;
 
 use bollard::Docker;
+use cameleer_build::java::fixtures::FixtureApp;
+use cameleer_docker_testing::{self as testing, ContainerSpec};
 use cameleer_runtime::{AppRef, DeploymentStatus, HealthCheck, RuntimeOrchestrator, TenantId};
 use cameleer_runtime_docker::base_image::ensure_busybox_image;
-use cameleer_runtime_docker::fixtures::FixtureApp;
-use cameleer_runtime_docker::testing::{self, ContainerSpec};
 use support::{TestEnv, config, fixture_image};
 
 /// The network id and address of `app`'s version-1 container, from inspect.

@@ -8,11 +8,12 @@ mod support;
 
 use std::time::{Duration, Instant, SystemTime};
 
+use cameleer_build::java::agent::AGENT_LINE_PREFIX;
+use cameleer_build::java::fixtures::{APP_STARTED_LINE, FixtureApp};
 use cameleer_runtime::{
     DeploymentStatus, Desired, HealthCheck, LogOptions, LogSource, RuntimeOrchestrator,
     StatusReason,
 };
-use cameleer_runtime_docker::fixtures::{AGENT_LINE_PREFIX, APP_STARTED_LINE, FixtureApp};
 use futures::StreamExt;
 use support::{TestEnv, config, fixture_image, leftovers};
 
@@ -460,9 +461,10 @@ async fn a_first_version_that_never_becomes_healthy_is_stopped_and_failed() {
 /// that env's config.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_from_the_builder_runs_and_is_promoted_by_digest() {
+    use cameleer_build::java::{agent::agent_jar, fixtures};
     use cameleer_runtime::{BuildSpec, ImageBuilder, ProgressSink, Sha256Digest};
     use cameleer_runtime_docker::base_image::{BaseImageConfig, ensure_base_image};
-    use cameleer_runtime_docker::{DockerImageBuilder, DockerImageBuilderOptions, fixtures};
+    use cameleer_runtime_docker::{DockerImageBuilder, DockerImageBuilderOptions};
 
     let env = TestEnv::new().await;
     let base = ensure_base_image(&env.docker, &BaseImageConfig::default())
@@ -470,7 +472,7 @@ async fn an_image_from_the_builder_runs_and_is_promoted_by_digest() {
         .unwrap();
     let builder = DockerImageBuilder::new(
         env.docker.clone(),
-        DockerImageBuilderOptions::new(base.reference, fixtures::agent_jar().unwrap()),
+        DockerImageBuilderOptions::new(base.reference, agent_jar().unwrap()),
     );
     let jar = std::fs::read(fixtures::app_jar(FixtureApp::Logging).unwrap()).unwrap();
     let dev = env.app("orders", "dev");

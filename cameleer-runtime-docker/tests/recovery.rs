@@ -11,10 +11,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use cameleer_build::java::fixtures::FixtureApp;
 use cameleer_runtime::{
     DeploymentStatus, DeploymentStore, HealthCheck, LogOptions, RuntimeOrchestrator, StatusReason,
 };
-use cameleer_runtime_docker::fixtures::FixtureApp;
 use cameleer_runtime_docker::{DockerOrchestratorOptions, DockerRuntimeOrchestrator, labels};
 use futures::StreamExt;
 use support::platform::{PlatformEnv, Stores, entered, finished_at, secs};

@@ -20,11 +20,11 @@ mod support;
 
 use std::time::Duration;
 
+use cameleer_build::java::fixtures::FixtureApp;
+use cameleer_docker_testing::{self as testing, ContainerSpec};
 use cameleer_runtime::{AppConfig, DeploymentStatus, HealthCheck, StatusReason};
 use cameleer_runtime_docker::base_image::ensure_busybox_image;
-use cameleer_runtime_docker::fixtures::FixtureApp;
 use cameleer_runtime_docker::labels;
-use cameleer_runtime_docker::testing::{self, ContainerSpec};
 use support::platform::PlatformEnv;
 use support::{TestEnv, config, fixture_image, leftovers};
 

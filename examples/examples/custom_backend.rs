@@ -15,12 +15,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cameleer_build::java::agent::agent_jar;
+use cameleer_build::java::fixtures::{self, FixtureApp};
 use cameleer_examples::local_process::{
     LocalJarBuilder, LocalProcessOptions, LocalProcessOrchestrator,
 };
 use cameleer_runtime::memory::{MemoryArtifactStore, MemoryDeploymentStore};
 use cameleer_runtime::{AppConfig, AppRef, EnvId, LogOptions, Platform, PlatformOptions};
-use cameleer_runtime_docker::fixtures::{self, FixtureApp};
 use futures::StreamExt;
 
 #[tokio::main]
@@ -30,7 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => fixtures::app_jar(FixtureApp::Logging)?,
     };
     let root = tempfile::tempdir()?;
-    let options = LocalProcessOptions::new(root.path(), fixtures::agent_jar()?)?;
+    let options = LocalProcessOptions::new(root.path(), agent_jar()?)?;
     let platform = Platform::new(
         Arc::new(LocalProcessOrchestrator::new(options)),
         Arc::new(LocalJarBuilder::new(root.path())),

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cameleer_build::java::agent::agent_jar;
+use cameleer_build::java::fixtures::{self, FixtureApp as JavaApp};
 use cameleer_examples::local_process::{
     LocalJarBuilder, LocalProcessOptions, LocalProcessOrchestrator,
 };
@@ -19,7 +21,6 @@ use cameleer_runtime::{
     HealthCheck, ImageBuilder, ImageRef, LogLine, LogOptions, ProgressSink, Result,
     RuntimeEventKind, RuntimeOrchestrator, Sha256Digest, StatusReason, TenantId,
 };
-use cameleer_runtime_docker::fixtures::{self, FixtureApp as JavaApp};
 use futures::StreamExt;
 use tokio::sync::Mutex;
 
@@ -38,7 +39,7 @@ impl Local {
 
     async fn with(tune: impl FnOnce(&mut LocalProcessOptions)) -> Self {
         let root = tempfile::tempdir().unwrap();
-        let agent = tokio::task::spawn_blocking(fixtures::agent_jar)
+        let agent = tokio::task::spawn_blocking(agent_jar)
             .await
             .unwrap()
             .expect("the demo agent compiles (this test needs a JDK 17+)");

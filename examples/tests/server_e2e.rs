@@ -12,10 +12,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cameleer_build::java::agent::AGENT_LINE_PREFIX;
+use cameleer_build::java::fixtures::{APP_STARTED_LINE, FixtureApp, app_jar};
+use cameleer_docker_testing::{CleanupGuard, containers_labelled};
 use cameleer_runtime_docker::connect::connect;
-use cameleer_runtime_docker::fixtures::{AGENT_LINE_PREFIX, APP_STARTED_LINE, FixtureApp, app_jar};
 use cameleer_runtime_docker::labels;
-use cameleer_runtime_docker::testing::{CleanupGuard, containers_labelled};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
+use cameleer_build::java::agent::agent_jar;
+use cameleer_docker_testing::CleanupGuard;
 use cameleer_runtime::{AppRef, DeploymentId, HealthCheck, ImageRef};
 use cameleer_runtime_docker::base_image::{self, BaseImageConfig};
-use cameleer_runtime_docker::fixtures;
 use cameleer_runtime_docker::labels::{self, ContainerLabels};
-use cameleer_runtime_docker::testing::CleanupGuard;
 
 /// Any failure of a benchmark run.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
@@ -35,7 +35,7 @@ impl Ctx {
         let docker = cameleer_runtime_docker::connect::connect().await?;
         let jre = base_image::ensure_base_image(&docker, &BaseImageConfig::default()).await?;
         let busybox = base_image::ensure_busybox_image(&docker).await?;
-        let agent = fixtures::agent_jar()?;
+        let agent = agent_jar()?;
         let tenant = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let guard = CleanupGuard::new(&docker);
         guard.label(labels::TENANT, &tenant);

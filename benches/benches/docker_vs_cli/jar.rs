@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
+use cameleer_build::java::Jdk;
 use cameleer_build::testing::jars::{Rng, manifest};
 use cameleer_build::testing::{Entry, ZipBuilder};
-use cameleer_runtime_docker::jdk::Jdk;
 
 use crate::common::BenchError;
 

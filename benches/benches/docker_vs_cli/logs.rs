@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::models::{HostConfig, HostConfigLogConfig};
+use cameleer_docker_testing as testing;
 use cameleer_runtime::{AppRef, LogOptions, RuntimeOrchestrator};
-use cameleer_runtime_docker::testing;
 use cameleer_runtime_docker::{DockerOrchestratorOptions, DockerRuntimeOrchestrator};
 use futures::StreamExt;
 

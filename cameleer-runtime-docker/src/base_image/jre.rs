@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use cameleer_build::ImageRef;
+use cameleer_build::java::{self, Jdk, JdkError};
 use sha2::{Digest, Sha256};
 
 use super::rootfs::{self, RootFs};
@@ -14,7 +15,6 @@ use super::{
     BaseImageError, JAVA_HOME_IN_IMAGE, JlinkRecipe, RUNTIME_GID, RUNTIME_UID, hash_field,
     image_ref,
 };
-use crate::jdk::{self, Jdk, JdkError};
 
 /// Bumped whenever the image recipe changes, so an image built by an older
 /// recipe is never reused.
@@ -187,7 +187,7 @@ impl JrePlan {
             .args(JLINK_FLAGS)
             .arg("--output")
             .arg(&jre);
-        jdk::run_tool("jlink", &self.reference.to_string(), &mut jlink)?;
+        java::run_tool("jlink", &self.reference.to_string(), &mut jlink)?;
         for lib in GUI_LIBRARIES {
             let path = jre.join("lib").join(lib);
             if path.exists() {

@@ -13,14 +13,15 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::BuildImageOptionsBuilder;
+use cameleer_build::java::agent::agent_jar;
+use cameleer_build::java::fixtures::{self, FixtureApp};
+use cameleer_docker_testing::CleanupGuard;
 use cameleer_runtime::{
     AppConfig, AppRef, DeployRequest, DeploymentId, ImageRef, LogLine, LogOptions, Resources,
     RuntimeOrchestrator, Sha256Digest, TenantId,
 };
 use cameleer_runtime_docker::base_image::{self, BaseImageConfig};
-use cameleer_runtime_docker::fixtures::{self, FixtureApp};
 use cameleer_runtime_docker::labels;
-use cameleer_runtime_docker::testing::CleanupGuard;
 use cameleer_runtime_docker::{DockerOrchestratorOptions, DockerRuntimeOrchestrator};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -186,7 +187,7 @@ pub async fn fixture_image(docker: &Docker, app: FixtureApp) -> ImageRef {
     let base = base_image::ensure_base_image(docker, &BaseImageConfig::default())
         .await
         .expect("the base image");
-    let agent = std::fs::read(fixtures::agent_jar().expect("agent jar")).unwrap();
+    let agent = std::fs::read(agent_jar().expect("agent jar")).unwrap();
     let jar = std::fs::read(fixtures::app_jar(app).expect("app jar")).unwrap();
     let dockerfile = format!(
         "FROM {}\nCOPY agent.jar {AGENT_PATH}\nCOPY app.jar /app/app.jar\nWORKDIR /app\n\

@@ -160,10 +160,10 @@ impl PlatformEnv {
     pub async fn upload(
         &self,
         app: &AppRef,
-        fixture: cameleer_runtime_docker::fixtures::FixtureApp,
+        fixture: cameleer_build::java::fixtures::FixtureApp,
         image: ImageRef,
     ) -> Sha256Digest {
-        let jar = std::fs::read(cameleer_runtime_docker::fixtures::app_jar(fixture).unwrap())
+        let jar = std::fs::read(cameleer_build::java::fixtures::app_jar(fixture).unwrap())
             .expect("fixture jar");
         self.upload_bytes(app, jar, image).await
     }

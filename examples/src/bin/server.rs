@@ -13,6 +13,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use cameleer_build::java::agent::agent_jar;
 use cameleer_examples::api;
 use cameleer_examples::server::{ServerArgs, USAGE};
 use cameleer_examples::storage::{FsArtifactStore, SqliteDeploymentStore};
@@ -20,7 +21,7 @@ use cameleer_runtime::{Platform, PlatformOptions};
 use cameleer_runtime_docker::base_image::{BaseImageConfig, ensure_base_image};
 use cameleer_runtime_docker::{
     DockerImageBuilder, DockerImageBuilderOptions, DockerOrchestratorOptions,
-    DockerRuntimeOrchestrator, connect, fixtures,
+    DockerRuntimeOrchestrator, connect,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -73,7 +74,7 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
     let base = ensure_base_image(&docker, &base_config).await?;
     let agent_jar = match args.agent_jar {
         Some(path) => path,
-        None => fixtures::agent_jar()?,
+        None => agent_jar()?,
     };
     let mut builder_options = DockerImageBuilderOptions::new(base.reference.clone(), agent_jar);
     builder_options.agent_args = args.agent_args;

@@ -81,9 +81,10 @@ fn private_temp_cache() -> Result<PathBuf, JdkError> {
     Ok(dir)
 }
 
-/// A fresh scratch directory inside the cache (so results can be renamed
-/// into the cache atomically), removed when dropped.
-pub(crate) fn scratch_dir(cache: &Path) -> Result<tempfile::TempDir, JdkError> {
+/// A fresh scratch directory under `cache` (the [`cache_dir`]), so results
+/// built in it can be renamed into the cache atomically; it is removed when
+/// dropped.
+pub fn scratch_dir(cache: &Path) -> Result<tempfile::TempDir, JdkError> {
     let tmp = cache.join("tmp");
     std::fs::create_dir_all(&tmp).map_err(JdkError::io(format!("creating {}", tmp.display())))?;
     tempfile::Builder::new()

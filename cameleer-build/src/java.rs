@@ -1,5 +1,9 @@
 //! The machine's JDK: finding it, and compiling Java sources into cached JARs.
 //!
+//! Available with the `java` cargo feature. It runs the JDK's tools
+//! (`javac`, `jar`, and `jlink` for the Docker backend's base image) with
+//! `std::process`; it needs no container engine.
+//!
 //! Test fixtures, the demo agent and the locally built base image all come
 //! from the JDK installed on the machine, because nothing can be pulled from a
 //! registry. Compiling is slow next to a test, so every JAR is cached under
@@ -9,18 +13,23 @@
 //! written to a temporary file and renamed into place, so a concurrent reader
 //! never sees half a JAR.
 //!
+//! - [`agent`]: the demo agent, which the example server ships when no agent
+//!   JAR is configured;
+//! - `fixtures` (cargo feature `fixtures`): the Java apps the tests and
+//!   benchmarks deploy.
+//!
 //! # Examples
 //!
 //! ```no_run
-//! use cameleer_runtime_docker::jdk;
+//! use cameleer_build::java;
 //!
-//! let jar = jdk::compile_jar(
+//! let jar = java::compile_jar(
 //!     "hello",
 //!     &[("demo/Hello.java", "package demo; public class Hello { public static void main(String[] a) { System.out.println(\"hi\"); } }")],
 //!     &[("Main-Class", "demo.Hello")],
 //! )?;
 //! assert!(jar.exists());
-//! # Ok::<(), cameleer_runtime_docker::jdk::JdkError>(())
+//! # Ok::<(), cameleer_build::java::JdkError>(())
 //! ```
 
 use std::collections::BTreeSet;
@@ -31,11 +40,13 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+pub mod agent;
 mod cache;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 mod inputs;
 
-pub use cache::cache_dir;
-pub(crate) use cache::scratch_dir;
+pub use cache::{cache_dir, scratch_dir};
 use inputs::{manifest_text, validate_name, validate_sources};
 
 /// The Java release fixtures and agents are compiled for (`javac --release`).
@@ -395,8 +406,11 @@ fn collect_java_files(
     Ok(())
 }
 
-/// Runs a JDK tool, turning a failure into [`JdkError::ToolFailed`] with its output.
-pub(crate) fn run_tool(
+/// Runs a JDK tool (a `Command` built on [`Jdk::tool`]) to completion and
+/// returns its stdout; a tool that cannot start is [`JdkError::Io`], one that
+/// fails is [`JdkError::ToolFailed`] with its stderr and stdout, cut to
+/// 8 KiB. `subject` names what it works on, for the error.
+pub fn run_tool(
     tool: &'static str,
     subject: &str,
     command: &mut Command,
@@ -441,7 +455,7 @@ fn find_on_path(tool: &str) -> Option<PathBuf> {
 }
 
 /// A value of the JDK `release` file (`KEY="value"` lines).
-pub(crate) fn release_value<'a>(release: &'a str, key: &str) -> Option<&'a str> {
+fn release_value<'a>(release: &'a str, key: &str) -> Option<&'a str> {
     release.lines().find_map(|line| {
         let (k, v) = line.split_once('=')?;
         (k.trim() == key).then(|| v.trim().trim_matches('"'))

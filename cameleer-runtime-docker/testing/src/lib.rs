@@ -5,12 +5,15 @@
 //! [`TEST_LABEL`]`=<`[`run_id`]`>`, so anything a killed test process left
 //! behind can be found with `docker ps -a --filter label=io.cameleer.test`.
 //!
-//! Available with the `fixtures` cargo feature.
+//! A crate of its own, not published, so that the Docker backend exports
+//! nothing that exists only for tests: the backend's tests, the examples'
+//! end-to-end test and the benchmarks take it as a dev-dependency. The Java
+//! apps and the demo agent those tests run are in `cameleer_build::java`.
 //!
 //! # Examples
 //!
 //! ```no_run
-//! use cameleer_runtime_docker::testing::{self, CleanupGuard, ContainerSpec};
+//! use cameleer_docker_testing::{self as testing, CleanupGuard, ContainerSpec};
 //!
 //! # async fn demo(docker: bollard::Docker, image: &str) -> Result<(), testing::TestError> {
 //! let guard = CleanupGuard::new(&docker);
@@ -20,6 +23,7 @@
 //! # Ok(()) }
 //! // `guard` removes the container when dropped, also on panic.
 //! ```
+#![deny(missing_docs)]
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};

@@ -1,42 +1,35 @@
-//! Java test fixtures and the demo agent, compiled on demand and cached.
+//! The Java fixture apps the tests and benchmarks deploy, compiled on demand
+//! and cached.
 //!
 //! The sources live in `fixtures/java/` at the workspace root and are
 //! embedded here with `include_str!`, so a JAR can be produced from any
-//! working directory (the example server ships the demo agent from its
-//! binary). [`jdk::compile_jar`] caches by content:
+//! working directory. [`compile_jar`](super::compile_jar) caches by content:
 //! the first call compiles (about a second per JAR), later ones return the
 //! cached path. What each app does, and the environment variables that steer
-//! it, is described on [`FixtureApp`] and in `fixtures/java/README.md`.
+//! it, is described on [`FixtureApp`] and in `fixtures/java/README.md`. The
+//! demo agent they are run with is in [`agent`](super::agent).
 //!
-//! Available with the `fixtures` cargo feature.
+//! Available with the `fixtures` cargo feature (test-only; it turns on
+//! `java`).
 //!
 //! # Examples
 //!
 //! ```no_run
-//! use cameleer_runtime_docker::fixtures::{self, FixtureApp};
+//! use cameleer_build::java::agent::agent_jar;
+//! use cameleer_build::java::fixtures::{self, FixtureApp};
 //!
-//! let agent = fixtures::agent_jar()?;
+//! let agent = agent_jar()?;
 //! let app = fixtures::app_jar(FixtureApp::Logging)?;
 //! // java -javaagent:<agent> -jar <app>  prints AGENT_LINE_PREFIX and APP_STARTED_LINE.
-//! # Ok::<(), cameleer_runtime_docker::jdk::JdkError>(())
+//! # Ok::<(), cameleer_build::java::JdkError>(())
 //! ```
 
 use std::path::PathBuf;
 
-use crate::jdk::{self, JdkError};
-
-/// The start of the line the demo agent prints when the JVM loads it; the
-/// agent's arguments follow (`[cameleer-agent] attached args=<args>`).
-pub const AGENT_LINE_PREFIX: &str = "[cameleer-agent] attached args=";
+use super::JdkError;
 
 /// The line every fixture app prints first.
 pub const APP_STARTED_LINE: &str = "[app] started";
-
-/// The demo agent's `Premain-Class`.
-pub const AGENT_CLASS: &str = "io.cameleer.agent.CameleerAgent";
-
-const AGENT_SOURCE: &str =
-    include_str!("../../fixtures/java/agent/src/io/cameleer/agent/CameleerAgent.java");
 
 /// The fixture applications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,7 +90,7 @@ impl FixtureApp {
             ($dir:literal, $path:literal) => {
                 (
                     $path,
-                    include_str!(concat!("../../fixtures/java/", $dir, "/src/", $path)),
+                    include_str!(concat!("../../../fixtures/java/", $dir, "/src/", $path)),
                 )
             };
         }
@@ -125,20 +118,10 @@ impl FixtureApp {
     }
 }
 
-/// The demo agent JAR (`Premain-Class` and `Agent-Class`
-/// [`AGENT_CLASS`]), which prints [`AGENT_LINE_PREFIX`] and its arguments.
-pub fn agent_jar() -> Result<PathBuf, JdkError> {
-    jdk::compile_jar(
-        "cameleer-demo-agent",
-        &[("io/cameleer/agent/CameleerAgent.java", AGENT_SOURCE)],
-        &[("Premain-Class", AGENT_CLASS), ("Agent-Class", AGENT_CLASS)],
-    )
-}
-
 /// The runnable JAR of a fixture app (`java -jar` works on it).
 pub fn app_jar(app: FixtureApp) -> Result<PathBuf, JdkError> {
     let source = app.source();
-    jdk::compile_jar(app.name(), &[source], &[("Main-Class", app.main_class())])
+    super::compile_jar(app.name(), &[source], &[("Main-Class", app.main_class())])
 }
 
 #[cfg(test)]
@@ -146,9 +129,11 @@ mod tests {
     use std::process::Command;
 
     use super::*;
+    use crate::java::Jdk;
+    use crate::java::agent::{AGENT_LINE_PREFIX, agent_jar};
 
     fn java(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-        let jdk = jdk::Jdk::locate().unwrap();
+        let jdk = Jdk::locate().unwrap();
         let mut cmd = Command::new(jdk.tool("java"));
         cmd.args(args).envs(env.iter().copied());
         cmd.output().unwrap()
