@@ -8,7 +8,9 @@
 //! - [`validate_jar`], streaming JAR validation and the security scan, with
 //!   its [`ValidationPolicy`] and stable [`ValidationError`] codes;
 //! - [`DockerfileSpec`], the Dockerfile template, and [`BuildContext`], the
-//!   deterministic build-context tar whose SHA-256 is the build cache key.
+//!   deterministic build-context tar whose SHA-256 is the build cache key;
+//! - [`oci`], daemonless reproducible OCI images: deterministic gzipped tar
+//!   layers, the image config and manifest, an OCI image layout.
 //!
 //! # Validating an upload
 //!
@@ -46,6 +48,7 @@ mod error;
 mod hashing;
 mod image_ref;
 mod manifest;
+pub mod oci;
 mod policy;
 mod report;
 mod scan;
@@ -58,6 +61,7 @@ pub use context::{BuildContext, ContextFile};
 pub use digest::{DigestParseError, Sha256Digest};
 pub use dockerfile::{
     CONTEXT_AGENT_FILE, CONTEXT_APP_FILE, CONTEXT_DOCKERFILE, DockerfileError, DockerfileSpec,
+    IMAGE_AGENT_PATH, IMAGE_APP_PATH, IMAGE_GID, IMAGE_UID, IMAGE_WORKDIR,
 };
 pub use error::ValidationError;
 pub use hashing::HashingWriter;
