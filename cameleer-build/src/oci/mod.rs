@@ -14,10 +14,9 @@
 //!
 //! For Cameleer the layers are [`jre_layer`] (a `jlink` runtime under
 //! [`IMAGE_JAVA_HOME`]), [`agent_layer`] and [`app_layer`], at the paths the
-//! Dockerfile route uses ([`IMAGE_AGENT_PATH`](crate::IMAGE_AGENT_PATH),
-//! [`IMAGE_APP_PATH`](crate::IMAGE_APP_PATH)), so both routes give the same
-//! file system. Changing only the application JAR changes only the app
-//! layer, the config (its `diff_ids`) and the manifest.
+//! Dockerfile route uses ([`IMAGE_AGENT_PATH`], [`IMAGE_APP_PATH`]), so both
+//! routes give the same file system. Changing only the application JAR
+//! changes only the app layer, the config (its `diff_ids`) and the manifest.
 //!
 //! [`write_oci_layout`] writes the result as an OCI image layout directory.
 //! Pushing to a registry is not this crate's business (no network here).
@@ -103,7 +102,7 @@ pub fn jre_layer(
 }
 
 /// The agent layer: the JAR at `agent_jar` as
-/// [`IMAGE_AGENT_PATH`](crate::IMAGE_AGENT_PATH), mode 0644.
+/// [`IMAGE_AGENT_PATH`], mode 0644.
 pub fn agent_layer(
     agent_jar: impl AsRef<Path>,
     options: LayerOptions,
@@ -114,8 +113,7 @@ pub fn agent_layer(
 }
 
 /// The application layer: the JAR at `app_jar` as
-/// [`IMAGE_APP_PATH`](crate::IMAGE_APP_PATH), mode 0644, streamed when the
-/// layer is written.
+/// [`IMAGE_APP_PATH`], mode 0644, streamed when the layer is written.
 pub fn app_layer(
     app_jar: impl AsRef<Path>,
     options: LayerOptions,
