@@ -562,6 +562,17 @@ fn oci_layout_has_every_blob_and_an_index() {
         let bytes = fs::read(oci::layout_blob_path(&layout, d)).unwrap();
         assert_eq!(Sha256Digest::of(&bytes), *d);
     }
+    let docker: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("manifest.json")).unwrap()).unwrap();
+    let blob = |d: &Sha256Digest| format!("blobs/sha256/{d}");
+    assert_eq!(
+        docker,
+        serde_json::json!([{
+            "Config": blob(&image.config.digest),
+            "Layers": image.layers.iter().map(|l| blob(&l.layer.digest)).collect::<Vec<_>>(),
+            "RepoTags": ["orders:1"],
+        }])
+    );
     let blobs = fs::read_dir(layout.join("blobs/sha256")).unwrap().count();
     assert_eq!(blobs, digests.len(), "no leftovers");
     // Again, into a fresh directory: the same bytes.
@@ -781,4 +792,27 @@ fn codes_are_unique() {
     codes.sort_unstable();
     codes.dedup();
     assert_eq!(codes.len(), OciError::CODES.len());
+}
+
+#[test]
+fn a_tree_at_the_root_has_no_root_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("lib/x86_64-linux-gnu")).unwrap();
+    fs::write(dir.path().join("lib/x86_64-linux-gnu/libc.so.6"), b"elf").unwrap();
+    symlink("lib", dir.path().join("lib64")).unwrap();
+    let mut b = LayerBuilder::new();
+    b.add_tree("/", dir.path()).unwrap();
+    let names: Vec<String> = entries(&blob_bytes(&b.build_in_memory().unwrap()))
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "lib/",
+            "lib/x86_64-linux-gnu/",
+            "lib/x86_64-linux-gnu/libc.so.6",
+            "lib64"
+        ]
+    );
 }

@@ -29,6 +29,13 @@ pub fn layout_blob_path(dir: impl AsRef<Path>, digest: &Sha256Digest) -> PathBuf
 /// `index.json` that lists the image's manifest alone, named `ref_name`
 /// (`org.opencontainers.image.ref.name`, e.g. a tag) when given.
 ///
+/// It also writes a `manifest.json` in the `docker save` format (config
+/// and layer blob paths, and `ref_name` as the repo tag when it is a
+/// `name:tag` [`ImageRef`](crate::ImageRef)), as BuildKit's docker exporter
+/// does: a tar of the directory then loads with `docker load` on Docker
+/// versions before 25 too, which ignore `index.json`. Docker checks the
+/// `diff_ids` as it loads and names the image by the config digest.
+///
 /// Blobs are written to a temporary name and renamed, and every layer blob
 /// copied from its [`BlobSource`] is hashed on the way: one whose bytes no
 /// longer match its digest or size fails with `source_changed`, and nothing
@@ -77,7 +84,28 @@ pub fn write_oci_layout(
         .build()
         .map_err(OciError::spec)?;
     write_atomic(&dir.join("oci-layout"), &canonical_json(&layout)?)?;
+    write_atomic(
+        &dir.join("manifest.json"),
+        &docker_manifest(image, ref_name)?,
+    )?;
     write_atomic(&dir.join("index.json"), &canonical_json(&index)?)
+}
+
+/// `docker save`'s `manifest.json`: `[{"Config", "Layers", "RepoTags"}]`.
+fn docker_manifest(image: &OciImage, ref_name: Option<&str>) -> Result<Vec<u8>, OciError> {
+    let blob = |d: &Sha256Digest| format!("blobs/sha256/{d}");
+    let tags: Vec<String> = ref_name
+        .and_then(|r| r.parse::<crate::ImageRef>().ok())
+        .filter(|r| r.tag().is_some() && r.digest().is_none())
+        .map(|r| r.to_string())
+        .into_iter()
+        .collect();
+    let entry = serde_json::json!([{
+        "Config": blob(&image.config.digest),
+        "Layers": image.layers.iter().map(|l| blob(&l.layer.digest)).collect::<Vec<_>>(),
+        "RepoTags": tags,
+    }]);
+    canonical_json(&entry)
 }
 
 fn write_blob(

@@ -18,7 +18,8 @@
 //! routes give the same file system. Changing only the application JAR
 //! changes only the app layer, the config (its `diff_ids`) and the manifest.
 //!
-//! [`write_oci_layout`] writes the result as an OCI image layout directory.
+//! [`write_oci_layout`] writes the result as an OCI image layout directory
+//! (with a `docker save` `manifest.json`, so a tar of it loads in Docker).
 //! Pushing to a registry is not this crate's business (no network here).
 //!
 //! The types of the OCI image spec come from [`oci_spec::image`], re-exported

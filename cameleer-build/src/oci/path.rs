@@ -40,6 +40,17 @@ impl LayerPath {
         Ok(Self(parts))
     }
 
+    /// The image root: no components. Never an entry itself, only a place
+    /// to [`join`](Self::join) names to.
+    pub(crate) fn root() -> Self {
+        Self(Vec::new())
+    }
+
+    /// Whether this is [`root`](Self::root).
+    pub(crate) fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// This path with one more component.
     pub(crate) fn join(&self, name: &str) -> Result<Self, OciError> {
         let mut parts = self.0.clone();

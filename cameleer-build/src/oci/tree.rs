@@ -10,7 +10,8 @@ use super::path::LayerPath;
 impl<'a> LayerBuilder<'a> {
     /// Adds the contents of the directory `dir` under the image path
     /// `prefix` (e.g. a `jlink` output under `/opt/java`), `prefix` and its
-    /// parents included as directories.
+    /// parents included as directories. A `prefix` of `/` puts the contents
+    /// at the image root (a base file system exported as a directory).
     ///
     /// What is taken from disk is only the tree's shape, the file contents,
     /// symlink targets and whether a file is executable (any `x` bit on
@@ -28,7 +29,11 @@ impl<'a> LayerBuilder<'a> {
     /// refuses (`.wh.` whiteouts, control characters).
     pub fn add_tree(&mut self, prefix: &str, dir: impl AsRef<Path>) -> Result<&mut Self, OciError> {
         let dir = dir.as_ref();
-        let root = LayerPath::parse(prefix)?;
+        let root = if prefix == "/" {
+            LayerPath::root()
+        } else {
+            LayerPath::parse(prefix)?
+        };
         let meta = fs::metadata(dir).map_err(|e| stat_error(dir, e))?;
         if !meta.is_dir() {
             return Err(OciError::UnsupportedFileType {
@@ -38,7 +43,9 @@ impl<'a> LayerBuilder<'a> {
         }
         // Walk into a scratch builder first, so a failure adds nothing.
         let mut scratch = LayerBuilder::with_options(*self.options());
-        scratch.insert_dir(root.clone())?;
+        if !root.is_root() {
+            scratch.insert_dir(root.clone())?;
+        }
         walk(&mut scratch, &root, dir)?;
         self.merge(scratch)?;
         Ok(self)
