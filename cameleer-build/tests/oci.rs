@@ -1,197 +1,24 @@
 //! OCI assembly: the same inputs give the same digests, in one process or
 //! two, whatever the files' metadata on disk; a new JAR changes only the app
-//! layer; layers parse back normalised; config and manifest say what they
-//! should; bad input gives typed errors.
+//! layer; layers parse back normalised; config, manifest and layout say what
+//! they should. Bad input: `oci_errors.rs`.
 #![cfg(unix)]
 
-use std::collections::BTreeMap;
-use std::fs::{self, File};
+mod oci_common;
+
+use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::{PermissionsExt as _, symlink};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::symlink;
 use std::process::Command;
-use std::time::{Duration, SystemTime};
 
 use cameleer_build::oci::spec::{ImageConfiguration, ImageIndex, ImageManifest};
-use cameleer_build::oci::{
-    self, BlobSource, FileMode, ImageConfig, LayerBlob, LayerBuilder, LayerOptions, OciError,
-    OciImage, Platform,
-};
+use cameleer_build::oci::{self, FileMode, LayerBuilder, LayerOptions};
 use cameleer_build::{DockerfileSpec, Sha256Digest};
 use flate2::read::GzDecoder;
+use oci_common::*;
 
 /// Set in a child process: the variant of the fixture to build.
 const CHILD_ENV: &str = "CAMELEER_OCI_TEST_CHILD";
-
-// ---------------------------------------------------------------- fixtures
-
-/// A fake `jlink` output: (path, content, executable) and symlinks.
-const JRE_FILES: &[(&str, &[u8], bool)] = &[
-    ("bin/java", b"#!/bin/sh\necho java\n", true),
-    ("bin/keytool", b"#!/bin/sh\necho keytool\n", true),
-    (
-        "conf/security/java.security",
-        b"securerandom.source=file:/dev/random\n",
-        false,
-    ),
-    ("legal/java.base/LICENSE", b"GPLv2 + CPE\n", false),
-    ("lib/server/libjvm.so", b"\x7fELF fake jvm", true),
-    ("lib/modules", b"jimage", false),
-    ("release", b"JAVA_VERSION=\"21\"\n", false),
-];
-const JRE_LINKS: &[(&str, &str)] = &[
-    ("legal/java.logging/LICENSE", "../java.base/LICENSE"),
-    ("lib/libjvm.so", "server/libjvm.so"),
-];
-
-/// Writes the JRE tree, the agent and the app JAR under `root`, with
-/// creation order, mtimes, permissions and owners that depend on `variant`.
-fn make_inputs(root: &Path, variant: u8, app: &[u8]) -> (PathBuf, PathBuf, PathBuf) {
-    let jre = root.join("jre");
-    let odd = variant & 1 == 1;
-    let mtime =
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + 777_777 * u64::from(variant));
-    let (file_mode, exec_mode, dir_mode) = if !odd {
-        (0o644, 0o755, 0o755)
-    } else {
-        (0o600, 0o700, 0o700)
-    };
-    let mut files: Vec<_> = JRE_FILES.to_vec();
-    let mut links: Vec<_> = JRE_LINKS.to_vec();
-    if odd {
-        files.reverse();
-        links.reverse();
-    }
-    for (path, content, exec) in files {
-        let p = jre.join(path);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, content).unwrap();
-        let mode = if exec { exec_mode } else { file_mode };
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-        File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
-        if odd {
-            // Root in CI can change owners; elsewhere this is a no-op.
-            let _ = std::os::unix::fs::chown(&p, Some(1234), Some(5678));
-        }
-    }
-    for (path, target) in links {
-        let p = jre.join(path);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        symlink(target, &p).unwrap();
-    }
-    for dir in ["bin", "conf", "conf/security", "legal", "lib", "lib/server"] {
-        fs::set_permissions(jre.join(dir), fs::Permissions::from_mode(dir_mode)).unwrap();
-    }
-    let agent = root.join("agent.jar");
-    fs::write(&agent, b"PK agent bytes").unwrap();
-    let app_path = root.join("app.jar");
-    fs::write(&app_path, app).unwrap();
-    for p in [&agent, &app_path] {
-        fs::set_permissions(p, fs::Permissions::from_mode(file_mode)).unwrap();
-        File::options()
-            .write(true)
-            .open(p)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
-    }
-    (jre, agent, app_path)
-}
-
-fn config() -> ImageConfig {
-    let argv = DockerfileSpec::new("eclipse-temurin:21-jre".parse().unwrap())
-        .command()
-        .unwrap();
-    let mut c = ImageConfig::new(argv);
-    c.platform = Platform::linux("amd64");
-    c.labels = BTreeMap::from([
-        ("io.cameleer.tenant".into(), "acme".into()),
-        ("io.cameleer.app".into(), "orders".into()),
-    ]);
-    c.annotations = BTreeMap::from([("org.opencontainers.image.title".into(), "orders".into())]);
-    c
-}
-
-/// Builds the three layers (as files under `root/out`) and the image.
-fn build(root: &Path, variant: u8, app: &[u8]) -> OciImage {
-    let (jre, agent, app) = make_inputs(root, variant, app);
-    let out = root.join("out");
-    fs::create_dir_all(&out).unwrap();
-    let opts = LayerOptions::default();
-    let layers = vec![
-        oci::jre_layer(&jre, opts)
-            .unwrap()
-            .write_file(out.join("jre.tar.gz"))
-            .unwrap()
-            .with_created_by("jlink runtime"),
-        oci::agent_layer(&agent, opts)
-            .unwrap()
-            .write_file(out.join("agent.tar.gz"))
-            .unwrap()
-            .with_created_by("cameleer agent"),
-        oci::app_layer(&app, opts)
-            .unwrap()
-            .write_file(out.join("app.tar.gz"))
-            .unwrap()
-            .with_created_by("application"),
-    ];
-    OciImage::assemble(&config(), layers).unwrap()
-}
-
-const APP: &[u8] = b"PK\x03\x04 the application jar";
-
-fn blob_bytes(blob: &LayerBlob) -> Vec<u8> {
-    let mut v = Vec::new();
-    blob.source.open().unwrap().read_to_end(&mut v).unwrap();
-    v
-}
-
-/// (name, type, mode, uid, gid, mtime, link target, data) of every entry.
-type Row = (
-    String,
-    tar::EntryType,
-    u32,
-    u64,
-    u64,
-    u64,
-    Option<String>,
-    Vec<u8>,
-);
-
-fn entries(gz: &[u8]) -> Vec<Row> {
-    let mut archive = tar::Archive::new(GzDecoder::new(gz));
-    let mut rows = Vec::new();
-    for e in archive.entries().unwrap() {
-        let mut e = e.unwrap();
-        let h = e.header().clone();
-        assert_eq!(h.username().unwrap(), Some(""), "no user names");
-        assert_eq!(h.groupname().unwrap(), Some(""), "no group names");
-        assert!(h.as_ustar().is_some(), "ustar headers");
-        let link = e
-            .link_name()
-            .unwrap()
-            .map(|l| l.to_string_lossy().into_owned());
-        let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
-        let mut data = Vec::new();
-        e.read_to_end(&mut data).unwrap();
-        rows.push((
-            name,
-            h.entry_type(),
-            h.mode().unwrap(),
-            h.uid().unwrap(),
-            h.gid().unwrap(),
-            h.mtime().unwrap(),
-            link,
-            data,
-        ));
-    }
-    rows
-}
 
 // ---------------------------------------------------------------- determinism
 
@@ -467,6 +294,29 @@ fn streams_a_reader_of_many_megabytes() {
     assert!(layer.size < SIZE / 100, "repeated bytes compress");
 }
 
+#[test]
+fn a_tree_at_the_root_has_no_root_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("lib/x86_64-linux-gnu")).unwrap();
+    fs::write(dir.path().join("lib/x86_64-linux-gnu/libc.so.6"), b"elf").unwrap();
+    symlink("lib", dir.path().join("lib64")).unwrap();
+    let mut b = LayerBuilder::new();
+    b.add_tree("/", dir.path()).unwrap();
+    let names: Vec<String> = entries(&blob_bytes(&b.build_in_memory().unwrap()))
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "lib/",
+            "lib/x86_64-linux-gnu/",
+            "lib/x86_64-linux-gnu/libc.so.6",
+            "lib64"
+        ]
+    );
+}
+
 // ---------------------------------------------------------------- config and manifest
 
 #[test]
@@ -581,238 +431,5 @@ fn oci_layout_has_every_blob_and_an_index() {
     assert_eq!(
         fs::read(layout.join("index.json")).unwrap(),
         fs::read(again.join("index.json")).unwrap()
-    );
-}
-
-// ---------------------------------------------------------------- errors
-
-#[track_caller]
-fn assert_code<T: std::fmt::Debug>(r: Result<T, OciError>, code: &str) {
-    let e = r.expect_err("expected an error");
-    assert_eq!(e.code(), code, "{e}");
-    assert!(OciError::CODES.contains(&code));
-}
-
-#[test]
-fn bad_paths_and_conflicts_have_codes() {
-    let mut b = LayerBuilder::new();
-    assert_code(b.add_dir("/opt/../etc"), "invalid_path");
-    assert_code(b.add_dir("/"), "invalid_path");
-    assert_code(
-        b.add_bytes("/a/.wh.b", vec![], FileMode::Regular),
-        "invalid_path",
-    );
-    assert_code(b.add_symlink("/l", ""), "invalid_path");
-    b.add_bytes("/a/f", vec![1], FileMode::Regular).unwrap();
-    assert_code(
-        b.add_bytes("/a/f", vec![2], FileMode::Regular),
-        "duplicate_path",
-    );
-    assert_code(
-        b.add_bytes("/a/f/g", vec![], FileMode::Regular),
-        "path_conflict",
-    );
-    assert_code(b.add_dir("/a/f"), "path_conflict");
-    assert_code(
-        b.add_bytes("/a", vec![], FileMode::Regular),
-        "path_conflict",
-    );
-    b.add_dir("/a").unwrap();
-    assert_eq!(b.len(), 2, "failed adds add nothing");
-    assert_code(
-        b.add_reader("/big", io::empty(), 9 << 30, FileMode::Regular),
-        "file_too_large",
-    );
-}
-
-#[test]
-fn readers_that_lie_about_their_size_are_size_mismatch() {
-    let mut short = LayerBuilder::new();
-    short
-        .add_reader("/f", &b"abc"[..], 4, FileMode::Regular)
-        .unwrap();
-    assert_code(short.measure(), "size_mismatch");
-    let mut long = LayerBuilder::new();
-    long.add_reader("/f", &b"abcde"[..], 4, FileMode::Regular)
-        .unwrap();
-    assert_code(long.measure(), "size_mismatch");
-}
-
-#[test]
-fn files_that_vanish_or_change_are_source_changed() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("app.jar");
-    fs::write(&f, b"12345").unwrap();
-    let mut b = LayerBuilder::new();
-    b.add_file("/app/app.jar", &f, FileMode::Regular).unwrap();
-    fs::remove_file(&f).unwrap();
-    assert_code(b.measure(), "source_changed");
-
-    fs::write(&f, b"12345").unwrap();
-    let mut b = LayerBuilder::new();
-    b.add_file("/app/app.jar", &f, FileMode::Regular).unwrap();
-    fs::write(&f, b"123456").unwrap();
-    assert_code(b.measure(), "source_changed");
-
-    assert_code(
-        LayerBuilder::new().add_file("/x", dir.path().join("missing"), FileMode::Regular),
-        "source_changed",
-    );
-    assert_code(
-        LayerBuilder::new().add_file("/x", dir.path(), FileMode::Regular),
-        "unsupported_file_type",
-    );
-}
-
-#[test]
-fn trees_with_bad_entries_are_refused_and_add_nothing() {
-    use std::ffi::OsStr;
-    use std::os::unix::ffi::OsStrExt as _;
-
-    let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad-name");
-    fs::create_dir(&bad).unwrap();
-    fs::write(bad.join("ok"), b"x").unwrap();
-    fs::write(bad.join(OsStr::from_bytes(b"\xffname")), b"x").unwrap();
-    let mut b = LayerBuilder::new();
-    assert_code(b.add_tree("/opt/java", &bad), "non_utf8_path");
-    assert!(b.is_empty(), "a failed walk adds nothing");
-
-    let sock = dir.path().join("socket");
-    fs::create_dir(&sock).unwrap();
-    let _listener = std::os::unix::net::UnixListener::bind(sock.join("s")).unwrap();
-    assert_code(b.add_tree("/opt/java", &sock), "unsupported_file_type");
-
-    let wh = dir.path().join("whiteout");
-    fs::create_dir(&wh).unwrap();
-    fs::write(wh.join(".wh.lib"), b"").unwrap();
-    assert_code(b.add_tree("/opt/java", &wh), "invalid_path");
-
-    assert_code(
-        b.add_tree("/opt/java", dir.path().join("missing")),
-        "source_changed",
-    );
-    let file = dir.path().join("file");
-    fs::write(&file, b"").unwrap();
-    assert_code(b.add_tree("/opt/java", &file), "unsupported_file_type");
-
-    // A tree over an existing file conflicts.
-    let ok = dir.path().join("ok");
-    fs::create_dir(&ok).unwrap();
-    fs::write(ok.join("f"), b"x").unwrap();
-    b.add_bytes("/opt/java/f", b"y".to_vec(), FileMode::Regular)
-        .unwrap();
-    assert_code(b.add_tree("/opt/java", &ok), "duplicate_path");
-    assert_eq!(b.len(), 3);
-}
-
-#[test]
-fn a_vanished_tree_file_is_source_changed_when_written() {
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("f"), b"x").unwrap();
-    let layer = oci::jre_layer(dir.path(), LayerOptions::default()).unwrap();
-    fs::remove_file(dir.path().join("f")).unwrap();
-    assert_code(layer.measure(), "source_changed");
-}
-
-#[test]
-fn bad_options_and_configs_have_codes() {
-    let bad = LayerOptions {
-        compression_level: 10,
-        ..LayerOptions::default()
-    };
-    assert_code(
-        LayerBuilder::with_options(bad).measure(),
-        "invalid_layer_options",
-    );
-    let bad = LayerOptions {
-        uid: 1 << 40,
-        ..LayerOptions::default()
-    };
-    assert_code(
-        LayerBuilder::with_options(bad).measure(),
-        "invalid_layer_options",
-    );
-
-    let mut b = LayerBuilder::new();
-    b.add_dir("/app").unwrap();
-    let layer = b.build_in_memory().unwrap();
-    let assemble = |c: &ImageConfig| OciImage::assemble(c, vec![layer.clone()]);
-    let ok = config();
-    assert!(assemble(&ok).is_ok());
-    assert_code(OciImage::assemble(&ok, vec![]), "invalid_image_config");
-    let cases: [fn(&mut ImageConfig); 9] = [
-        |c| c.entrypoint.clear(),
-        |c| c.entrypoint = vec![String::new()],
-        |c| c.cmd = vec!["a\0b".into()],
-        |c| {
-            c.env.insert("A=B".into(), "x".into());
-        },
-        |c| c.user = "root user".into(),
-        |c| c.working_dir = Some("app".into()),
-        |c| {
-            c.labels.insert(String::new(), "x".into());
-        },
-        |c| c.platform.architecture = "x86-64".into(),
-        |c| c.created = -5,
-    ];
-    for (i, change) in cases.iter().enumerate() {
-        let mut c = ok.clone();
-        change(&mut c);
-        let e = assemble(&c).expect_err(&format!("case {i}"));
-        assert_eq!(e.code(), "invalid_image_config", "case {i}: {e}");
-    }
-}
-
-#[test]
-fn a_tampered_blob_is_not_written_into_a_layout() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut b = LayerBuilder::new();
-    b.add_bytes("/f", b"x".to_vec(), FileMode::Regular).unwrap();
-    let blob = b.write_file(dir.path().join("l.tar.gz")).unwrap();
-    let image = OciImage::assemble(&config(), vec![blob.clone()]).unwrap();
-    let BlobSource::File(path) = &blob.source else {
-        unreachable!()
-    };
-    let mut bytes = fs::read(path).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    fs::write(path, &bytes).unwrap();
-    let layout = dir.path().join("layout");
-    assert_code(
-        oci::write_oci_layout(&layout, &image, None),
-        "source_changed",
-    );
-    assert!(!oci::layout_blob_path(&layout, &blob.layer.digest).exists());
-}
-
-#[test]
-fn codes_are_unique() {
-    let mut codes = OciError::CODES.to_vec();
-    codes.sort_unstable();
-    codes.dedup();
-    assert_eq!(codes.len(), OciError::CODES.len());
-}
-
-#[test]
-fn a_tree_at_the_root_has_no_root_entry() {
-    let dir = tempfile::tempdir().unwrap();
-    fs::create_dir_all(dir.path().join("lib/x86_64-linux-gnu")).unwrap();
-    fs::write(dir.path().join("lib/x86_64-linux-gnu/libc.so.6"), b"elf").unwrap();
-    symlink("lib", dir.path().join("lib64")).unwrap();
-    let mut b = LayerBuilder::new();
-    b.add_tree("/", dir.path()).unwrap();
-    let names: Vec<String> = entries(&blob_bytes(&b.build_in_memory().unwrap()))
-        .into_iter()
-        .map(|r| r.0)
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "lib/",
-            "lib/x86_64-linux-gnu/",
-            "lib/x86_64-linux-gnu/libc.so.6",
-            "lib64"
-        ]
     );
 }

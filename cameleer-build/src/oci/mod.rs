@@ -63,6 +63,7 @@
 //! | `invalid_layer_options`, `invalid_image_config` | options or config values out of range |
 //! | `oci_spec_error`, `io_error` | the spec types refused a value; reading or writing failed |
 
+mod blob;
 mod error;
 mod image;
 mod layer;
@@ -73,9 +74,10 @@ mod tree;
 
 use std::path::Path;
 
+pub use blob::{BlobSource, Layer, LayerBlob};
 pub use error::OciError;
 pub use image::{ImageConfig, JsonBlob, OciImage, Platform};
-pub use layer::{BlobSource, FileMode, Layer, LayerBlob, LayerBuilder, LayerOptions};
+pub use layer::{FileMode, LayerBuilder, LayerOptions};
 pub use layout::{ANNOTATION_REF_NAME, layout_blob_path, write_oci_layout};
 pub use oci_spec::image as spec;
 
