@@ -317,6 +317,30 @@ fn a_tree_at_the_root_has_no_root_entry() {
     );
 }
 
+#[test]
+fn directories_can_have_their_own_mode_and_owner() {
+    let mut b = LayerBuilder::new();
+    b.add_bytes("/home/cameleer/.keep", vec![], FileMode::Regular)
+        .unwrap();
+    b.add_dir_with("/tmp", 0o1777, 0, 0).unwrap();
+    b.add_dir_with("/home/cameleer", 0o755, 10001, 10001)
+        .unwrap();
+    b.add_dir("/home/cameleer").unwrap();
+    b.add_dir_with("/tmp", 0o1777, 0, 0).unwrap();
+    let rows = entries(&blob_bytes(&b.build_in_memory().unwrap()));
+    let meta: Vec<(&str, u32, u64, u64)> =
+        rows.iter().map(|r| (r.0.as_str(), r.2, r.3, r.4)).collect();
+    assert_eq!(
+        meta,
+        [
+            ("home/", 0o755, 0, 0),
+            ("home/cameleer/", 0o755, 10001, 10001),
+            ("home/cameleer/.keep", 0o644, 0, 0),
+            ("tmp/", 0o1777, 0, 0),
+        ]
+    );
+}
+
 // ---------------------------------------------------------------- config and manifest
 
 #[test]

@@ -38,6 +38,15 @@ fn bad_paths_and_conflicts_have_codes() {
     );
     b.add_dir("/a").unwrap();
     assert_eq!(b.len(), 2, "failed adds add nothing");
+    b.add_dir_with("/t", 0o1777, 0, 0).unwrap();
+    assert_code(b.add_dir_with("/t", 0o755, 0, 0), "path_conflict");
+    assert_code(b.add_dir_with("/a/f", 0o755, 0, 0), "path_conflict");
+    assert_code(b.add_dir_with("/u", 0o17777, 0, 0), "invalid_layer_options");
+    assert_code(
+        b.add_dir_with("/u", 0o755, 1 << 40, 0),
+        "invalid_layer_options",
+    );
+    assert_eq!(b.len(), 3);
     assert_code(
         b.add_reader("/big", io::empty(), 9 << 30, FileMode::Regular),
         "file_too_large",

@@ -13,6 +13,7 @@ use super::OciError;
 use super::blob::{BlobSource, Layer, LayerBlob};
 use super::error::cut;
 use super::path::{LayerPath, check_link_target};
+use super::source::{Source, append_file};
 use super::tarball::{EntryKind, MAX_USTAR_SIZE, append_entry};
 use crate::HashingWriter;
 
@@ -83,28 +84,62 @@ pub enum FileMode {
     Executable,
 }
 
-/// Where a file entry's bytes come from.
-enum Source<'a> {
-    Bytes(Vec<u8>),
-    Reader {
-        reader: Box<dyn Read + 'a>,
-        size: u64,
-    },
-    Path {
-        path: PathBuf,
-        size: u64,
-    },
+/// A directory's mode and owner when they are not the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DirMeta {
+    pub(crate) mode: u32,
+    pub(crate) uid: u64,
+    pub(crate) gid: u64,
 }
 
 enum Node<'a> {
-    Dir,
-    File { source: Source<'a>, mode: FileMode },
+    /// A directory: 0755 and the layer's owner, or `DirMeta`.
+    Dir(Option<DirMeta>),
+    File {
+        source: Source<'a>,
+        mode: FileMode,
+    },
     Symlink(String),
 }
 
 impl Node<'_> {
     fn is_dir(&self) -> bool {
-        matches!(self, Self::Dir)
+        matches!(self, Self::Dir(_))
+    }
+}
+
+/// What adding `new` at `path` does, given what is there.
+enum Action {
+    /// Nothing there: insert.
+    Insert,
+    /// The same directory: nothing to do.
+    Keep,
+    /// A plain directory that `new` gives a mode or owner: replace it.
+    Replace,
+}
+
+fn combine(
+    path: &LayerPath,
+    existing: Option<&Node<'_>>,
+    new: &Node<'_>,
+) -> Result<Action, OciError> {
+    let conflict = |reason| {
+        Err(OciError::PathConflict {
+            path: cut(&path.display(), 300),
+            reason,
+        })
+    };
+    match (existing, new) {
+        (None, _) => Ok(Action::Insert),
+        (Some(Node::Dir(_)), Node::Dir(None)) => Ok(Action::Keep),
+        (Some(Node::Dir(None)), Node::Dir(Some(_))) => Ok(Action::Replace),
+        (Some(Node::Dir(Some(a))), Node::Dir(Some(b))) if a == b => Ok(Action::Keep),
+        (Some(Node::Dir(Some(_))), Node::Dir(Some(_))) => {
+            conflict("the directory is already there with another mode or owner")
+        }
+        (Some(Node::Dir(_)), _) => conflict("a directory is already there"),
+        (Some(_), Node::Dir(_)) => conflict("a file or a symlink is already there"),
+        (Some(_), _) => Err(OciError::DuplicatePath(cut(&path.display(), 300))),
     }
 }
 
@@ -116,7 +151,8 @@ impl Node<'_> {
 /// in, every parent directory is an explicit entry, modes are 0755 for
 /// directories and executables, 0644 for other files, 0777 for symlinks,
 /// and mtime, uid and gid come from [`LayerOptions`] (user and group names
-/// are empty). The gzip header has no file name, mtime 0, OS byte 255 and
+/// are empty); only directories added with [`add_dir_with`](Self::add_dir_with)
+/// have their own mode and owner. The gzip header has no file name, mtime 0, OS byte 255 and
 /// the level's fixed `XFL`. So the same entries and options always give the
 /// same bytes.
 ///
@@ -195,7 +231,35 @@ impl<'a> LayerBuilder<'a> {
     /// Adds a directory (and its parents). Adding an existing directory
     /// again is not an error.
     pub fn add_dir(&mut self, path: &str) -> Result<&mut Self, OciError> {
-        self.insert(LayerPath::parse(path)?, Node::Dir)
+        self.insert(LayerPath::parse(path)?, Node::Dir(None))
+    }
+
+    /// Adds a directory (and its parents) with its own mode and owner,
+    /// for the few that need them: a sticky world-writable `/tmp`
+    /// (`0o1777`), a home directory owned by the runtime user. Its parents
+    /// keep the defaults. Adding it again with another mode or owner is a
+    /// `path_conflict`; a plain [`add_dir`](Self::add_dir) of it, or a
+    /// tree that contains it, keeps this mode and owner.
+    pub fn add_dir_with(
+        &mut self,
+        path: &str,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+    ) -> Result<&mut Self, OciError> {
+        const MAX_ID: u64 = 0o7_777_777;
+        if mode > 0o7777 {
+            return Err(OciError::InvalidLayerOptions(
+                "a directory mode must be at most 0o7777",
+            ));
+        }
+        if uid > MAX_ID || gid > MAX_ID {
+            return Err(OciError::InvalidLayerOptions(
+                "uid and gid must be at most 2097151",
+            ));
+        }
+        let meta = DirMeta { mode, uid, gid };
+        self.insert(LayerPath::parse(path)?, Node::Dir(Some(meta)))
     }
 
     /// Adds a file whose bytes are in memory.
@@ -280,7 +344,7 @@ impl<'a> LayerBuilder<'a> {
     }
 
     pub(crate) fn insert_dir(&mut self, path: LayerPath) -> Result<&mut Self, OciError> {
-        self.insert(path, Node::Dir)
+        self.insert(path, Node::Dir(None))
     }
 
     /// Inserts `node` and any missing parent directory, or nothing at all
@@ -294,29 +358,15 @@ impl<'a> LayerBuilder<'a> {
                 });
             }
         }
-        match self.entries.get(&path) {
-            None => {}
-            Some(Node::Dir) if node.is_dir() => return Ok(self),
-            Some(Node::Dir) => {
-                return Err(OciError::PathConflict {
-                    path: cut(&path.display(), 300),
-                    reason: "a directory is already there",
-                });
-            }
-            Some(_) if node.is_dir() => {
-                return Err(OciError::PathConflict {
-                    path: cut(&path.display(), 300),
-                    reason: "a file or a symlink is already there",
-                });
-            }
-            Some(_) => return Err(OciError::DuplicatePath(cut(&path.display(), 300))),
-        }
+        let action = combine(&path, self.entries.get(&path), &node)?;
         for parent in path.ancestors().collect::<Vec<_>>() {
             if let Entry::Vacant(v) = self.entries.entry(parent) {
-                v.insert(Node::Dir);
+                v.insert(Node::Dir(None));
             }
         }
-        self.entries.insert(path, node);
+        if !matches!(action, Action::Keep) {
+            self.entries.insert(path, node);
+        }
         Ok(self)
     }
 
@@ -324,22 +374,14 @@ impl<'a> LayerBuilder<'a> {
     /// entries) into this layer, or nothing on a conflict.
     pub(crate) fn merge(&mut self, other: LayerBuilder<'a>) -> Result<(), OciError> {
         for (path, node) in &other.entries {
-            let reason = match (self.entries.get(path), node.is_dir()) {
-                (None, _) | (Some(Node::Dir), true) => continue,
-                (Some(Node::Dir), false) => "a directory is already there",
-                (Some(_), true) => "a file or a symlink is already there",
-                (Some(_), false) => {
-                    return Err(OciError::DuplicatePath(cut(&path.display(), 300)));
-                }
-            };
-            return Err(OciError::PathConflict {
-                path: cut(&path.display(), 300),
-                reason,
-            });
+            combine(path, self.entries.get(path), node)?;
         }
         for (path, node) in other.entries {
-            if let Entry::Vacant(v) = self.entries.entry(path) {
-                v.insert(node);
+            if !matches!(
+                combine(&path, self.entries.get(&path), &node)?,
+                Action::Keep
+            ) {
+                self.entries.insert(path, node);
             }
         }
         Ok(())
@@ -440,8 +482,21 @@ fn write_node<W: Write>(
 ) -> Result<(), OciError> {
     let wrote = |e| OciError::io("writing the layer", e);
     match node {
-        Node::Dir => append_entry(tar, opts, &path.tar_name(true), EntryKind::Dir, io::empty())
-            .map_err(wrote),
+        Node::Dir(meta) => {
+            let (mode, opts) = match meta {
+                None => (0o755, *opts),
+                Some(m) => (
+                    m.mode,
+                    LayerOptions {
+                        uid: m.uid,
+                        gid: m.gid,
+                        ..*opts
+                    },
+                ),
+            };
+            let kind = EntryKind::Dir { mode };
+            append_entry(tar, &opts, &path.tar_name(true), kind, io::empty()).map_err(wrote)
+        }
         Node::Symlink(target) => append_entry(
             tar,
             opts,
@@ -450,101 +505,6 @@ fn write_node<W: Write>(
             io::empty(),
         )
         .map_err(wrote),
-        Node::File { source, mode } => {
-            let executable = mode == FileMode::Executable;
-            let name = path.tar_name(false);
-            let (reader, size, disk): (Box<dyn Read + '_>, u64, Option<PathBuf>) = match source {
-                Source::Bytes(b) => {
-                    let size = b.len() as u64;
-                    (Box::new(io::Cursor::new(b)), size, None)
-                }
-                Source::Reader { reader, size } => (reader, size, None),
-                Source::Path { path: p, size } => {
-                    let file = File::open(&p).map_err(|e| stat_error(&p, e))?;
-                    let now = file.metadata().map_err(|e| stat_error(&p, e))?.len();
-                    if now != size {
-                        return Err(changed(&p, size, "its size changed since it was added"));
-                    }
-                    (Box::new(file), size, Some(p))
-                }
-            };
-            let mut exact = Exact {
-                inner: reader,
-                remaining: size,
-                failure: None,
-            };
-            let kind = EntryKind::File { size, executable };
-            match append_entry(tar, opts, &name, kind, &mut exact) {
-                Ok(()) => Ok(()),
-                Err(e) => Err(match (exact.failure, disk) {
-                    (Some(reason), Some(p)) => {
-                        let why = if reason == SHORT {
-                            "it shrank while being read"
-                        } else {
-                            "it grew while being read"
-                        };
-                        changed(&p, size, why)
-                    }
-                    (Some(reason), None) => OciError::SizeMismatch {
-                        path: cut(&path.display(), 300),
-                        declared: size,
-                        reason,
-                    },
-                    (None, Some(p)) => OciError::io(format!("reading {}", p.display()), e),
-                    (None, None) => {
-                        OciError::io(format!("writing the layer entry {}", path.display()), e)
-                    }
-                }),
-            }
-        }
-    }
-}
-
-fn changed(path: &Path, size: u64, reason: &str) -> OciError {
-    OciError::SourceChanged {
-        path: path.to_string_lossy().into_owned(),
-        reason: format!("{reason} (expected {size} bytes)"),
-    }
-}
-
-const SHORT: &str = "ended early";
-const LONG: &str = "yielded more";
-
-/// Yields exactly `remaining` bytes of `inner`, or fails and records why:
-/// the tar header has promised that many.
-struct Exact<R> {
-    inner: R,
-    remaining: u64,
-    failure: Option<&'static str>,
-}
-
-impl<R: Read> Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            let mut probe = [0u8; 1];
-            return match self.inner.read(&mut probe)? {
-                0 => Ok(0),
-                _ => {
-                    self.failure = Some(LONG);
-                    Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "longer than declared",
-                    ))
-                }
-            };
-        }
-        let max = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..max])?;
-        if n == 0 && max > 0 {
-            self.failure = Some(SHORT);
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "shorter than declared",
-            ));
-        }
-        self.remaining -= n as u64;
-        Ok(n)
+        Node::File { source, mode } => append_file(tar, opts, path, source, mode),
     }
 }

@@ -69,6 +69,7 @@ mod image;
 mod layer;
 mod layout;
 mod path;
+mod source;
 mod tarball;
 mod tree;
 

@@ -19,8 +19,8 @@ pub(crate) const MAX_USTAR_SIZE: u64 = 0o77_777_777_777;
 /// What an entry is, with its normalised mode.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum EntryKind<'t> {
-    /// A directory: mode 0755.
-    Dir,
+    /// A directory: mode 0755 unless given another.
+    Dir { mode: u32 },
     /// A regular file of `size` bytes: mode 0755 when `executable`, else 0644.
     File { size: u64, executable: bool },
     /// A symbolic link: mode 0777, target verbatim.
@@ -42,9 +42,9 @@ pub(crate) fn append_entry<W: Write>(
         pax_record(&mut pax, "path", name);
     }
     match kind {
-        EntryKind::Dir => {
+        EntryKind::Dir { mode } => {
             header.set_entry_type(tar::EntryType::Directory);
-            header.set_mode(0o755);
+            header.set_mode(mode);
             header.set_size(0);
         }
         EntryKind::File { size, executable } => {
