@@ -15,6 +15,18 @@ pub const CONTEXT_APP_FILE: &str = "app.jar";
 /// File name of the Dockerfile inside the build context.
 pub const CONTEXT_DOCKERFILE: &str = "Dockerfile";
 
+/// Where the agent JAR goes in the image, by default (both the Dockerfile
+/// and the [OCI](crate::oci) routes).
+pub const IMAGE_AGENT_PATH: &str = "/opt/cameleer/cameleer-agent.jar";
+/// Where the application JAR goes in the image, by default.
+pub const IMAGE_APP_PATH: &str = "/app/app.jar";
+/// The image's working directory, by default.
+pub const IMAGE_WORKDIR: &str = "/app";
+/// The uid the JVM runs as, by default (not root).
+pub const IMAGE_UID: u32 = 10001;
+/// The gid the JVM runs as, by default.
+pub const IMAGE_GID: u32 = 10001;
+
 /// Everything the image's Dockerfile depends on.
 ///
 /// [`render`](Self::render) validates every value before writing it, so no
@@ -87,15 +99,15 @@ impl DockerfileSpec {
     pub fn new(base_image: ImageRef) -> Self {
         Self {
             base_image,
-            agent_path: "/opt/cameleer/cameleer-agent.jar".into(),
+            agent_path: IMAGE_AGENT_PATH.into(),
             agent_args: None,
-            jar_path: "/app/app.jar".into(),
-            workdir: "/app".into(),
+            jar_path: IMAGE_APP_PATH.into(),
+            workdir: IMAGE_WORKDIR.into(),
             max_ram_percentage: 75.0,
             jvm_options: Vec::new(),
             app_args: Vec::new(),
-            uid: 10001,
-            gid: 10001,
+            uid: IMAGE_UID,
+            gid: IMAGE_GID,
             labels: BTreeMap::new(),
         }
     }

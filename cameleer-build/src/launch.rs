@@ -186,11 +186,11 @@ impl Default for JvmLaunch {
     fn default() -> Self {
         Self {
             java: "java".into(),
-            agent_path: "/opt/cameleer/cameleer-agent.jar".into(),
+            agent_path: crate::IMAGE_AGENT_PATH.into(),
             agent_args: None,
             heap: HeapSizing::RamPercentage(75.0),
             extra_flags: Vec::new(),
-            jar_path: "/app/app.jar".into(),
+            jar_path: crate::IMAGE_APP_PATH.into(),
         }
     }
 }

@@ -15,7 +15,9 @@
 //!   Java sources into a content-keyed cache, and the demo agent; with
 //!   `fixtures`, also the Java fixture apps the tests deploy. It runs the
 //!   JDK's tools and needs no container engine, so every backend (and the
-//!   benchmarks) can use it.
+//!   benchmarks) can use it;
+//! - [`oci`], daemonless reproducible OCI images: deterministic gzipped tar
+//!   layers, the image config and manifest, an OCI image layout.
 //!
 //! # Validating an upload
 //!
@@ -54,6 +56,7 @@ mod hashing;
 mod image_ref;
 pub mod launch;
 mod manifest;
+pub mod oci;
 mod policy;
 mod report;
 mod scan;
@@ -66,6 +69,7 @@ pub use context::{BuildContext, ContextFile};
 pub use digest::{DigestParseError, Sha256Digest};
 pub use dockerfile::{
     CONTEXT_AGENT_FILE, CONTEXT_APP_FILE, CONTEXT_DOCKERFILE, DockerfileError, DockerfileSpec,
+    IMAGE_AGENT_PATH, IMAGE_APP_PATH, IMAGE_GID, IMAGE_UID, IMAGE_WORKDIR,
 };
 pub use error::ValidationError;
 pub use hashing::HashingWriter;
