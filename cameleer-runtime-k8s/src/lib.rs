@@ -1,8 +1,40 @@
-//! The Kubernetes backend of the Cameleer runtime (to come).
+//! The Kubernetes backend of the Cameleer runtime, on kube-rs.
 //!
-//! This crate will hold `KanikoImageBuilder`, which builds images inside the
-//! cluster with a Kaniko Job and pushes them to a registry, and
-//! `KubernetesRuntimeOrchestrator`, which runs each deployment in a
-//! per-tenant, per-environment namespace through kube-rs. Both implement the
-//! contracts of [`cameleer_runtime`]. It is empty until its issue lands.
+//! `KubernetesRuntimeOrchestrator` (to come) runs each deployment in a
+//! per-tenant, per-environment namespace behind the core's
+//! [`RuntimeOrchestrator`](cameleer_runtime::RuntimeOrchestrator) contract.
+//!
+//! The pieces, each usable on its own:
+//!
+//! - [`namespace`]: the tenant+env namespace, its Pod Security labels,
+//!   NetworkPolicies, ResourceQuota and LimitRange (pure);
+//! - [`workload`]: the app's Deployment and Service (pure);
+//! - [`status`]: pod and Deployment conditions → the core's status and
+//!   typed reason (pure);
+//! - [`render`]: every object of a deployment as YAML, for `k8s-render`;
+//! - with the `testing` feature, [`testing`]: a scripted in-memory API
+//!   kubelet a test plays and the restricted-profile checker.
+//!
+//! # Kubernetes versions
+//!
+//! This library takes `k8s-openapi` without a version feature; the binary
+//! that links it picks one (`k8s-openapi/latest`, or `v1_33` … `v1_37`).
+//!
+//! # Errors
+//!
+//! [`K8sError`], with stable codes; a `403` names the verb and resource to
+//! grant ([`K8sError::Forbidden`]).
 #![deny(missing_docs)]
+
+mod compat;
+pub mod error;
+pub mod namespace;
+pub mod options;
+pub mod render;
+pub mod status;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod workload;
+
+pub use error::{Call, K8sError, K8sResult};
+pub use options::{ClusterDns, FIELD_MANAGER, KubernetesOptions, TenantLimits};

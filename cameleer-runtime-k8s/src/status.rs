@@ -1,0 +1,349 @@
+//! What the cluster's view of an app means for its deployment: pure
+//! functions from a [`Deployment`] and its [`Pod`]s to the core's
+//! [`DeploymentStatus`] and typed [`StatusReason`].
+//!
+//! # The rules, in order
+//!
+//! 1. A Deployment stopped on request (annotation
+//!    `cameleer.io/desired-state: stopped`, or 0 replicas) is
+//!    STOPPED, [`StatusReason::StoppedOnRequest`].
+//! 2. The *current* pods are those of the Deployment's pod template: the
+//!    same deployment id and the same rollout-restart stamp, not being
+//!    deleted. Any current pod that failed makes the app FAILED:
+//!    - image not pullable (`ErrImagePull`, `ImagePullBackOff`,
+//!      `InvalidImageName`, `ErrImageNeverPull`):
+//!      [`StatusReason::ImagePullFailed`];
+//!    - refused by the runtime (`CreateContainerConfigError`,
+//!      `CreateContainerError`, `RunContainerError`) or not schedulable
+//!      (`PodScheduled=False`, `Unschedulable`):
+//!      [`StatusReason::StartRefused`];
+//!    - the app's container ended (now or in its last state): the kernel's
+//!      OOM kill is [`StatusReason::OomKilled`], any other exit
+//!      [`StatusReason::from_exit`] of its code and its termination message
+//!      (the pod's last log lines, so the JVM's own `OutOfMemoryError` is
+//!      told from an exit 3). Once the kubelet has restarted it
+//!      [`CRASH_LOOP_RESTARTS`] times and backs off (`CrashLoopBackOff`) it
+//!      is [`StatusReason::CrashLoop`] with that exit as `last`. So a pod in
+//!      `CrashLoopBackOff` never reads RUNNING, and the first crash reads as
+//!      what it was, as on Docker.
+//! 3. A Deployment whose rollout missed its deadline
+//!    (`Progressing=False`, `ProgressDeadlineExceeded`) is FAILED,
+//!    [`StatusReason::HealthTimeout`]; one whose pods cannot be created
+//!    (`ReplicaFailure=True`: quota, admission) FAILED,
+//!    [`StatusReason::StartRefused`].
+//! 4. As many current pods ready (for `minReadySeconds`) as replicas wanted:
+//!    RUNNING. Anything else: STARTING.
+
+use std::collections::BTreeMap;
+
+use cameleer_runtime::identity::{DeploymentIdentity, DeploymentMetadata, IdentityKey};
+use cameleer_runtime::{DeploymentStatus, StatusReason};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod, PodTemplateSpec};
+use time::OffsetDateTime;
+
+use crate::compat;
+use crate::workload::{CONTAINER, DESIRED_STATE, RESTARTED_AT, STOPPED};
+
+/// After this many restarts in `CrashLoopBackOff`, a crash reads as
+/// [`StatusReason::CrashLoop`] rather than as its last exit.
+pub const CRASH_LOOP_RESTARTS: i32 = 3;
+
+const IMAGE_PULL: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+];
+const START_REFUSED: &[&str] = &[
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+    "PreStartHookError",
+    "PostStartHookError",
+];
+
+/// What an app's Deployment and pods say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Which version the Deployment runs (its template's labels).
+    pub identity: DeploymentIdentity,
+    /// STARTING, RUNNING, FAILED or STOPPED.
+    pub status: DeploymentStatus,
+    /// Why, for FAILED and STOPPED.
+    pub reason: Option<StatusReason>,
+}
+
+/// The identity a pod template (or any object's labels) carries; `None`
+/// when it is not ours.
+pub fn identity_of(labels: Option<&BTreeMap<String, String>>) -> Option<DeploymentIdentity> {
+    let labels = labels?;
+    DeploymentIdentity::parse(|k: IdentityKey| labels.get(&k.kubernetes()).map(String::as_str))
+}
+
+/// The identity of the version `deployment` runs.
+pub fn deployment_identity(deployment: &Deployment) -> Option<DeploymentIdentity> {
+    let template = &compat::deployment_spec(deployment)?.template;
+    identity_of(template.metadata.as_ref()?.labels.as_ref())
+}
+
+/// Whether the Deployment is stopped on request.
+pub fn is_stopped(deployment: &Deployment) -> bool {
+    let annotated = deployment
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DESIRED_STATE))
+        .is_some_and(|v| v == STOPPED);
+    let no_replicas = compat::deployment_spec(deployment)
+        .and_then(|s| s.replicas)
+        .is_some_and(|r| r == 0);
+    annotated || no_replicas
+}
+
+fn restarted_at(template: &PodTemplateSpec) -> Option<&String> {
+    template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(RESTARTED_AT)
+}
+
+/// Whether `pod` belongs to `deployment`'s current pod template.
+pub fn is_current(deployment: &Deployment, pod: &Pod) -> bool {
+    let Some(spec) = compat::deployment_spec(deployment) else {
+        return false;
+    };
+    if pod.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    let Some(want) = deployment_identity(deployment) else {
+        return false;
+    };
+    let Some(have) = identity_of(pod.metadata.labels.as_ref()) else {
+        return false;
+    };
+    let pod_restart = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RESTARTED_AT));
+    have == want && pod_restart == restarted_at(&spec.template)
+}
+
+/// The reason a terminated container gives.
+fn termination_reason(t: &ContainerStateTerminated) -> StatusReason {
+    if t.reason.as_deref() == Some("OOMKilled") {
+        return StatusReason::OomKilled;
+    }
+    StatusReason::from_exit(i64::from(t.exit_code), t.message.as_deref())
+}
+
+/// Why `pod` failed, if it did; see the [module docs](self).
+pub fn pod_failure(pod: &Pod) -> Option<StatusReason> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() == Some("Failed") {
+        return Some(StatusReason::StartRefused {
+            detail: format!(
+                "the pod failed: {}",
+                status
+                    .message
+                    .as_deref()
+                    .or(status.reason.as_deref())
+                    .unwrap_or("no reason given")
+            ),
+        });
+    }
+    for c in status.conditions.iter().flatten() {
+        if c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+        {
+            return Some(StatusReason::StartRefused {
+                detail: format!(
+                    "unschedulable: {}",
+                    c.message.as_deref().unwrap_or("no node fits")
+                ),
+            });
+        }
+    }
+    let container = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == CONTAINER)?;
+    let state = container.state.as_ref();
+    if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
+        let reason = waiting.reason.as_deref().unwrap_or_default();
+        let detail = || {
+            waiting
+                .message
+                .clone()
+                .unwrap_or_else(|| reason.to_string())
+        };
+        if IMAGE_PULL.contains(&reason) {
+            return Some(StatusReason::ImagePullFailed { detail: detail() });
+        }
+        if START_REFUSED.contains(&reason) {
+            return Some(StatusReason::StartRefused { detail: detail() });
+        }
+    }
+    let terminated = state
+        .and_then(|s| s.terminated.as_ref())
+        .or_else(|| container.last_state.as_ref()?.terminated.as_ref());
+    let backing_off = state
+        .and_then(|s| s.waiting.as_ref())
+        .is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff"));
+    let restarts = container.restart_count;
+    match terminated {
+        Some(t) if backing_off && restarts >= CRASH_LOOP_RESTARTS => {
+            Some(StatusReason::CrashLoop {
+                restarts: u32::try_from(restarts).ok(),
+                last: Some(Box::new(termination_reason(t))),
+            })
+        }
+        Some(t) => Some(termination_reason(t)),
+        None if backing_off => Some(StatusReason::CrashLoop {
+            restarts: u32::try_from(restarts).ok(),
+            last: None,
+        }),
+        None => None,
+    }
+}
+
+/// Whether `pod` is ready, and since when.
+fn ready_since(pod: &Pod) -> Option<Option<OffsetDateTime>> {
+    let c = pod
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?;
+    Some(
+        c.last_transition_time
+            .as_ref()
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t.0.as_second()).ok()),
+    )
+}
+
+/// What the readiness of `pod` says, for a health timeout.
+fn not_ready_message(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| (c.type_ == "ContainersReady" || c.type_ == "Ready") && c.status == "False")
+        .and_then(|c| c.message.clone())
+}
+
+/// The status of the app that `deployment` runs, given the pods that carry
+/// its labels (current or not) at `now`; `None` when the Deployment is not
+/// ours. See the [module docs](self).
+pub fn observe(deployment: &Deployment, pods: &[Pod], now: OffsetDateTime) -> Option<Observed> {
+    let identity = deployment_identity(deployment)?;
+    let spec = compat::deployment_spec(deployment)?;
+    let observed = |status, reason| Observed {
+        identity: identity.clone(),
+        status,
+        reason,
+    };
+    if is_stopped(deployment) {
+        return Some(observed(
+            DeploymentStatus::Stopped,
+            Some(StatusReason::StoppedOnRequest),
+        ));
+    }
+    let current: Vec<&Pod> = pods.iter().filter(|p| is_current(deployment, p)).collect();
+    if let Some(reason) = current.iter().find_map(|p| pod_failure(p)) {
+        return Some(observed(DeploymentStatus::Failed, Some(reason)));
+    }
+    let conditions = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref());
+    let generation_seen = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        >= deployment.metadata.generation;
+    for c in conditions.into_iter().flatten() {
+        let (type_, status) = compat::condition(c);
+        if type_ == "Progressing"
+            && status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+            && generation_seen
+        {
+            let annotations = spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.clone())
+                .unwrap_or_default();
+            let after_secs =
+                DeploymentMetadata::parse(|k| annotations.get(&k.kubernetes()).map(String::as_str))
+                    .map_or(0, |m| m.start_timeout.as_secs());
+            let last_probe = current
+                .iter()
+                .find_map(|p| not_ready_message(p))
+                .or_else(|| c.message.clone());
+            return Some(observed(
+                DeploymentStatus::Failed,
+                Some(StatusReason::HealthTimeout {
+                    after_secs,
+                    last_probe,
+                }),
+            ));
+        }
+        if type_ == "ReplicaFailure" && status == "True" {
+            return Some(observed(
+                DeploymentStatus::Failed,
+                Some(StatusReason::StartRefused {
+                    detail: c
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| "the pods cannot be created".into()),
+                }),
+            ));
+        }
+    }
+    let min_ready = time::Duration::seconds(i64::from(spec.min_ready_seconds.unwrap_or(0)));
+    let ready = current
+        .iter()
+        .filter_map(|p| ready_since(p))
+        .filter(|since| min_ready.is_zero() || since.is_some_and(|t| now - t >= min_ready))
+        .count();
+    let wanted = usize::try_from(spec.replicas.unwrap_or(1).max(1)).unwrap_or(1);
+    if ready >= wanted {
+        Some(observed(DeploymentStatus::Running, None))
+    } else {
+        Some(observed(DeploymentStatus::Starting, None))
+    }
+}
+
+/// When the next pod of `deployment` becomes available by `minReadySeconds`
+/// alone (no event announces it), so a waiter knows when to look again.
+pub fn next_readiness_deadline(
+    deployment: &Deployment,
+    pods: &[Pod],
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    let min_ready = compat::deployment_spec(deployment)?
+        .min_ready_seconds
+        .unwrap_or(0);
+    if min_ready == 0 {
+        return None;
+    }
+    let min_ready = time::Duration::seconds(i64::from(min_ready));
+    pods.iter()
+        .filter(|p| is_current(deployment, p))
+        .filter_map(|p| ready_since(p).flatten())
+        .map(|since| since + min_ready)
+        .filter(|at| *at > now)
+        .min()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,318 @@
+use cameleer_runtime::{AppConfig, AppRef, DeployRequest, DeploymentId, HealthCheck, ImageRef};
+use k8s_openapi::api::apps::v1::DeploymentStatus as K8sDeploymentStatus;
+use k8s_openapi::jiff::Timestamp;
+
+use super::*;
+use crate::options::KubernetesOptions;
+use crate::testing::kubelet::{PodScript, pod_for};
+use crate::workload;
+
+fn image() -> ImageRef {
+    "registry.local/acme/orders@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        .parse()
+        .unwrap()
+}
+
+fn request(health: HealthCheck) -> DeployRequest {
+    DeployRequest {
+        app: AppRef::parse("acme", "orders", "dev").unwrap(),
+        deployment: DeploymentId::new_random(),
+        version: 1,
+        image: image(),
+        config: AppConfig {
+            health,
+            start_timeout_secs: 30,
+            ..AppConfig::default()
+        },
+    }
+}
+
+fn tcp() -> Deployment {
+    workload::deployment(
+        &request(HealthCheck::TcpPort(8080)),
+        &KubernetesOptions::default(),
+    )
+    .unwrap()
+}
+
+fn t0() -> Timestamp {
+    Timestamp::from_second(1_800_000_000).unwrap()
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_100).unwrap()
+}
+
+fn status_of(d: &Deployment, scripts: &[PodScript]) -> (DeploymentStatus, Option<StatusReason>) {
+    let pods: Vec<Pod> = scripts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| pod_for(d, &format!("orders-{i}"), s, t0()))
+        .collect();
+    let o = observe(d, &pods, now()).unwrap();
+    (o.status, o.reason)
+}
+
+#[test]
+fn pod_states_table() {
+    use DeploymentStatus::*;
+    let d = tcp();
+    let oom_loop = PodScript::Crashed {
+        exit_code: 137,
+        message: None,
+        restarts: 5,
+        backing_off: true,
+    };
+    let cases: Vec<(&str, Vec<PodScript>, DeploymentStatus, Option<StatusReason>)> = vec![
+        ("no pod yet", vec![], Starting, None),
+        ("pulling", vec![PodScript::Pending], Starting, None),
+        (
+            "running, not ready",
+            vec![PodScript::Running],
+            Starting,
+            None,
+        ),
+        ("ready", vec![PodScript::Ready], Running, None),
+        (
+            "first crash",
+            vec![PodScript::Crashed {
+                exit_code: 3,
+                message: Some("[app] bye".into()),
+                restarts: 0,
+                backing_off: false,
+            }],
+            Failed,
+            Some(StatusReason::Exited { exit_code: Some(3) }),
+        ),
+        (
+            "crash, backing off once",
+            vec![PodScript::crash(3)],
+            Failed,
+            Some(StatusReason::Exited { exit_code: Some(3) }),
+        ),
+        (
+            "crash loop",
+            vec![oom_loop],
+            Failed,
+            Some(StatusReason::CrashLoop {
+                restarts: Some(5),
+                last: Some(Box::new(StatusReason::Exited {
+                    exit_code: Some(137),
+                })),
+            }),
+        ),
+        (
+            "JVM out of memory",
+            vec![PodScript::Crashed {
+                exit_code: 3,
+                message: Some(
+                    "Terminating due to java.lang.OutOfMemoryError: Java heap space".into(),
+                ),
+                restarts: 1,
+                backing_off: true,
+            }],
+            Failed,
+            Some(StatusReason::JvmOutOfMemory),
+        ),
+        (
+            "OOM killed",
+            vec![PodScript::OomKilled],
+            Failed,
+            Some(StatusReason::OomKilled),
+        ),
+        (
+            "image not pullable",
+            vec![PodScript::ImagePullBackOff],
+            Failed,
+            Some(StatusReason::ImagePullFailed {
+                detail: "Back-off pulling image \"registry.invalid/app@sha256:…\": not found"
+                    .into(),
+            }),
+        ),
+        (
+            "unschedulable",
+            vec![PodScript::Unschedulable],
+            Failed,
+            Some(StatusReason::StartRefused {
+                detail: "unschedulable: 0/1 nodes are available: 1 Insufficient memory.".into(),
+            }),
+        ),
+        (
+            "one of two replicas crashing",
+            vec![PodScript::Ready, PodScript::crash(1)],
+            Failed,
+            Some(StatusReason::Exited { exit_code: Some(1) }),
+        ),
+    ];
+    for (what, scripts, status, reason) in cases {
+        assert_eq!(status_of(&d, &scripts), (status, reason), "{what}");
+    }
+}
+
+#[test]
+fn a_pod_in_crash_loop_back_off_never_reads_running() {
+    let d = tcp();
+    for restarts in 0..10 {
+        for exit_code in [0, 1, 3, 137, 143] {
+            let script = PodScript::Crashed {
+                exit_code,
+                message: None,
+                restarts,
+                backing_off: true,
+            };
+            let (status, reason) = status_of(&d, &[script]);
+            assert_eq!(status, DeploymentStatus::Failed, "{restarts} {exit_code}");
+            assert!(reason.is_some());
+        }
+    }
+}
+
+#[test]
+fn pods_of_another_version_or_restart_do_not_count() {
+    let d = tcp();
+    let other = workload::deployment(
+        &request(HealthCheck::TcpPort(8080)),
+        &KubernetesOptions::default(),
+    )
+    .unwrap();
+    // A crashing pod of the old version does not fail the new one, and its
+    // ready pod does not make the new one RUNNING.
+    let old_pods = [
+        pod_for(&other, "old-0", &PodScript::crash(3), t0()),
+        pod_for(&other, "old-1", &PodScript::Ready, t0()),
+    ];
+    let o = observe(&d, &old_pods, now()).unwrap();
+    assert_eq!(o.status, DeploymentStatus::Starting);
+
+    // After a rollout restart, the pods of before the restart are old.
+    let mut restarted = d.clone();
+    let template = &mut crate::compat::deployment_spec_mut(&mut restarted)
+        .unwrap()
+        .template;
+    template
+        .metadata
+        .as_mut()
+        .unwrap()
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(RESTARTED_AT.into(), "2027-01-01T00:00:00Z".into());
+    let before = [pod_for(&d, "orders-0", &PodScript::Ready, t0())];
+    assert_eq!(
+        observe(&restarted, &before, now()).unwrap().status,
+        DeploymentStatus::Starting
+    );
+    let after = [pod_for(&restarted, "orders-1", &PodScript::Ready, t0())];
+    assert_eq!(
+        observe(&restarted, &after, now()).unwrap().status,
+        DeploymentStatus::Running
+    );
+
+    // A pod being deleted is not current.
+    let mut deleting = pod_for(&d, "orders-0", &PodScript::Ready, t0());
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t0()));
+    assert_eq!(
+        observe(&d, &[deleting], now()).unwrap().status,
+        DeploymentStatus::Starting
+    );
+}
+
+#[test]
+fn deployment_conditions() {
+    let mut d = tcp();
+    d.metadata.generation = Some(2);
+    let mut progress = crate::compat::new_condition("Progressing", "False");
+    progress.reason = Some("ProgressDeadlineExceeded".into());
+    progress.message = Some("ReplicaSet \"orders-1\" has timed out progressing.".into());
+    d.status = Some(K8sDeploymentStatus {
+        observed_generation: Some(2),
+        conditions: Some(vec![progress]),
+        ..K8sDeploymentStatus::default()
+    });
+    let (status, reason) = status_of(&d, &[PodScript::Running]);
+    assert_eq!(status, DeploymentStatus::Failed);
+    assert_eq!(
+        reason,
+        Some(StatusReason::HealthTimeout {
+            after_secs: 30,
+            last_probe: Some("containers with unready status: [app]".into()),
+        })
+    );
+    // A condition of an older generation says nothing about this one.
+    d.metadata.generation = Some(3);
+    assert_eq!(
+        status_of(&d, &[PodScript::Running]).0,
+        DeploymentStatus::Starting
+    );
+
+    let mut d = tcp();
+    let mut failure = crate::compat::new_condition("ReplicaFailure", "True");
+    failure.message = Some("pods \"orders-x\" is forbidden: exceeded quota".into());
+    d.status = Some(K8sDeploymentStatus {
+        conditions: Some(vec![failure]),
+        ..K8sDeploymentStatus::default()
+    });
+    assert_eq!(
+        status_of(&d, &[]),
+        (
+            DeploymentStatus::Failed,
+            Some(StatusReason::StartRefused {
+                detail: "pods \"orders-x\" is forbidden: exceeded quota".into()
+            })
+        )
+    );
+}
+
+#[test]
+fn stopped_on_request() {
+    let d = tcp();
+    let template = crate::compat::deployment_spec(&d).unwrap().template.clone();
+    let stopped = workload::deployment_from_template(
+        &AppRef::parse("acme", "orders", "dev").unwrap(),
+        template,
+        true,
+        &KubernetesOptions::default(),
+    );
+    assert_eq!(
+        status_of(&stopped, &[PodScript::Ready]),
+        (
+            DeploymentStatus::Stopped,
+            Some(StatusReason::StoppedOnRequest)
+        )
+    );
+}
+
+#[test]
+fn without_a_health_check_a_pod_must_stay_ready_for_the_grace_period() {
+    let d =
+        workload::deployment(&request(HealthCheck::None), &KubernetesOptions::default()).unwrap();
+    let ready_at = Timestamp::from_second(now().unix_timestamp() - 1).unwrap();
+    let pods = [pod_for(&d, "orders-0", &PodScript::Ready, ready_at)];
+    assert_eq!(
+        observe(&d, &pods, now()).unwrap().status,
+        DeploymentStatus::Starting
+    );
+    let later = now() + time::Duration::seconds(3);
+    assert_eq!(
+        next_readiness_deadline(&d, &pods, now()).map(|t| t.unix_timestamp()),
+        Some(later.unix_timestamp() - 1)
+    );
+    assert_eq!(
+        observe(&d, &pods, later).unwrap().status,
+        DeploymentStatus::Running
+    );
+}
+
+#[test]
+fn a_deployment_without_our_labels_is_not_observed() {
+    let mut d = tcp();
+    crate::compat::deployment_spec_mut(&mut d)
+        .unwrap()
+        .template
+        .metadata
+        .as_mut()
+        .unwrap()
+        .labels = None;
+    assert!(observe(&d, &[], now()).is_none());
+}
