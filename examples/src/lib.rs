@@ -7,6 +7,8 @@
 //! the pieces are tested on their own:
 //!
 //! - [`api`]: the platform's HTTP API as an axum router;
+//! - `k8s_render` (feature `kubernetes`): the command line of `k8s-render`,
+//!   which prints what the Kubernetes backend would apply;
 //! - [`local_process`]: a custom backend, apps as local `java` processes,
 //!   written only against the public traits and passing the conformance
 //!   suite;
@@ -16,6 +18,8 @@
 #![deny(missing_docs)]
 
 pub mod api;
+#[cfg(feature = "kubernetes")]
+pub mod k8s_render;
 pub mod local_process;
 pub mod server;
 pub mod storage;
