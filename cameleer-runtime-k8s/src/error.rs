@@ -19,7 +19,7 @@ pub struct Call {
     pub verb: &'static str,
     /// The resource, with its API group: `deployments.apps`, `pods/log`,
     /// `namespaces`.
-    pub resource: &'static str,
+    pub resource: String,
     /// The namespace, for namespaced resources (`None`: cluster-wide).
     pub namespace: Option<String>,
     /// The object's name, when the call names one.
@@ -28,10 +28,10 @@ pub struct Call {
 
 impl Call {
     /// A call of `verb` on `resource`.
-    pub fn new(verb: &'static str, resource: &'static str) -> Self {
+    pub fn new(verb: &'static str, resource: impl Into<String>) -> Self {
         Self {
             verb,
-            resource,
+            resource: resource.into(),
             namespace: None,
             name: None,
         }
@@ -227,7 +227,7 @@ impl From<K8sError> for cameleer_runtime::Error {
         use cameleer_runtime::Error;
         match e {
             K8sError::NotFound { call } => Error::NotFound {
-                what: resource_kind(call.resource),
+                what: resource_kind(&call.resource),
                 id: call
                     .name
                     .clone()

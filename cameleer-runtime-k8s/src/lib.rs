@@ -1,8 +1,9 @@
 //! The Kubernetes backend of the Cameleer runtime, on kube-rs.
 //!
-//! `KubernetesRuntimeOrchestrator` (to come) runs each deployment in a
-//! per-tenant, per-environment namespace behind the core's
-//! [`RuntimeOrchestrator`](cameleer_runtime::RuntimeOrchestrator) contract.
+//! [`KubernetesRuntimeOrchestrator`] runs each deployment in a per-tenant,
+//! per-environment namespace behind the core's
+//! [`RuntimeOrchestrator`](cameleer_runtime::RuntimeOrchestrator) contract;
+//! images come from a registry (see the docs).
 //!
 //! The pieces, each usable on its own:
 //!
@@ -12,8 +13,10 @@
 //! - [`status`]: pod and Deployment conditions → the core's status and
 //!   typed reason (pure);
 //! - [`render`]: every object of a deployment as YAML, for `k8s-render`;
+//! - [`watch`]: the watches that feed status and `events()`;
+//! - [`logs`]: the logs of an app's pods;
 //! - with the `testing` feature, [`testing`]: a scripted in-memory API
-//!   kubelet a test plays and the restricted-profile checker.
+//!   server, a kubelet a test plays and the restricted-profile checker.
 //!
 //! # Kubernetes versions
 //!
@@ -26,15 +29,20 @@
 //! grant ([`K8sError::Forbidden`]).
 #![deny(missing_docs)]
 
+mod api;
 mod compat;
 pub mod error;
+pub mod logs;
 pub mod namespace;
 pub mod options;
+mod orchestrator;
 pub mod render;
 pub mod status;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod watch;
 pub mod workload;
 
 pub use error::{Call, K8sError, K8sResult};
 pub use options::{ClusterDns, FIELD_MANAGER, KubernetesOptions, TenantLimits};
+pub use orchestrator::KubernetesRuntimeOrchestrator;

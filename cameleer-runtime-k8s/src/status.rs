@@ -6,7 +6,8 @@
 //!
 //! 1. A Deployment stopped on request (annotation
 //!    `cameleer.io/desired-state: stopped`, or 0 replicas) is
-//!    STOPPED, [`StatusReason::StoppedOnRequest`].
+//!    STOPPED, [`StatusReason::StoppedOnRequest`] (FAILED with its reason
+//!    when it had failed before it was stopped).
 //! 2. The *current* pods are those of the Deployment's pod template: the
 //!    same deployment id and the same rollout-restart stamp, not being
 //!    deleted. Any current pod that failed makes the app FAILED:
@@ -43,7 +44,7 @@ use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod, PodTemplateSpec}
 use time::OffsetDateTime;
 
 use crate::compat;
-use crate::workload::{CONTAINER, DESIRED_STATE, RESTARTED_AT, STOPPED};
+use crate::workload::{CONTAINER, DESIRED_STATE, FAILED_REASON, RESTARTED_AT, STOPPED};
 
 /// After this many restarts in `CrashLoopBackOff`, a crash reads as
 /// [`StatusReason::CrashLoop`] rather than as its last exit.
@@ -251,10 +252,19 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], now: OffsetDateTime) -> Op
         reason,
     };
     if is_stopped(deployment) {
-        return Some(observed(
-            DeploymentStatus::Stopped,
-            Some(StatusReason::StoppedOnRequest),
-        ));
+        let failed = deployment
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(FAILED_REASON))
+            .and_then(|json| serde_json::from_str::<StatusReason>(json).ok());
+        return Some(match failed {
+            Some(reason) => observed(DeploymentStatus::Failed, Some(reason)),
+            None => observed(
+                DeploymentStatus::Stopped,
+                Some(StatusReason::StoppedOnRequest),
+            ),
+        });
     }
     let current: Vec<&Pod> = pods.iter().filter(|p| is_current(deployment, p)).collect();
     if let Some(reason) = current.iter().find_map(|p| pod_failure(p)) {
@@ -321,6 +331,37 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], now: OffsetDateTime) -> Op
     } else {
         Some(observed(DeploymentStatus::Starting, None))
     }
+}
+
+/// The start timeout a pod template's annotations record (120 s when they
+/// do not).
+pub fn start_timeout(template: &PodTemplateSpec) -> std::time::Duration {
+    let annotations = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    DeploymentMetadata::parse(|k| annotations.get(&k.kubernetes()).map(String::as_str))
+        .map_or(std::time::Duration::from_secs(120), |m| m.start_timeout)
+}
+
+/// The last lines the app wrote before its container of a current pod
+/// ended (its termination message, which `FallbackToLogsOnError` fills
+/// from the log).
+pub fn last_output(deployment: &Deployment, pods: &[Pod]) -> Option<String> {
+    pods.iter()
+        .filter(|p| is_current(deployment, p))
+        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+        .flatten()
+        .filter(|c| c.name == CONTAINER)
+        .find_map(|c| {
+            let t = c
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .or_else(|| c.last_state.as_ref()?.terminated.as_ref())?;
+            t.message.clone().filter(|m| !m.trim().is_empty())
+        })
 }
 
 /// When the next pod of `deployment` becomes available by `minReadySeconds`

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 
 use cameleer_runtime::identity::{DeploymentIdentity, DeploymentMetadata, IdentityKey};
 use cameleer_runtime::launch::insert_jvm_options;
-use cameleer_runtime::{AppRef, DeployRequest, HealthCheck};
+use cameleer_runtime::{AppRef, DeployRequest, HealthCheck, StatusReason};
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
@@ -60,6 +60,10 @@ pub const TMP_VOLUME: &str = "tmp";
 pub const DESIRED_STATE: &str = "cameleer.io/desired-state";
 /// The value of [`DESIRED_STATE`] for a stopped app.
 pub const STOPPED: &str = "stopped";
+/// Annotation on a stopped Deployment whose app had failed before it was
+/// stopped: the reason, as the core's JSON, so the app keeps reading FAILED
+/// and why (as on Docker).
+pub const FAILED_REASON: &str = "cameleer.io/failed-reason";
 /// The pod-template annotation a rollout restart sets (as `kubectl rollout
 /// restart` does).
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
@@ -129,6 +133,17 @@ pub fn deployment_from_template(
     stopped: bool,
     options: &KubernetesOptions,
 ) -> Deployment {
+    stopped_deployment(app, template, stopped.then_some(None), options)
+}
+
+/// [`deployment_from_template`], stopped when `stopped` is `Some`, with the
+/// reason the app had failed for, if it had.
+pub fn stopped_deployment(
+    app: &AppRef,
+    template: PodTemplateSpec,
+    stopped: Option<Option<&StatusReason>>,
+    options: &KubernetesOptions,
+) -> Deployment {
     let template_meta = template.metadata.clone().unwrap_or_default();
     let labels = template_meta.labels.unwrap_or_default();
     let mut annotations: BTreeMap<String, String> = template_meta
@@ -137,9 +152,13 @@ pub fn deployment_from_template(
         .into_iter()
         .filter(|(k, _)| k != RESTARTED_AT)
         .collect();
-    if stopped {
+    if let Some(failed) = stopped {
         annotations.insert(DESIRED_STATE.to_string(), STOPPED.to_string());
+        if let Some(json) = failed.and_then(|r| serde_json::to_string(r).ok()) {
+            annotations.insert(FAILED_REASON.to_string(), json);
+        }
     }
+    let stopped = stopped.is_some();
     let metadata =
         DeploymentMetadata::parse(|k| annotations.get(&k.kubernetes()).map(String::as_str));
     let start_timeout = metadata.as_ref().map_or(120, |m| m.start_timeout.as_secs());
@@ -397,17 +416,24 @@ pub fn probes(health: &HealthCheck, start_timeout_secs: u32) -> Probes {
 /// The Service of `request`, when its app declares a port: named after the
 /// app, selecting all of its pods, the port under the same number.
 pub fn service(request: &DeployRequest) -> Option<Service> {
-    let port = app_port(&request.config.health)?;
+    service_for(&identity(request), &request.config.health)
+}
+
+/// The Service of the version `identity` with health check `health`, when
+/// that declares a port.
+pub fn service_for(identity: &DeploymentIdentity, health: &HealthCheck) -> Option<Service> {
+    let port = app_port(health)?;
+    let app = &identity.app;
     Some(Service {
         metadata: ObjectMeta {
-            name: Some(request.app.app.to_string()),
-            namespace: Some(namespace_name(&request.app.tenant, &request.app.env)),
-            labels: Some(identity(request).kubernetes_labels()),
+            name: Some(app.app.to_string()),
+            namespace: Some(namespace_name(&app.tenant, &app.env)),
+            labels: Some(identity.kubernetes_labels()),
             ..ObjectMeta::default()
         },
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_string()),
-            selector: Some(selector_labels(&request.app)),
+            selector: Some(selector_labels(app)),
             ports: Some(vec![ServicePort {
                 name: Some(PORT_NAME.to_string()),
                 port: i32::from(port),
@@ -419,6 +445,18 @@ pub fn service(request: &DeployRequest) -> Option<Service> {
         }),
         status: None,
     })
+}
+
+/// The health check a pod template's annotations record.
+pub fn template_health(template: &PodTemplateSpec) -> HealthCheck {
+    let annotations = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    DeploymentMetadata::parse(|k| annotations.get(&k.kubernetes()).map(String::as_str))
+        .map(|m| m.health)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
