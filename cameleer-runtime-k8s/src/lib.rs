@@ -15,6 +15,7 @@
 //! - [`render`]: every object of a deployment as YAML, for `k8s-render`;
 //! - [`watch`]: the watches that feed status and `events()`;
 //! - [`logs`]: the logs of an app's pods;
+//! - [`rbac`]: the shipped least-privilege RBAC manifests;
 //! - with the `testing` feature, [`testing`]: a scripted in-memory API
 //!   server, a kubelet a test plays and the restricted-profile checker.
 //!
@@ -36,6 +37,7 @@ pub mod logs;
 pub mod namespace;
 pub mod options;
 mod orchestrator;
+pub mod rbac;
 pub mod render;
 pub mod status;
 #[cfg(any(test, feature = "testing"))]

@@ -165,3 +165,22 @@ fn a_broken_object_is_caught() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn the_shipped_rbac_validates_against_two_kubernetes_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, yaml) in [
+        ("controller.yaml", cameleer_runtime_k8s::rbac::CONTROLLER),
+        (
+            "kaniko-builds.yaml",
+            cameleer_runtime_k8s::rbac::KANIKO_BUILDS,
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, yaml).unwrap();
+        assert_eq!(pyyaml(&path), cameleer_runtime_k8s::rbac::documents(yaml));
+        files.push(path);
+    }
+    validate(&files);
+}
