@@ -3,7 +3,8 @@
 //! [`KubernetesRuntimeOrchestrator`] runs each deployment in a per-tenant,
 //! per-environment namespace behind the core's
 //! [`RuntimeOrchestrator`](cameleer_runtime::RuntimeOrchestrator) contract;
-//! images come from a registry (see the docs).
+//! images come from a registry: the registry builder by default, or
+//! [`KanikoImageBuilder`], a build Job inside the cluster.
 //!
 //! The pieces, each usable on its own:
 //!
@@ -16,6 +17,7 @@
 //! - [`watch`]: the watches that feed status and `events()`;
 //! - [`logs`]: the logs of an app's pods;
 //! - [`rbac`]: the shipped least-privilege RBAC manifests;
+//! - [`kaniko`]: the in-cluster build Job;
 //! - with the `testing` feature, [`testing`]: a scripted in-memory API
 //!   server, a kubelet a test plays and the restricted-profile checker.
 //!
@@ -33,6 +35,7 @@
 mod api;
 mod compat;
 pub mod error;
+pub mod kaniko;
 pub mod logs;
 pub mod namespace;
 pub mod options;
@@ -46,5 +49,6 @@ pub mod watch;
 pub mod workload;
 
 pub use error::{Call, K8sError, K8sResult};
+pub use kaniko::{KanikoImageBuilder, KanikoOptions};
 pub use options::{ClusterDns, FIELD_MANAGER, KubernetesOptions, TenantLimits};
 pub use orchestrator::KubernetesRuntimeOrchestrator;

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use cameleer_runtime::{
-    AppConfig, AppRef, DeployRequest, DeploymentId, Desired, HealthCheck, LogOptions,
-    RuntimeOrchestrator, TenantId,
+    AppConfig, AppRef, BuildSpec, DeployRequest, DeploymentId, Desired, HealthCheck, ImageBuilder,
+    LogOptions, ProgressSink, RuntimeOrchestrator, Sha256Digest, TenantId,
 };
 use cameleer_runtime_k8s::rbac::{self, Rules};
 use cameleer_runtime_k8s::testing::{FakeCluster, PodScript, Recorded};
@@ -110,4 +110,68 @@ async fn every_call_of_the_orchestrator_is_covered_by_the_cluster_role() {
         );
     }
     assert_covered(&requests, &Rules::of(rbac::CONTROLLER));
+}
+
+#[tokio::test]
+async fn every_call_of_a_kaniko_build_is_covered_by_the_build_role() {
+    use cameleer_runtime_k8s::kaniko::{KanikoImageBuilder, KanikoOptions};
+    let cluster = FakeCluster::new();
+    let mut options = KanikoOptions::new(
+        "localhost:5001/cameleer",
+        "eclipse-temurin:17-jre".parse().unwrap(),
+        b"agent".to_vec(),
+    );
+    options.push_secret = Some("registry-push".into());
+    let builder = KanikoImageBuilder::new(cluster.client(), options);
+    let spec = BuildSpec {
+        app: AppRef::parse("acme", "orders", "dev").unwrap(),
+        deployment: DeploymentId::new_random(),
+        version: 1,
+        artifact: Sha256Digest::of(b"jar"),
+        artifact_size: 3,
+    };
+    let jar = futures::stream::iter([Ok(bytes::Bytes::from_static(b"jar"))]).boxed();
+    let build = tokio::spawn(async move {
+        builder
+            .build(
+                &spec,
+                jar,
+                ProgressSink::discard(DeploymentId::new_random()),
+            )
+            .await
+    });
+    let ns = rbac::BUILD_NAMESPACE;
+    let pod = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(p) = cluster.pods(ns).first() {
+                return p.metadata.name.clone().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    cluster.set_pod_status(
+        ns,
+        &pod,
+        serde_json::json!({"phase": "Running", "containerStatuses": [{
+        "name": "kaniko", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+        "state": {"running": {}}}]}),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cluster.set_pod_status(
+        ns,
+        &pod,
+        serde_json::json!({"phase": "Succeeded", "containerStatuses": [{
+        "name": "kaniko", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 0, "message": Sha256Digest::of(b"m").oci()}}}]}),
+    );
+    tokio::time::timeout(Duration::from_secs(10), build)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let requests = cluster.requests();
+    assert!(requests.iter().any(|r| r.resource == "pods/log"));
+    assert_covered(&requests, &Rules::of(rbac::KANIKO_BUILDS));
 }

@@ -184,3 +184,37 @@ fn the_shipped_rbac_validates_against_two_kubernetes_versions() {
     }
     validate(&files);
 }
+
+#[test]
+fn the_kaniko_job_and_context_validate_against_two_kubernetes_versions() {
+    use cameleer_runtime_k8s::kaniko::{KanikoOptions, build_objects};
+    let mut options = KanikoOptions::new(
+        "localhost:5001/cameleer",
+        "eclipse-temurin:17-jre".parse().unwrap(),
+        b"agent".to_vec(),
+    );
+    options.push_secret = Some("registry-push".into());
+    options.insecure_registry = true;
+    let spec = cameleer_runtime::BuildSpec {
+        app: AppRef::parse("acme", "orders", "dev").unwrap(),
+        deployment: DeploymentId::new_random(),
+        version: 2,
+        artifact: cameleer_runtime::Sha256Digest::of(b"jar"),
+        artifact_size: 3,
+    };
+    let objects = build_objects(
+        &options,
+        &spec,
+        &cameleer_runtime::Sha256Digest::of(b"context"),
+        vec![1, 2, 3],
+    )
+    .unwrap();
+    let values = vec![
+        render::to_value(&objects.context).unwrap(),
+        render::to_value(&objects.job).unwrap(),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "kaniko.yaml", &values);
+    assert_eq!(pyyaml(&path), values);
+    validate(&[path]);
+}

@@ -640,6 +640,11 @@ impl FakeCluster {
         let mut s = self.state();
         let key = ("pods".to_string(), ns.to_string(), name.to_string());
         if let Some(mut pod) = s.objects.get(&key).cloned() {
+            // A container that ended ends the logs that follow it.
+            if matches!(status["phase"].as_str(), Some("Succeeded" | "Failed")) {
+                s.followers
+                    .retain(|f| !(f.namespace == ns && f.pod == name));
+            }
             pod["status"] = status;
             s.put(key, pod);
         }
