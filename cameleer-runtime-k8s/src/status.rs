@@ -37,7 +37,7 @@
 
 use std::collections::BTreeMap;
 
-use cameleer_runtime::identity::{DeploymentIdentity, DeploymentMetadata, IdentityKey};
+use cameleer_runtime::identity::{DeploymentIdentity, IdentityKey};
 use cameleer_runtime::{DeploymentStatus, StatusReason};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod, PodTemplateSpec};
@@ -286,15 +286,7 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], now: OffsetDateTime) -> Op
             && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
             && generation_seen
         {
-            let annotations = spec
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.annotations.clone())
-                .unwrap_or_default();
-            let after_secs =
-                DeploymentMetadata::parse(|k| annotations.get(&k.kubernetes()).map(String::as_str))
-                    .map_or(0, |m| m.start_timeout.as_secs());
+            let after_secs = start_timeout(&spec.template).as_secs();
             let last_probe = current
                 .iter()
                 .find_map(|p| not_ready_message(p))
@@ -336,12 +328,7 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], now: OffsetDateTime) -> Op
 /// The start timeout a pod template's annotations record (120 s when they
 /// do not).
 pub fn start_timeout(template: &PodTemplateSpec) -> std::time::Duration {
-    let annotations = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.annotations.clone())
-        .unwrap_or_default();
-    DeploymentMetadata::parse(|k| annotations.get(&k.kubernetes()).map(String::as_str))
+    crate::workload::template_metadata(template)
         .map_or(std::time::Duration::from_secs(120), |m| m.start_timeout)
 }
 

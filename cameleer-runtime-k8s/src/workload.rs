@@ -159,8 +159,7 @@ pub fn stopped_deployment(
         }
     }
     let stopped = stopped.is_some();
-    let metadata =
-        DeploymentMetadata::parse(|k| annotations.get(&k.kubernetes()).map(String::as_str));
+    let metadata = template_metadata(&template);
     let start_timeout = metadata.as_ref().map_or(120, |m| m.start_timeout.as_secs());
     let no_health = metadata
         .as_ref()
@@ -447,14 +446,16 @@ pub fn service_for(identity: &DeploymentIdentity, health: &HealthCheck) -> Optio
     })
 }
 
-/// The health check a pod template's annotations record.
-pub fn template_health(template: &PodTemplateSpec) -> HealthCheck {
-    let annotations = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.annotations.clone())
-        .unwrap_or_default();
+/// The metadata a pod template's annotations record (health check, start
+/// timeout, config digest); `None` when they are missing or damaged.
+pub fn template_metadata(template: &PodTemplateSpec) -> Option<DeploymentMetadata> {
+    let annotations = template.metadata.as_ref()?.annotations.as_ref()?;
     DeploymentMetadata::parse(|k| annotations.get(&k.kubernetes()).map(String::as_str))
+}
+
+/// The health check a pod template records (none when it records none).
+pub fn template_health(template: &PodTemplateSpec) -> HealthCheck {
+    template_metadata(template)
         .map(|m| m.health)
         .unwrap_or_default()
 }
