@@ -1,12 +1,16 @@
 //! The example server: command line and wiring.
 //!
 //! `cargo run -p cameleer-examples --bin server -- [--listen ADDR]
-//! [--data-dir DIR] [--agent-jar PATH] [--agent-args STR] [--base-image REF]`
+//! [--data-dir DIR] [--agent-jar PATH] [--agent-args STR] [--base-image REF]
+//! [--backend docker|kubernetes] [--registry REPO] [--push-secret NAME]
+//! [--insecure-registry]`
 //!
 //! It wires the crates exactly as a host application would: SQLite and
 //! content-addressed files under the data dir for storage, the local Docker
-//! engine for images and containers, and the [`api`](crate::api) router on
-//! top of a [`Platform`](cameleer_runtime::Platform).
+//! engine (or, with `--backend kubernetes` and the `kubernetes` feature, the
+//! cluster of the kubeconfig or the in-cluster config) for images and
+//! containers, and the [`api`](crate::api) router on top of a
+//! [`Platform`](cameleer_runtime::Platform).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,8 +29,29 @@ pub struct ServerArgs {
     pub agent_jar: Option<PathBuf>,
     /// Arguments passed to the agent (`-javaagent:agent.jar=<args>`).
     pub agent_args: Option<String>,
-    /// The JRE base image; default: one built locally with `jlink`.
+    /// The JRE base image; default: one built locally with `jlink`
+    /// (Docker only: a cluster needs one it can pull).
     pub base_image: Option<ImageRef>,
+    /// Where apps run.
+    pub backend: Backend,
+    /// Kubernetes: the repository prefix images are pushed under
+    /// (`{registry}/{tenant}/{app}:v{version}`).
+    pub registry: Option<String>,
+    /// Kubernetes: the Secret with the push credentials, in the build
+    /// namespace.
+    pub push_secret: Option<String>,
+    /// Kubernetes: push over plain HTTP (a local registry).
+    pub insecure_registry: bool,
+}
+
+/// Which backend the server runs apps on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// The local Docker engine.
+    #[default]
+    Docker,
+    /// The cluster of the kubeconfig (or the in-cluster config).
+    Kubernetes,
 }
 
 impl Default for ServerArgs {
@@ -37,13 +62,18 @@ impl Default for ServerArgs {
             agent_jar: None,
             agent_args: None,
             base_image: None,
+            backend: Backend::Docker,
+            registry: None,
+            push_secret: None,
+            insecure_registry: false,
         }
     }
 }
 
 /// The usage text.
 pub const USAGE: &str = "usage: server [--listen ADDR] [--data-dir DIR] [--agent-jar PATH] \
-[--agent-args STR] [--base-image REF]";
+[--agent-args STR] [--base-image REF] [--backend docker|kubernetes] [--registry REPO] \
+[--push-secret NAME] [--insecure-registry]";
 
 impl ServerArgs {
     /// Parses the arguments after the program name. `Ok(None)` for
@@ -71,6 +101,10 @@ impl ServerArgs {
             if flag == "--help" || flag == "-h" {
                 return Ok(None);
             }
+            if flag == "--insecure-registry" {
+                out.insecure_registry = true;
+                continue;
+            }
             let (name, inline) = match flag.split_once('=') {
                 Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
                 _ => (flag.clone(), None),
@@ -95,7 +129,26 @@ impl ServerArgs {
                     let v = value()?;
                     out.base_image = Some(v.parse().map_err(|e| format!("--base-image: {e}"))?);
                 }
+                "--backend" => {
+                    out.backend = match value()?.as_str() {
+                        "docker" => Backend::Docker,
+                        "kubernetes" => Backend::Kubernetes,
+                        v => return Err(format!("--backend {v:?}: docker or kubernetes")),
+                    };
+                }
+                "--registry" => out.registry = Some(value()?),
+                "--push-secret" => out.push_secret = Some(value()?),
                 other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        if out.backend == Backend::Kubernetes {
+            if out.registry.is_none() {
+                return Err(
+                    "--backend kubernetes needs --registry REPO (where images are pushed)".into(),
+                );
+            }
+            if out.base_image.is_none() {
+                return Err("--backend kubernetes needs --base-image REF (a JRE image the cluster can pull)".into());
             }
         }
         Ok(Some(out))
@@ -131,6 +184,23 @@ mod tests {
         assert_eq!(a.agent_args.as_deref(), Some("x=1,y=2"));
         assert_eq!(a.base_image.unwrap().to_string(), "cameleer/jre:17");
         assert_eq!(ServerArgs::parse(["--help"]).unwrap(), None);
+        let k = ServerArgs::parse([
+            "--backend",
+            "kubernetes",
+            "--registry",
+            "localhost:5001/cameleer",
+            "--base-image",
+            "eclipse-temurin:17-jre",
+            "--push-secret",
+            "push",
+            "--insecure-registry",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(k.backend, Backend::Kubernetes);
+        assert_eq!(k.registry.as_deref(), Some("localhost:5001/cameleer"));
+        assert_eq!(k.push_secret.as_deref(), Some("push"));
+        assert!(k.insecure_registry);
     }
 
     #[test]
@@ -140,6 +210,8 @@ mod tests {
             (vec!["--listen"], "needs a value"),
             (vec!["--base-image", "UPPER"], "--base-image"),
             (vec!["serve"], "unknown argument"),
+            (vec!["--backend", "podman"], "--backend"),
+            (vec!["--backend", "kubernetes"], "--registry"),
         ] {
             let e = ServerArgs::parse(args).unwrap_err();
             assert!(e.contains(needle), "{e}");

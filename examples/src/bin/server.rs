@@ -3,6 +3,8 @@
 //! ```sh
 //! cargo run -p cameleer-examples --bin server -- [--listen ADDR] [--data-dir DIR] \
 //!     [--agent-jar PATH] [--agent-args STR] [--base-image REF]
+//! cargo run -p cameleer-examples --features kubernetes --bin server -- --backend kubernetes \
+//!     --registry REPO --base-image REF [--push-secret NAME] [--insecure-registry]
 //! ```
 //!
 //! Storage is SQLite and content-addressed files under the data dir; images
@@ -15,9 +17,9 @@ use std::sync::Arc;
 
 use cameleer_build::java::agent::agent_jar;
 use cameleer_examples::api;
-use cameleer_examples::server::{ServerArgs, USAGE};
+use cameleer_examples::server::{Backend, ServerArgs, USAGE};
 use cameleer_examples::storage::{FsArtifactStore, SqliteDeploymentStore};
-use cameleer_runtime::{Platform, PlatformOptions};
+use cameleer_runtime::{ImageBuilder, Platform, PlatformOptions, RuntimeOrchestrator};
 use cameleer_runtime_docker::base_image::{BaseImageConfig, ensure_base_image};
 use cameleer_runtime_docker::{
     DockerImageBuilder, DockerImageBuilderOptions, DockerOrchestratorOptions,
@@ -65,25 +67,19 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
     )
     .await?;
 
-    let docker = connect::connect().await?;
-    let base_config = match args.base_image {
-        Some(reference) => BaseImageConfig::Reference(reference),
-        None => BaseImageConfig::default(),
-    };
-    tracing::info!("preparing the base image (built with jlink the first time)");
-    let base = ensure_base_image(&docker, &base_config).await?;
-    let agent_jar = match args.agent_jar {
+    let agent_jar = match args.agent_jar.clone() {
         Some(path) => path,
         None => agent_jar()?,
     };
-    let mut builder_options = DockerImageBuilderOptions::new(base.reference.clone(), agent_jar);
-    builder_options.agent_args = args.agent_args;
-    let builder = DockerImageBuilder::new(docker.clone(), builder_options);
-    let orchestrator = DockerRuntimeOrchestrator::new(docker, DockerOrchestratorOptions::default());
+    let (orchestrator, builder): (Arc<dyn RuntimeOrchestrator>, Arc<dyn ImageBuilder>) =
+        match args.backend {
+            Backend::Docker => docker_backend(&args, agent_jar).await?,
+            Backend::Kubernetes => kubernetes_backend(&args, agent_jar).await?,
+        };
 
     let platform = Platform::new(
-        Arc::new(orchestrator),
-        Arc::new(builder),
+        orchestrator,
+        builder,
         Arc::new(store),
         Arc::new(artifacts),
         options,
@@ -107,6 +103,57 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
         .await?;
     platform.shutdown().await;
     Ok(())
+}
+
+async fn docker_backend(
+    args: &ServerArgs,
+    agent_jar: std::path::PathBuf,
+) -> Result<(Arc<dyn RuntimeOrchestrator>, Arc<dyn ImageBuilder>), BoxError> {
+    let docker = connect::connect().await?;
+    let base_config = match args.base_image.clone() {
+        Some(reference) => BaseImageConfig::Reference(reference),
+        None => BaseImageConfig::default(),
+    };
+    tracing::info!("preparing the base image (built with jlink the first time)");
+    let base = ensure_base_image(&docker, &base_config).await?;
+    let mut builder_options = DockerImageBuilderOptions::new(base.reference.clone(), agent_jar);
+    builder_options.agent_args = args.agent_args.clone();
+    let builder = DockerImageBuilder::new(docker.clone(), builder_options);
+    let orchestrator = DockerRuntimeOrchestrator::new(docker, DockerOrchestratorOptions::default());
+    Ok((Arc::new(orchestrator), Arc::new(builder)))
+}
+
+/// The Kubernetes backend: the cluster of the kubeconfig (or the
+/// in-cluster config), images built by a Kaniko Job and pushed to
+/// `--registry`. (The daemonless registry builder becomes the default here
+/// once it lands in `cameleer-build`.)
+#[cfg(feature = "kubernetes")]
+async fn kubernetes_backend(
+    args: &ServerArgs,
+    agent_jar: std::path::PathBuf,
+) -> Result<(Arc<dyn RuntimeOrchestrator>, Arc<dyn ImageBuilder>), BoxError> {
+    use cameleer_runtime_k8s::{
+        KanikoImageBuilder, KanikoOptions, KubernetesOptions, KubernetesRuntimeOrchestrator,
+    };
+    let orchestrator = KubernetesRuntimeOrchestrator::connect(KubernetesOptions::default()).await?;
+    let (Some(registry), Some(base)) = (args.registry.clone(), args.base_image.clone()) else {
+        return Err("--backend kubernetes needs --registry and --base-image".into());
+    };
+    let mut options = KanikoOptions::new(registry, base, std::fs::read(&agent_jar)?);
+    options.agent_args = args.agent_args.clone();
+    options.push_secret = args.push_secret.clone();
+    options.insecure_registry = args.insecure_registry;
+    let builder = KanikoImageBuilder::new(orchestrator.client().clone(), options);
+    tracing::info!("running apps on Kubernetes, images built in the cluster");
+    Ok((Arc::new(orchestrator), Arc::new(builder)))
+}
+
+#[cfg(not(feature = "kubernetes"))]
+async fn kubernetes_backend(
+    _args: &ServerArgs,
+    _agent_jar: std::path::PathBuf,
+) -> Result<(Arc<dyn RuntimeOrchestrator>, Arc<dyn ImageBuilder>), BoxError> {
+    Err("this server was built without the `kubernetes` feature: cargo run -p cameleer-examples --features kubernetes --bin server -- --backend kubernetes …".into())
 }
 
 async fn shutdown_signal() {
