@@ -169,6 +169,9 @@ struct State {
     injected: Vec<Injected>,
     requests: Vec<Recorded>,
     pod_counter: u64,
+    /// Pods whose image contains the key start as the script says (when
+    /// their deployment has no script of its own).
+    by_image: Vec<(String, PodScript)>,
 }
 
 fn meta_str<'a>(o: &'a Value, field: &str) -> Option<&'a str> {
@@ -382,7 +385,22 @@ impl State {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string();
-                let script = self.scripts.get(&id).cloned().unwrap_or(PodScript::Pending);
+                let image = pod
+                    .pointer("/spec/containers/0/image")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let script = self
+                    .scripts
+                    .get(&id)
+                    .or_else(|| {
+                        self.by_image
+                            .iter()
+                            .find(|(key, _)| image.contains(key.as_str()))
+                            .map(|(_, script)| script)
+                    })
+                    .cloned()
+                    .unwrap_or(PodScript::Pending);
                 pod["status"] =
                     serde_json::to_value(script.status(Timestamp::now())).unwrap_or_default();
                 self.put(("pods".into(), ns.clone(), name), pod);
@@ -633,6 +651,58 @@ impl FakeCluster {
             s.put(k, pod);
         }
         s.settle();
+    }
+
+    /// Plays the kubelet by image: every new pod whose image contains
+    /// `image_contains`, of a deployment without a [`script`](Self::script)
+    /// of its own, starts as `script` says. For suites that deploy without
+    /// knowing the cluster is scripted (the conformance suite).
+    pub fn script_image(&self, image_contains: &str, script: PodScript) {
+        self.state()
+            .by_image
+            .push((image_contains.to_string(), script));
+    }
+
+    /// Every pod that is ready and whose image contains `image_contains`
+    /// writes `line` now (`{n}` in it is replaced by a counter). A test calls
+    /// it in a loop to have apps that log steadily.
+    pub fn log_ready(&self, image_contains: &str, line: &str) {
+        let pods: Vec<(String, String)> = {
+            let s = self.state();
+            s.list("pods", None, &[])
+                .into_iter()
+                .filter(|p| {
+                    p.pointer("/spec/containers/0/image")
+                        .and_then(Value::as_str)
+                        .is_some_and(|i| i.contains(image_contains))
+                        && p.pointer("/status/conditions")
+                            .and_then(Value::as_array)
+                            .is_some_and(|cs| {
+                                cs.iter()
+                                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                            })
+                })
+                .map(|p| {
+                    (
+                        meta_str(&p, "namespace").unwrap_or_default().to_string(),
+                        meta_str(&p, "name").unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        };
+        for (ns, pod) in pods {
+            let n = self
+                .state()
+                .logs
+                .get(&(ns.clone(), pod.clone()))
+                .map_or(0, Vec::len);
+            self.log(
+                &ns,
+                &pod,
+                Timestamp::now(),
+                &line.replace("{n}", &(n + 1).to_string()),
+            );
+        }
     }
 
     /// Sets the status of pod `ns/name` (a Job's, say).
