@@ -267,7 +267,7 @@ pub trait RuntimeOrchestrator: Send + Sync {
     /// Crashes, OOM kills and health changes as they happen.
     ///
     /// Report only what the platform did not cause: a container the backend
-    /// stops on request or replaces in a redeploy is not an `Exited` event.
+    /// stops on request or replaces in a redeploy is not a `Failed` event.
     /// The platform ignores events for deployments the store does not know
     /// and events its state machine no longer allows.
     ///

@@ -26,10 +26,11 @@ use super::{LocalProcessOptions, jar_path};
 /// - One process per app and version; a redeploy keeps the old process until
 ///   the new one is up (health check passed, or alive through
 ///   [`grace`](LocalProcessOptions::grace)), then stops it.
-/// - A process that ends on its own makes the app FAILED ("exited with code
-///   N") and, if it was RUNNING, is reported by
-///   [`events`](RuntimeOrchestrator::events) as
-///   [`RuntimeEventKind::Exited`](cameleer_runtime::RuntimeEventKind::Exited).
+/// - A process that ends on its own makes the app FAILED
+///   ([`StatusReason::Exited`] with its code, or
+///   [`StatusReason::JvmOutOfMemory`]) and, if it was RUNNING, is reported
+///   by [`events`](RuntimeOrchestrator::events) as
+///   [`RuntimeEventKind::Failed`](cameleer_runtime::RuntimeEventKind::Failed).
 /// - [`stop_app`](RuntimeOrchestrator::stop_app) sends SIGTERM and kills
 ///   after [`stop_timeout`](LocalProcessOptions::stop_timeout).
 /// - Logs: stdout and stderr line by line into a bounded per-app ring;
