@@ -342,3 +342,60 @@ async fn a_failed_newest_version_keeps_its_container_across_a_controller_restart
     next.backend.inner.remove_app(&sick).await.unwrap();
     assert_eq!(leftovers(&env.docker, &env.tenant).await, (0, 0));
 }
+
+/// The store is the truth about intent; the `.stopped` name is only a
+/// cache of it. A controller that stopped the app in the engine and died
+/// before the store recorded the stop never finished the stop: the store
+/// still says RUNNING, so the next controller starts the app again instead
+/// of reading the cached "stopped" as the truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stores_intent_wins_over_a_stop_that_never_reached_the_store() {
+    let env = TestEnv::new().await;
+    let stores = Stores::default();
+    let app = env.app("steady", "dev");
+    let first = PlatformEnv::on(controller(&env, test_options()), &env.tenant, &stores);
+    first.platform.start().await.expect("start");
+    let image = fixture_image(&env.docker, FixtureApp::Logging).await;
+    let jar = first.upload(&app, FixtureApp::Logging, image).await;
+    let d = first
+        .deploy_settled(&app, jar, config(HealthCheck::None, &[]))
+        .await;
+    assert_eq!(d.status, DeploymentStatus::Running, "{d:#?}");
+    // The engine half of a stop, then the controller dies.
+    first
+        .backend
+        .stop_app(&app)
+        .await
+        .expect("stop in the engine");
+    first.platform.shutdown().await;
+    drop(first);
+    let marked = format!("{}.stopped", labels::container_name(&app, 1));
+    assert!(support::inspect_opt(&env.docker, &marked).await.is_some());
+    assert_eq!(
+        stores.deployments.get(&d.id).await.unwrap().status,
+        DeploymentStatus::Running
+    );
+
+    let next = PlatformEnv::on(controller(&env, test_options()), &env.tenant, &stores);
+    let report = next.platform.start().await.expect("recover");
+    assert_eq!(report.backend.adopted, [d.id], "{report:?}");
+    assert!(report.failed.is_empty(), "{report:?}");
+    let status = next.backend.app_status(&app).await.unwrap();
+    assert_eq!(
+        (status.status, status.deployment),
+        (DeploymentStatus::Running, Some(d.id))
+    );
+    assert!(
+        support::inspect_opt(&env.docker, &labels::container_name(&app, 1))
+            .await
+            .is_some(),
+        "running again under its plain name"
+    );
+    assert_eq!(
+        stores.deployments.get(&d.id).await.unwrap().status,
+        DeploymentStatus::Running
+    );
+    next.platform.shutdown().await;
+    next.backend.inner.remove_app(&app).await.unwrap();
+    assert_eq!(leftovers(&env.docker, &env.tenant).await, (0, 0));
+}
