@@ -310,3 +310,71 @@ pub trait RuntimeOrchestrator: Send + Sync {
         Duration::from_secs(60)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cameleer_build::Sha256Digest;
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::{DeploymentEvent, DeploymentSource, StatusReason};
+
+    fn d(app: &AppRef, version: u64, events: &[DeploymentEvent]) -> Deployment {
+        let mut d = Deployment::new(
+            app.clone(),
+            version,
+            Sha256Digest::of(b"jar"),
+            None,
+            DeploymentSource::Build,
+            AppConfig::default(),
+            OffsetDateTime::now_utc(),
+        );
+        for e in events {
+            d.apply(e, OffsetDateTime::now_utc()).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn the_plan_runs_what_is_active_and_keeps_only_an_apps_newest_settled_version() {
+        use DeploymentEvent as E;
+        let up = [E::BuildSucceeded, E::Healthy];
+        let failed = [E::BuildFailed {
+            reason: StatusReason::other("no base"),
+        }];
+        let stopped = [
+            E::BuildSucceeded,
+            E::Healthy,
+            E::Stopped {
+                reason: StatusReason::StoppedOnRequest,
+            },
+        ];
+        let web = AppRef::parse("acme", "web", "dev").unwrap();
+        let api = AppRef::parse("acme", "api", "dev").unwrap();
+        let job = AppRef::parse("acme", "job", "prod").unwrap();
+        let web1 = d(&web, 1, &up);
+        let web2 = d(&web, 2, &failed); // a failed redeploy: v1 serves on
+        let api3 = d(&api, 3, &stopped); // stopped on request
+        let job1 = d(&job, 1, &failed); // failed, and nothing else
+        let job0 = d(&job, 0, &stopped); // older: not the newest
+        let plan = Desired::plan([
+            web2.clone(),
+            web1.clone(),
+            api3.clone(),
+            job1.clone(),
+            job0,
+            web1.clone(), // duplicates are ignored
+        ]);
+        let got: Vec<(DeploymentId, Intent)> =
+            plan.iter().map(|p| (p.deployment.id, p.intent)).collect();
+        assert_eq!(
+            got,
+            [
+                (api3.id, Intent::KeepStopped),
+                (job1.id, Intent::KeepStopped),
+                (web1.id, Intent::Run),
+            ]
+        );
+        assert!(Desired::plan(Vec::new()).is_empty());
+    }
+}
