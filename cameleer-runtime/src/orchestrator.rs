@@ -167,8 +167,9 @@ pub struct Desired {
 impl Desired {
     /// What the store's deployments of every app ask of a backend: each
     /// active one (BUILDING, STARTING, RUNNING) runs; the newest version of
-    /// an app with none active is kept stopped, unless it never got an
-    /// image. Every other deployment is absent, so a backend removes its
+    /// an app with none active is kept stopped (a backend that has no
+    /// resources for it, a build that failed, has nothing to keep). Every
+    /// other deployment is absent, so a backend removes its
     /// resources. Sorted by app, newest version first.
     ///
     /// `deployments` are the active ones and the newest of every app (see

@@ -9,8 +9,9 @@
 //!   missed (the engine replays what it saw since then);
 //! - keeps the last state it knows of each container (created, running,
 //!   ended), from the list and then from `start`, `die` and `destroy`;
-//! - reports a `die` as [`RuntimeEventKind::Exited`] or
-//!   [`RuntimeEventKind::OomKilled`], unless the orchestrator caused it (a
+//! - reports a `die` as [`RuntimeEventKind::Failed`] with the exit (the
+//!   JVM's own out-of-memory exit told by its last output) or the kernel's
+//!   OOM kill, unless the orchestrator caused it (a
 //!   stop, a removal, a restart, a container it is starting itself and
 //!   reports on) — see [`Memory`](super::memory::Memory) and
 //!   [`stopped`];

@@ -51,9 +51,10 @@
 //!   Memory and CPU are hints to the JVM (`-XX:MaxRAM`,
 //!   `-XX:ActiveProcessorCount`), not limits: there is no cgroup, so a
 //!   process is never OOM-killed for its limit, and
-//!   [`RuntimeEventKind::OomKilled`](cameleer_runtime::RuntimeEventKind) is
-//!   never reported. A Java heap exhaustion ends the JVM
-//!   (`-XX:+ExitOnOutOfMemoryError`) and its reason says "out of memory".
+//!   [`StatusReason::OomKilled`](cameleer_runtime::StatusReason::OomKilled)
+//!   is never reported. A Java heap exhaustion ends the JVM
+//!   (`-XX:+ExitOnOutOfMemoryError`) and reads
+//!   [`StatusReason::JvmOutOfMemory`](cameleer_runtime::StatusReason::JvmOutOfMemory).
 //! - **One port per host.** Health checks probe `127.0.0.1:<port>`, and
 //!   apps of different tenants (or environments) that listen on the same
 //!   port collide. For the same reason a redeploy of an app with a port
