@@ -139,6 +139,12 @@ pub enum RuntimeEventKind {
         /// Why.
         reason: StatusReason,
     },
+    /// The app was stopped by something outside the platform (a `docker
+    /// stop`, SIGTERM from the host): STOPPED, not FAILED.
+    Stopped {
+        /// Why, usually [`StatusReason::StoppedExternally`].
+        reason: StatusReason,
+    },
     /// The backend's resources for the deployment are gone.
     Removed,
 }

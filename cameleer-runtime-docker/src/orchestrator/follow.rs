@@ -197,8 +197,7 @@ impl Follower {
                     .orchestrator
                     .refine(&e.container, events::died(e.exit_code, oom))
                     .await;
-                self.send(&e.labels, RuntimeEventKind::Failed { reason }, e.at)
-                    .await;
+                self.send(&e.labels, events::ended(reason), e.at).await;
             }
             Action::Destroy => {
                 self.known.remove(&e.container);
@@ -283,8 +282,7 @@ impl Follower {
                 events::died(state.exit_code, state.oom_killed.unwrap_or(false)),
             )
             .await;
-        self.send(&c.labels, RuntimeEventKind::Failed { reason }, at)
-            .await;
+        self.send(&c.labels, events::ended(reason), at).await;
         Ok(())
     }
 

@@ -114,6 +114,7 @@ impl Core {
         };
         let transition = match event.kind {
             RuntimeEventKind::Failed { reason } => DeploymentEvent::Crashed { reason },
+            RuntimeEventKind::Stopped { reason } => DeploymentEvent::Stopped { reason },
             RuntimeEventKind::Unhealthy { reason } => {
                 tracing::warn!(deployment = %d.id, "unhealthy: {reason}");
                 if d.status == DeploymentStatus::Running {
