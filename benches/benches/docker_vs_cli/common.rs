@@ -78,6 +78,7 @@ pub async fn create_app_container(
         version: 1,
         health: HealthCheck::None,
         start_timeout: Duration::from_secs(30),
+        config_sha256: None,
     };
     let body = ContainerCreateBody {
         image: Some(ctx.busybox.clone()),
