@@ -477,11 +477,17 @@ async fn logs_since(ctx: &mut Ctx<'_>) -> Outcome {
 }
 
 async fn stop_then_stopped(ctx: &mut Ctx<'_>) -> Outcome {
-    let (app, _) = ctx.running_logging_app("stopping").await?;
+    let (app, req) = ctx.running_logging_app("stopping").await?;
     ctx.stop(&app).await?;
     ctx.within("stop_app", ctx.orchestrator.stop_app(&app))
         .await?
         .map_err(err("stop_app of a stopped app"))?;
+    let status = ctx.status(&app).await?;
+    ensure!(
+        status.status == DeploymentStatus::Stopped && status.deployment == Some(req.deployment),
+        "app_status after stopping twice: {status:?}, expected STOPPED as deployment {}",
+        req.deployment
+    );
     Ok(())
 }
 
@@ -527,30 +533,26 @@ async fn list_is_per_tenant(ctx: &mut Ctx<'_>) -> Outcome {
 async fn unknown_app_is_not_found(ctx: &mut Ctx<'_>) -> Outcome {
     let app = ctx.app_in(&ctx.tenant(), "ghost");
     let o = &ctx.orchestrator;
-    let not_found = |what: &str, r: Result<(), Error>| -> Outcome {
+    fn not_found<T: std::fmt::Debug>(what: &str, r: Result<T, Error>) -> Outcome {
         match r {
             Err(e) if e.code() == "not_found" => Ok(()),
             Err(e) => Err(format!(
                 "{what} of an unknown app: {} ({e}), expected not_found",
                 e.code()
             )),
-            Ok(()) => Err(format!(
-                "{what} of an unknown app succeeded, expected not_found"
+            Ok(value) => Err(format!(
+                "{what} of an unknown app returned {value:?}, expected not_found"
             )),
         }
-    };
+    }
     not_found(
         "app_status",
-        ctx.within("app_status", o.app_status(&app))
-            .await?
-            .map(drop),
+        ctx.within("app_status", o.app_status(&app)).await?,
     )?;
     not_found("stop_app", ctx.within("stop_app", o.stop_app(&app)).await?)?;
     not_found(
         "restart_app",
-        ctx.within("restart_app", o.restart_app(&app))
-            .await?
-            .map(drop),
+        ctx.within("restart_app", o.restart_app(&app)).await?,
     )?;
     // The error may come from the call or as the stream's first item.
     let logs = ctx
@@ -560,7 +562,8 @@ async fn unknown_app_is_not_found(ctx: &mut Ctx<'_>) -> Outcome {
         Err(e) => Err(e),
         Ok(mut stream) => match ctx.within("reading logs", stream.next()).await? {
             Some(Err(e)) => Err(e),
-            _ => Ok(()),
+            Some(Ok(line)) => Ok(Some(line)),
+            None => Ok(None),
         },
     };
     not_found("app_logs", first)

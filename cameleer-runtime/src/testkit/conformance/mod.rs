@@ -2,8 +2,10 @@
 //!
 //! A backend proves it keeps the contract by passing these checks against
 //! its real engine. It provides a [`ConformanceFixture`]: the orchestrator,
-//! deployable images of three small apps ([`FixtureApp`]), their configs,
-//! and fresh tenant ids so that parallel runs never see each other's apps.
+//! deployable images of a few small apps ([`FixtureApp`]), their configs,
+//! fresh tenant ids so that parallel runs never see each other's apps, and,
+//! where the backend can, a way to ask an app which version answers and a
+//! fresh orchestrator as after a controller restart.
 //! Each check deploys into its own tenant(s) and the fixture's
 //! [`cleanup`](ConformanceFixture::cleanup) runs afterwards, pass or fail.
 //!
