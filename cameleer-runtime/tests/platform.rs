@@ -11,6 +11,7 @@ use cameleer_runtime::{
     RuntimeOrchestrator, Sha256Digest, StatusReason,
 };
 use common::{Harness, app, config, statuses};
+use futures::{FutureExt, StreamExt};
 use time::OffsetDateTime;
 
 #[tokio::test(start_paused = true)]
@@ -30,7 +31,7 @@ async fn deploy_goes_building_starting_running_and_reports_it() {
 
     let mut seen = Vec::new();
     let mut progress = 0;
-    while let Ok(event) = events.try_recv() {
+    while let Some(Some(event)) = events.next().now_or_never() {
         match event {
             PlatformEvent::Status(s) if s.deployment == d.id => seen.push(s.status),
             PlatformEvent::BuildProgress(p) if p.deployment == d.id => progress += 1,
@@ -215,7 +216,6 @@ async fn promotion_deploys_the_same_image_without_building() {
     let h = Harness::new();
     let dev = h.deploy_settled(&app("orders")).await;
     assert_eq!(h.builder.builds(), 1);
-    let (tenant, name) = (&dev.app.tenant, &dev.app.app);
     let prod_config = AppConfig {
         resources: Resources {
             memory_mb: 1024,
@@ -227,13 +227,7 @@ async fn promotion_deploys_the_same_image_without_building() {
 
     let prod = h
         .platform
-        .promote(
-            tenant,
-            name,
-            "dev".parse().unwrap(),
-            "prod".parse().unwrap(),
-            Some(prod_config.clone()),
-        )
+        .promote(&dev.app, "prod".parse().unwrap(), Some(prod_config.clone()))
         .await
         .unwrap();
     assert_eq!(prod.app.env.as_str(), "prod");
@@ -248,13 +242,7 @@ async fn promotion_deploys_the_same_image_without_building() {
     // Again without a config: prod's latest config is used.
     let again = h
         .platform
-        .promote(
-            tenant,
-            name,
-            "dev".parse().unwrap(),
-            "prod".parse().unwrap(),
-            None,
-        )
+        .promote(&dev.app, "prod".parse().unwrap(), None)
         .await
         .unwrap();
     assert_eq!(again.config, prod_config);
@@ -271,11 +259,11 @@ async fn promotion_deploys_the_same_image_without_building() {
 async fn promotion_needs_something_running_and_another_env() {
     let h = Harness::new();
     let dev = h.deploy_settled(&app("orders")).await;
-    let (tenant, name) = (&dev.app.tenant, &dev.app.app);
     let env = |s: &str| s.parse().unwrap();
+    let staging = dev.app.in_env(env("staging"));
     let err = h
         .platform
-        .promote(tenant, name, env("staging"), env("prod"), Some(config()))
+        .promote(&staging, env("prod"), Some(config()))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "conflict", "{err}");
@@ -283,21 +271,21 @@ async fn promotion_needs_something_running_and_another_env() {
     bad.resources.memory_mb = 1;
     let err = h
         .platform
-        .promote(tenant, name, env("dev"), env("prod"), Some(bad))
+        .promote(&dev.app, env("prod"), Some(bad))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "invalid_config", "{err}");
     // A first promotion without a config starts from the source's.
     let prod = h
         .platform
-        .promote(tenant, name, env("dev"), env("prod"), None)
+        .promote(&dev.app, env("prod"), None)
         .await
         .unwrap();
     assert_eq!(prod.config, dev.config);
     assert_eq!(prod.image, dev.image);
     let err = h
         .platform
-        .promote(tenant, name, env("dev"), env("dev"), Some(config()))
+        .promote(&dev.app, env("dev"), Some(config()))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "conflict", "{err}");
@@ -505,7 +493,6 @@ async fn history_and_list() {
 
 #[tokio::test(start_paused = true)]
 async fn logs_come_from_the_backend() {
-    use futures::StreamExt;
     let h = Harness::new();
     h.deploy_settled(&app("orders")).await;
     let lines: Vec<_> = h

@@ -14,6 +14,7 @@ use cameleer_runtime::{
     StatusReason, TenantId,
 };
 use common::{Harness, app, config, statuses};
+use futures::StreamExt;
 use time::OffsetDateTime;
 
 #[tokio::test(start_paused = true)]
@@ -59,7 +60,7 @@ async fn unhealthy_keeps_running_and_is_published() {
         },
         at: OffsetDateTime::now_utc(),
     });
-    let PlatformEvent::Unhealthy(u) = events.recv().await.unwrap() else {
+    let PlatformEvent::Unhealthy(u) = events.next().await.unwrap() else {
         panic!("expected an unhealthy event");
     };
     assert_eq!(

@@ -11,9 +11,8 @@ async fn upload(
     data: ByteStream,
     expected: Option<Sha256Digest>,
 ) -> Result<Sha256Digest, Error> {
-    let app = app("orders");
     h.platform
-        .upload_artifact(&app.tenant, &app.app, data, expected)
+        .upload_artifact(&app("orders"), data, expected)
         .await
         .map(|u| u.sha256)
 }
@@ -22,12 +21,10 @@ async fn upload(
 async fn a_valid_jar_is_validated_and_stored_by_its_digest() {
     let h = Harness::new();
     let bytes = jar("com.example.Main");
-    let app = app("orders");
     let uploaded = h
         .platform
         .upload_artifact(
-            &app.tenant,
-            &app.app,
+            &app("orders"),
             chunked(bytes.clone(), 7),
             Some(Sha256Digest::of(&bytes)),
         )

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 use tracing::Instrument;
 
 use super::core::Core;
-use super::events::{PlatformEvent, UnhealthyEvent};
+use super::events::{PlatformEvent, PlatformEvents, UnhealthyEvent};
 use crate::{
     AppRef, AppStatus, Deployment, DeploymentEvent, DeploymentId, DeploymentStatus, Desired, Error,
     EventStream, ReconcileReport, Result, RuntimeEvent, RuntimeEventKind, StatusReason, TenantId,
@@ -308,7 +307,7 @@ impl Core {
         id: &DeploymentId,
         limit: Duration,
     ) -> Result<Deployment> {
-        let mut events = self.events.subscribe();
+        let mut events = PlatformEvents::new(self.events.subscribe());
         let mut finished = self.finished.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -358,13 +357,13 @@ fn missing_event(rt: &AppStatus) -> Option<DeploymentEvent> {
 }
 
 /// Returns when a status event for `id` arrives (or events were missed).
-async fn next_status_of(events: &mut broadcast::Receiver<PlatformEvent>, id: &DeploymentId) {
+async fn next_status_of(events: &mut PlatformEvents, id: &DeploymentId) {
     loop {
-        match events.recv().await {
-            Ok(PlatformEvent::Status(s)) if &s.deployment == id => return,
-            Ok(_) => {}
-            Err(broadcast::error::RecvError::Lagged(_)) => return,
-            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        match events.next().await {
+            Some(PlatformEvent::Status(s)) if &s.deployment == id => return,
+            Some(PlatformEvent::Lagged { .. }) => return,
+            Some(_) => {}
+            None => std::future::pending().await,
         }
     }
 }
