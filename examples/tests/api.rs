@@ -510,6 +510,31 @@ async fn events_and_logs_stream_as_server_sent_events() {
 }
 
 #[tokio::test]
+async fn a_shutting_down_platform_answers_503_shutting_down() {
+    let api = api().await;
+    let sha = api.upload(jars::plain_jar("com.acme.Main")).await["sha256"].clone();
+    api.platform.shutdown().await;
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/api/v1/tenants/acme/apps/orders/envs/dev/deployments",
+            json!({"artifact": sha}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(code(&body), "shutting_down");
+    assert!(
+        api.store
+            .active()
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.app.app.as_str() != "orders"),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
 async fn an_events_client_that_falls_behind_gets_a_lagged_event() {
     let api = api_with(PlatformOptions {
         event_capacity: 2,

@@ -14,7 +14,8 @@
 //! | `GET /healthz` | liveness |
 //!
 //! Errors are `{"error": {"code", "message"}}` with 400, 404, 409, 413 or
-//! 422 as fits (see [`status_for`]).
+//! 422 as fits, 503 `shutting_down` while the server stops (see
+//! [`status_for`]).
 
 mod error;
 mod handlers;
