@@ -4,11 +4,18 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use cameleer_runtime::memory::{MemoryArtifactStore, MemoryDeploymentStore};
+use cameleer_runtime::testkit::FakeOrchestrator;
 use cameleer_runtime::{
     AppConfig, DeploymentEvent, DeploymentSource, DeploymentStatus as S, PlatformEvent, Resources,
     RuntimeOrchestrator, Sha256Digest, StatusReason,
+};
+use cameleer_runtime::{
+    BuildSpec, BuiltImage, ByteStream, ImageBuilder, Platform, ProgressSink, Result,
 };
 use common::{Harness, app, config, statuses};
 use futures::{FutureExt, StreamExt};
@@ -170,6 +177,68 @@ async fn stop_while_building_ends_the_pipeline_quietly() {
     assert_eq!(statuses(&d), [S::Building, S::Stopped], "never overwritten");
     assert!(d.image.is_none());
     assert_eq!(h.fake.deploys(), 0, "never started");
+}
+
+/// A builder whose builds never finish, and which tells when the future of
+/// one was dropped (the build cancelled).
+#[derive(Default)]
+struct EndlessBuilder {
+    started: AtomicUsize,
+    dropped: Arc<AtomicUsize>,
+}
+
+struct CountDrop(Arc<AtomicUsize>);
+
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl ImageBuilder for EndlessBuilder {
+    async fn build(&self, _: &BuildSpec, _: ByteStream, _: ProgressSink) -> Result<BuiltImage> {
+        let _dropped = CountDrop(self.dropped.clone());
+        self.started.fetch_add(1, Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_while_building_cancels_the_build_and_ends_stopped() {
+    let fake = FakeOrchestrator::new();
+    let builder = Arc::new(EndlessBuilder::default());
+    let store = Arc::new(MemoryDeploymentStore::new());
+    let platform = Platform::builder()
+        .orchestrator(Arc::new(fake.clone()))
+        .image_builder(builder.clone())
+        .deployment_store(store)
+        .artifact_store(Arc::new(MemoryArtifactStore::new()))
+        .build();
+    let jar = common::jar("com.example.Main");
+    let uploaded = platform
+        .upload_artifact(&app("orders"), common::chunked(jar, 1000), None)
+        .await
+        .unwrap();
+    let d = platform
+        .deploy(&app("orders"), uploaded.sha256, config())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(builder.started.load(Ordering::SeqCst), 1, "building");
+    assert_eq!(builder.dropped.load(Ordering::SeqCst), 0);
+
+    platform.stop(&app("orders")).await.unwrap();
+    // The pipeline ends (the build does not run on, holding the app's
+    // lane), the builder's future is dropped, the deployment is STOPPED.
+    let settled = platform
+        .wait_settled(&d.id, Duration::from_secs(5))
+        .await
+        .expect("the pipeline ends once the build is cancelled");
+    assert_eq!(builder.dropped.load(Ordering::SeqCst), 1, "build cancelled");
+    assert_eq!(statuses(&settled), [S::Building, S::Stopped]);
+    assert_eq!(settled.last_reason(), Some(&StatusReason::StoppedOnRequest));
+    assert_eq!(fake.deploys(), 0, "never started");
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,7 +1,7 @@
 //! The state the [`Platform`](crate::Platform) handle and its background
 //! tasks share, and the one way deployments are written.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +32,8 @@ pub(crate) struct Core {
     /// Deployments a pipeline of this process is working on; recovery and
     /// reconciliation leave them alone.
     inflight: Mutex<HashSet<DeploymentId>>,
+    /// The builds under way, by deployment: a stop cancels them.
+    builds: Mutex<HashMap<DeploymentId, CancellationToken>>,
     /// Bumped whenever a deployment stops being in flight.
     pub(crate) finished: watch::Sender<u64>,
     pub(crate) watching: AtomicBool,
@@ -57,6 +59,7 @@ impl Core {
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             inflight: Mutex::default(),
+            builds: Mutex::default(),
             finished: watch::Sender::new(0),
             watching: AtomicBool::new(false),
         }
@@ -72,6 +75,36 @@ impl Core {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(id)
+    }
+
+    /// Registers the build of deployment `id`: the returned token is
+    /// cancelled when the deployment is stopped (or the platform shuts
+    /// down), and the registration ends with the guard.
+    pub(crate) fn register_build(self: &Arc<Self>, id: DeploymentId) -> BuildGuard {
+        let token = self.cancel.child_token();
+        self.builds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, token.clone());
+        BuildGuard {
+            core: self.clone(),
+            id,
+            token,
+        }
+    }
+
+    /// Cancels the build of deployment `id`, if one is under way.
+    pub(crate) fn cancel_build(&self, id: &DeploymentId) {
+        let token = self
+            .builds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned();
+        if let Some(token) = token {
+            tracing::info!(deployment = %id, "cancelling its build");
+            token.cancel();
+        }
     }
 
     /// Allocates the next version of `app` and queues it in the app's lane,
@@ -187,6 +220,23 @@ impl Core {
                 None
             }
         }
+    }
+}
+
+/// A build under way; see [`Core::register_build`].
+pub(crate) struct BuildGuard {
+    core: Arc<Core>,
+    id: DeploymentId,
+    pub(crate) token: CancellationToken,
+}
+
+impl Drop for BuildGuard {
+    fn drop(&mut self) {
+        self.core
+            .builds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
     }
 }
 

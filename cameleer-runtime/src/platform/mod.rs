@@ -238,9 +238,10 @@ impl Platform {
 
     /// Stops `app`: the backend stops it, then each of its BUILDING,
     /// STARTING or RUNNING deployments becomes STOPPED ("stopped by
-    /// request"), which are returned. A BUILDING or STARTING deployment's
-    /// pipeline notices and ends; if the backend brought it up meanwhile,
-    /// the pipeline stops it again.
+    /// request"), which are returned. A BUILDING deployment's build is
+    /// cancelled (the [`ImageBuilder::build`] future is dropped); a
+    /// STARTING deployment's pipeline notices and ends, and if the backend
+    /// brought it up meanwhile, the pipeline stops it again.
     ///
     /// `not_found` when the store knows no deployment of `app`.
     #[tracing::instrument(skip_all, fields(tenant = %app.tenant, app = %app.app, env = %app.env))]

@@ -67,7 +67,13 @@ impl Core {
 
     /// BUILDING → STARTING with the image recorded, or FAILED with the
     /// builder's text. `None` when the pipeline should not go on.
+    ///
+    /// A stop of the deployment cancels the build: the builder's future is
+    /// dropped, and the deployment stays STOPPED.
     async fn build(self: &Arc<Self>, id: &crate::DeploymentId, size: u64) -> Option<Deployment> {
+        // Registered before the status is read, so a stop that lands after
+        // the read finds the build to cancel.
+        let registration = self.register_build(*id);
         let d = match self.store.get(id).await {
             Ok(d) if d.status == DeploymentStatus::Building => d,
             Ok(d) => {
@@ -102,10 +108,20 @@ impl Core {
             self.tasks
                 .spawn(async move { cancel.run_until_cancelled(forward).await });
         }
-        let built = match self.artifacts.get(&d.artifact).await {
-            Ok(jar) => self.builder.build(&spec, jar, sink).await,
-            Err(e) => Err(Error::BuildFailed(format!("cannot read the artifact: {e}"))),
+        let build = async {
+            match self.artifacts.get(&d.artifact).await {
+                Ok(jar) => self.builder.build(&spec, jar, sink).await,
+                Err(e) => Err(Error::BuildFailed(format!("cannot read the artifact: {e}"))),
+            }
         };
+        let Some(built) = registration.token.run_until_cancelled(build).await else {
+            // Dropping the future cancelled the build; the stop that asked
+            // for it recorded STOPPED (on shutdown it stays BUILDING, for
+            // the next recovery).
+            tracing::info!("build cancelled");
+            return None;
+        };
+        drop(registration);
         let built = built.and_then(|b| match b.image.digest() {
             Some(_) => Ok(b),
             None => Err(Error::BuildFailed(format!(
@@ -318,7 +334,10 @@ impl Core {
         let mut stopped = Vec::new();
         for d in all {
             if d.status.is_in_progress() || d.status == DeploymentStatus::Running {
-                stopped.extend(self.apply(&d.id, &event).await?);
+                let now = self.apply(&d.id, &event).await?;
+                // After the write: the pipeline, cancelled, finds it STOPPED.
+                self.cancel_build(&d.id);
+                stopped.extend(now);
             }
         }
         Ok(stopped)
