@@ -3,15 +3,15 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use cameleer_runtime::testkit::FakeOrchestrator;
 use cameleer_runtime::{
-    AppRef, AppStatus, AppSummary, DeployRequest, DeploymentStatus as S, LogOptions, LogStream,
-    PlatformEvent, PlatformOptions, Result, RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator,
-    StatusReason, TenantId,
+    AppRef, AppStatus, AppSummary, DeployRequest, DeploymentStatus as S, Desired, Intent,
+    LogOptions, LogStream, Platform, PlatformEvent, PlatformOptions, ReconcileReport, Result,
+    RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator, StatusReason, TenantId,
 };
 use common::{Harness, app, config, statuses};
 use futures::StreamExt;
@@ -221,6 +221,69 @@ async fn recovery_finishes_a_start_the_backend_completed() {
         "{:?}",
         v3.last_reason()
     );
+}
+
+/// The fake, recording what each `reconcile` was asked.
+struct Recording {
+    fake: FakeOrchestrator,
+    asked: Mutex<Vec<Vec<Desired>>>,
+}
+
+#[async_trait]
+impl RuntimeOrchestrator for Recording {
+    async fn deploy_app(&self, request: &DeployRequest) -> Result<AppStatus> {
+        self.fake.deploy_app(request).await
+    }
+    async fn stop_app(&self, app: &AppRef) -> Result<()> {
+        self.fake.stop_app(app).await
+    }
+    async fn restart_app(&self, app: &AppRef) -> Result<AppStatus> {
+        self.fake.restart_app(app).await
+    }
+    async fn app_logs(&self, app: &AppRef, options: &LogOptions) -> Result<LogStream> {
+        self.fake.app_logs(app, options).await
+    }
+    async fn app_status(&self, app: &AppRef) -> Result<AppStatus> {
+        self.fake.app_status(app).await
+    }
+    async fn list_apps(&self, tenant: &TenantId) -> Result<Vec<AppSummary>> {
+        self.fake.list_apps(tenant).await
+    }
+    async fn reconcile(&self, desired: &[Desired]) -> Result<ReconcileReport> {
+        self.asked.lock().unwrap().push(desired.to_vec());
+        self.fake.reconcile(desired).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_keeps_the_version_before_a_newest_whose_build_failed() {
+    let h = Harness::new();
+    let v1 = h.deploy_settled(&app("orders")).await;
+    h.platform.stop(&app("orders")).await.unwrap();
+    h.builder.fail_next("base image not found");
+    let v2 = h.deploy_settled(&app("orders")).await;
+    assert_eq!((v2.status, v2.image.is_none()), (S::Failed, true));
+
+    let backend = Arc::new(Recording {
+        fake: h.fake.clone(),
+        asked: Mutex::default(),
+    });
+    let restarted = Platform::builder()
+        .orchestrator(backend.clone())
+        .image_builder(Arc::new(h.builder.clone()))
+        .deployment_store(h.store.clone())
+        .artifact_store(h.artifacts.clone())
+        .build();
+    restarted.recover().await.unwrap();
+    let asked = backend.asked.lock().unwrap().clone();
+    let intents: Vec<_> = asked[0]
+        .iter()
+        .map(|d| (d.deployment.id, d.intent))
+        .collect();
+    // v1's container (stopped, with its logs) is what the app has: the
+    // backend must know it, or it removes it as an orphan. v2 never had
+    // one.
+    assert_eq!(intents, [(v1.id, Intent::KeepStopped)]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -141,10 +141,19 @@ impl Core {
         // The active deployments, and the newest of every app whatever its
         // status: a newest version that FAILED or was STOPPED keeps its
         // container (its status and logs), which the backend would
-        // otherwise remove as unknown. The store's intent, not what the
+        // otherwise remove as unknown. When the newest never had one (its
+        // build failed, it never ran) or is this process's to settle, the
+        // app's older versions too: the one whose container is kept may be
+        // older (see `Desired::plan`). The store's intent, not what the
         // backend cached, decides.
         let mut all: Vec<Deployment> = self.store.active().await?;
-        all.extend(self.store.latest_of_every_app().await?);
+        for newest in self.store.latest_of_every_app().await? {
+            if self.is_inflight(&newest.id) || Desired::needs_older(&newest) {
+                all.extend(self.store.list(&newest.app).await?);
+            } else {
+                all.push(newest);
+            }
+        }
         all.retain(|d| !self.is_inflight(&d.id));
         let desired = Desired::plan(all);
         let backend = self.orchestrator.reconcile(&desired).await?;
