@@ -34,6 +34,9 @@ pub(crate) struct Core {
     inflight: Mutex<HashSet<DeploymentId>>,
     /// The builds under way, by deployment: a stop cancels them.
     builds: Mutex<HashMap<DeploymentId, CancellationToken>>,
+    /// One recovery at a time: a recovery queues in the lanes of many apps,
+    /// and two doing so at once could each wait for the other's turn.
+    pub(crate) recovering: tokio::sync::Mutex<()>,
     /// Bumped whenever a deployment stops being in flight.
     pub(crate) finished: watch::Sender<u64>,
     pub(crate) watching: AtomicBool,
@@ -60,6 +63,7 @@ impl Core {
             cancel: CancellationToken::new(),
             inflight: Mutex::default(),
             builds: Mutex::default(),
+            recovering: tokio::sync::Mutex::const_new(()),
             finished: watch::Sender::new(0),
             watching: AtomicBool::new(false),
         }
@@ -108,38 +112,45 @@ impl Core {
     }
 
     /// Allocates the next version of `app` and queues it in the app's lane,
-    /// in one step, so that lane order is version order.
+    /// in one step, so that lane order is version order. The deployment
+    /// counts as in flight before the app's admission is released (so
+    /// [`recover`](Self::recover), which reads under it, never takes it for
+    /// one a dead controller left), until the guard is dropped.
     pub(crate) async fn create_queued(
-        &self,
+        self: &Arc<Self>,
         app: &AppRef,
         new: NewDeployment,
-    ) -> Result<(Deployment, Turn)> {
+    ) -> Result<(Deployment, Turn, InflightGuard)> {
         let lane = self.lanes.lane(app);
         let _admission = lane.admission.lock().await;
         let turn = lane.queue().await;
         let d = self.store.create(app, new).await?;
+        let inflight = self.mark_inflight(d.id);
         tracing::info!(deployment = %d.id, version = d.version, status = %d.status, "deployment created");
         self.publish(PlatformEvent::Status(StatusEvent::latest(&d)));
-        Ok((d, turn))
+        Ok((d, turn, inflight))
     }
 
-    /// Runs `work` for deployment `id` in the background: after its lane
-    /// turn, until done or until the platform shuts down. While it runs the
-    /// deployment counts as in flight.
-    pub(crate) fn spawn_for(
-        self: &Arc<Self>,
-        id: DeploymentId,
-        turn: Turn,
-        work: impl Future<Output = ()> + Send + 'static,
-    ) {
+    fn mark_inflight(self: &Arc<Self>, id: DeploymentId) -> InflightGuard {
         self.inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id);
-        let guard = InflightGuard {
+        InflightGuard {
             core: self.clone(),
             id,
-        };
+        }
+    }
+
+    /// Runs `work` for the deployment `guard` holds in flight, in the
+    /// background: after its lane turn, until done or until the platform
+    /// shuts down. It stays in flight until then.
+    pub(crate) fn spawn_for(
+        self: &Arc<Self>,
+        guard: InflightGuard,
+        turn: Turn,
+        work: impl Future<Output = ()> + Send + 'static,
+    ) {
         let cancel = self.cancel.clone();
         self.tasks.spawn(
             async move {
@@ -240,7 +251,8 @@ impl Drop for BuildGuard {
     }
 }
 
-struct InflightGuard {
+/// Keeps a deployment in flight; see [`Core::create_queued`].
+pub(crate) struct InflightGuard {
     core: Arc<Core>,
     id: DeploymentId,
 }

@@ -375,6 +375,11 @@ impl Platform {
     /// STARTING ones RUNNING if the backend runs them and FAILED otherwise,
     /// and RUNNING ones the backend does not run FAILED with its reason.
     /// Deployments this platform is working on are left alone.
+    ///
+    /// It takes every app's turn (see the type's docs) before it reads the
+    /// store, and keeps them until it is done: it waits for the deploys and
+    /// restarts under way, and those asked meanwhile wait for it, so none
+    /// of them is undone by a stale read. One recovery runs at a time.
     #[tracing::instrument(skip(self))]
     pub async fn recover(&self) -> Result<RecoveryReport> {
         self.core.recover().await

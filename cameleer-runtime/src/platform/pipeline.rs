@@ -38,10 +38,10 @@ impl Core {
             source: DeploymentSource::Build,
             config,
         };
-        let (d, turn) = self.create_queued(app, new).await?;
+        let (d, turn, inflight) = self.create_queued(app, new).await?;
         let core = self.clone();
         let id = d.id;
-        self.spawn_for(id, turn, async move {
+        self.spawn_for(inflight, turn, async move {
             if let Some(d) = core.build(&id, info.size).await {
                 core.bring_up(d).await;
             }
@@ -58,10 +58,10 @@ impl Core {
     ) -> Result<Deployment> {
         debug_assert!(new.image.is_some());
         new.config.validate()?;
-        let (d, turn) = self.create_queued(app, new).await?;
+        let (d, turn, inflight) = self.create_queued(app, new).await?;
         let core = self.clone();
         let started = d.clone();
-        self.spawn_for(d.id, turn, async move { core.bring_up(started).await });
+        self.spawn_for(inflight, turn, async move { core.bring_up(started).await });
         Ok(d)
     }
 
