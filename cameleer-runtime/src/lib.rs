@@ -22,7 +22,7 @@
 //! [`AppRef`] of the app it acts on:
 //!
 //! ```text
-//! upload_artifact ──> validate (cameleer-build) + ArtifactStore::put      one pass, streaming
+//! upload_artifact ──> validate (cameleer-build) + ArtifactStore::put      one pass, hashed once
 //! deploy ───────────> DeploymentStore::create (v N, BUILDING) ──> returns
 //!                       └─ background, one version of an app at a time:
 //!                          ImageBuilder::build ──> STARTING (image pinned)
@@ -78,7 +78,9 @@ pub use platform::{
     AppView, BuildProgressEvent, Platform, PlatformBuilder, PlatformEvent, PlatformEvents,
     PlatformOptions, RecoveryReport, StatusEvent, UnhealthyEvent, Unset, UploadedArtifact,
 };
-pub use store::{ArtifactInfo, ArtifactStore, ByteStream, DeploymentStore, NewDeployment};
+pub use store::{
+    ArtifactInfo, ArtifactStore, ArtifactUpload, ByteStream, DeploymentStore, NewDeployment,
+};
 
 pub use reason::StatusReason;
 
