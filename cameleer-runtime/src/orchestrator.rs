@@ -290,6 +290,11 @@ pub trait RuntimeOrchestrator: Send + Sync {
     /// The app's output, stdout and stderr tagged, from `options.since`,
     /// following new lines when `options.follow`. Memory stays bounded however
     /// fast the app writes and however slowly the caller reads.
+    ///
+    /// A redeploy (or a removal) replacing what the stream reads is not an
+    /// error of the stream: it ends cleanly, or goes on with the new
+    /// version; the backend's own "no such container" never reaches the
+    /// caller.
     async fn app_logs(&self, app: &AppRef, options: &LogOptions) -> Result<LogStream>;
 
     /// What runs for `app` now, read from the runtime.
