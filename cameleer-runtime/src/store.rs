@@ -137,8 +137,9 @@ impl ArtifactUpload {
         self.sha256.get().copied()
     }
 
-    /// The digest after the stream's clean end: [`Error::Internal`] when the
-    /// one who streamed the upload did not set it (a bug, not bad input).
+    /// The digest after the stream's clean end;
+    /// [`Error::Internal`](crate::Error::Internal) when the one who streamed
+    /// the upload did not set it (a bug, not bad input).
     pub fn finished_sha256(&self) -> Result<Sha256Digest> {
         self.sha256()
             .ok_or_else(|| crate::Error::Internal("the upload ended without its SHA-256".into()))

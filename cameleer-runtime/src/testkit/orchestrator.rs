@@ -26,7 +26,8 @@ const KEPT_INSTANCES: usize = 16;
 ///   it is up, and a failed start leaves the previous one running.
 /// - Logs with timestamps, `since` honoured, follow mode (a following
 ///   stream ends when the instance stops).
-/// - Runtime events ([`RuntimeEventKind::Exited`], `OomKilled`) for crashes.
+/// - Runtime events ([`RuntimeEventKind::Failed`], with an exit or an OOM
+///   kill as the reason) for crashes.
 /// - Images run a [`FakeProgram`] ([`register_image`](Self::register_image);
 ///   unknown images are [`FakeProgram::Idle`]).
 /// - Fault injection for the next start (deploy or restart):

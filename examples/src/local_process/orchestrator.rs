@@ -29,7 +29,8 @@ use super::{LocalProcessOptions, jar_path};
 /// - A process that ends on its own makes the app FAILED ("exited with code
 ///   N") and, if it was RUNNING, is reported by
 ///   [`events`](RuntimeOrchestrator::events) as
-///   [`RuntimeEventKind::Exited`](cameleer_runtime::RuntimeEventKind::Exited).
+///   [`RuntimeEventKind::Failed`](cameleer_runtime::RuntimeEventKind::Failed)
+///   with the exit as its reason.
 /// - [`stop_app`](RuntimeOrchestrator::stop_app) sends SIGTERM and kills
 ///   after [`stop_timeout`](LocalProcessOptions::stop_timeout).
 /// - Logs: stdout and stderr line by line into a bounded per-app ring;
