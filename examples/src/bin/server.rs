@@ -81,13 +81,13 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
     let builder = DockerImageBuilder::new(docker.clone(), builder_options);
     let orchestrator = DockerRuntimeOrchestrator::new(docker, DockerOrchestratorOptions::default());
 
-    let platform = Platform::new(
-        Arc::new(orchestrator),
-        Arc::new(builder),
-        Arc::new(store),
-        Arc::new(artifacts),
-        options,
-    );
+    let platform = Platform::builder()
+        .orchestrator(Arc::new(orchestrator))
+        .image_builder(Arc::new(builder))
+        .deployment_store(Arc::new(store))
+        .artifact_store(Arc::new(artifacts))
+        .options(options)
+        .build();
     let recovered = platform.start().await?;
     tracing::info!(
         adopted = recovered.backend.adopted.len(),

@@ -25,17 +25,16 @@
 //! use std::sync::Arc;
 //! use cameleer_examples::local_process::{LocalJarBuilder, LocalProcessOptions, LocalProcessOrchestrator};
 //! use cameleer_runtime::memory::{MemoryArtifactStore, MemoryDeploymentStore};
-//! use cameleer_runtime::{Platform, PlatformOptions};
+//! use cameleer_runtime::Platform;
 //!
 //! # fn demo() -> cameleer_runtime::Result<()> {
 //! let options = LocalProcessOptions::new("/var/lib/cameleer-local", "/opt/cameleer/agent.jar")?;
-//! let platform = Platform::new(
-//!     Arc::new(LocalProcessOrchestrator::new(options.clone())),
-//!     Arc::new(LocalJarBuilder::new(&options.root)),
-//!     Arc::new(MemoryDeploymentStore::new()),
-//!     Arc::new(MemoryArtifactStore::new()),
-//!     PlatformOptions::default(),
-//! );
+//! let platform = Platform::builder()
+//!     .orchestrator(Arc::new(LocalProcessOrchestrator::new(options.clone())))
+//!     .image_builder(Arc::new(LocalJarBuilder::new(&options.root)))
+//!     .deployment_store(Arc::new(MemoryDeploymentStore::new()))
+//!     .artifact_store(Arc::new(MemoryArtifactStore::new()))
+//!     .build();
 //! # let _ = platform; Ok(()) }
 //! ```
 //!
