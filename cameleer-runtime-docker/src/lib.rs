@@ -5,11 +5,20 @@
 //! hardened container on a per-tenant, per-environment bridge network. Both
 //! implement the contracts of `cameleer_runtime`.
 //!
-//! Groundwork they stand on:
+//! What the crate exports:
 //!
+//! - the backend, [`DockerRuntimeOrchestrator`], and its
+//!   [`DockerOrchestratorOptions`];
+//! - the image builder, [`DockerImageBuilder`], and its
+//!   [`DockerImageBuilderOptions`] ([`BuildRoute`], and the repository of
+//!   its base+agent images, [`AGENT_BASE_REPOSITORY`]);
+//! - [`base_image`]: the base-image builder, for the JRE base image,
+//!   configured or `jlink`ed locally with the machine's JDK (found by
+//!   `cameleer_build::java`);
 //! - [`connect`]: a bollard client with the API version negotiated;
-//! - [`base_image`]: the JRE base image, configured or `jlink`ed locally
-//!   with the machine's JDK (found by `cameleer_build::java`).
+//! - [`labels`]: the labels and names of what the backend creates, for
+//!   operators and hosts that list, monitor or clean up its resources;
+//! - the log stream's bounds, [`MAX_LINE_BYTES`] and [`READ_AHEAD_BYTES`].
 //!
 //! Nothing here exists only for tests: the Java fixture apps and the demo
 //! agent are in `cameleer_build::java` (features `fixtures` and `java`), the

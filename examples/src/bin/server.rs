@@ -77,13 +77,13 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
             Backend::Kubernetes => kubernetes_backend(&args, agent_jar).await?,
         };
 
-    let platform = Platform::new(
-        orchestrator,
-        builder,
-        Arc::new(store),
-        Arc::new(artifacts),
-        options,
-    );
+    let platform = Platform::builder()
+        .orchestrator(orchestrator)
+        .image_builder(builder)
+        .deployment_store(Arc::new(store))
+        .artifact_store(Arc::new(artifacts))
+        .options(options)
+        .build();
     let recovered = platform.start().await?;
     tracing::info!(
         adopted = recovered.backend.adopted.len(),
