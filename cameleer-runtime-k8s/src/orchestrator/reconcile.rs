@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cameleer_runtime::{
     AppRef, AppStatus, DeploymentId, DeploymentStatus, Desired, Intent, ReconcileReport, Result,
-    StatusReason,
+    StatusReason, TenantId,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -57,12 +57,21 @@ impl KubernetesRuntimeOrchestrator {
             .is_some_and(|at| (now - at).as_seconds_f64() < self.options.orphan_grace.as_secs_f64())
     }
 
-    pub(super) async fn reconcile_with(&self, desired: &[Desired]) -> Result<ReconcileReport> {
+    pub(super) async fn reconcile_with(
+        &self,
+        desired: &[Desired],
+        scope: Option<&TenantId>,
+    ) -> Result<ReconcileReport> {
+        let selector = match scope {
+            Some(tenant) => format!("{MANAGED_SELECTOR},cameleer.io/tenant={tenant}"),
+            None => MANAGED_SELECTOR.to_string(),
+        };
+        let in_scope = |app: &AppRef| scope.is_none_or(|t| &app.tenant == t);
         let by_id: HashMap<DeploymentId, &Desired> =
             desired.iter().map(|d| (d.deployment.id, d)).collect();
-        let deployments = self.kube.list::<Deployment>(None, MANAGED_SELECTOR).await?;
+        let deployments = self.kube.list::<Deployment>(None, &selector).await?;
         let mut pods: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
-        for pod in self.kube.list::<Pod>(None, MANAGED_SELECTOR).await? {
+        for pod in self.kube.list::<Pod>(None, &selector).await? {
             pods.entry(pod.metadata.namespace.clone().unwrap_or_default())
                 .or_default()
                 .push(pod);
@@ -77,6 +86,9 @@ impl KubernetesRuntimeOrchestrator {
                 continue;
             };
             let app = identity.app.clone();
+            if !in_scope(&app) {
+                continue;
+            }
             let ns = d.metadata.namespace.clone().unwrap_or_default();
             let app_pods = pods.get(&ns).map(Vec::as_slice).unwrap_or_default();
             let Some(observed) = status::observe(d, app_pods, now) else {
@@ -129,7 +141,10 @@ impl KubernetesRuntimeOrchestrator {
         }
 
         for want in desired {
-            if want.intent == Intent::Run && !seen.contains(&want.deployment.id) {
+            if want.intent == Intent::Run
+                && in_scope(&want.deployment.app)
+                && !seen.contains(&want.deployment.id)
+            {
                 report.missing.push((
                     want.deployment.id,
                     AppStatus {
@@ -143,10 +158,13 @@ impl KubernetesRuntimeOrchestrator {
             }
         }
 
-        for svc in self.kube.list::<Service>(None, MANAGED_SELECTOR).await? {
+        for svc in self.kube.list::<Service>(None, &selector).await? {
             let Some(identity) = status::identity_of(svc.metadata.labels.as_ref()) else {
                 continue;
             };
+            if !in_scope(&identity.app) {
+                continue;
+            }
             if apps.contains(&identity.app) || self.is_young(&svc.metadata, now) {
                 continue;
             }
