@@ -7,7 +7,8 @@
 //! 1. A Deployment stopped on request (annotation
 //!    `cameleer.io/desired-state: stopped`, or 0 replicas) is
 //!    STOPPED, [`StatusReason::StoppedOnRequest`] (FAILED with its reason
-//!    when it had failed before it was stopped).
+//!    when it had failed before it was stopped); one scaled to 0 by someone
+//!    else is STOPPED, [`StatusReason::StoppedExternally`].
 //! 2. The *current* pods are those of the Deployment's pod template: the
 //!    same deployment id and the same rollout-restart stamp, not being
 //!    deleted. Any current pod that failed makes the app FAILED:
@@ -258,11 +259,22 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], now: OffsetDateTime) -> Op
             .as_ref()
             .and_then(|a| a.get(FAILED_REASON))
             .and_then(|json| serde_json::from_str::<StatusReason>(json).ok());
+        let on_request = deployment
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DESIRED_STATE))
+            .is_some_and(|v| v == STOPPED);
         return Some(match failed {
             Some(reason) => observed(DeploymentStatus::Failed, Some(reason)),
-            None => observed(
+            None if on_request => observed(
                 DeploymentStatus::Stopped,
                 Some(StatusReason::StoppedOnRequest),
+            ),
+            // Scaled to 0 by someone else (`kubectl scale`).
+            None => observed(
+                DeploymentStatus::Stopped,
+                Some(StatusReason::StoppedExternally),
             ),
         });
     }

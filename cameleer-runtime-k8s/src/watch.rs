@@ -14,7 +14,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use cameleer_runtime::{AppRef, DeploymentId, DeploymentStatus, RuntimeEvent, RuntimeEventKind};
+use cameleer_runtime::{
+    AppRef, DeploymentId, DeploymentStatus, RuntimeEvent, RuntimeEventKind, StatusReason,
+};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -165,6 +167,10 @@ impl State {
                     (DeploymentStatus::Running, _) => Some(RuntimeEventKind::Healthy),
                     (DeploymentStatus::Failed, Some(reason)) => {
                         Some(RuntimeEventKind::Failed { reason })
+                    }
+                    // A stop the platform did not ask for.
+                    (DeploymentStatus::Stopped, Some(reason @ StatusReason::StoppedExternally)) => {
+                        Some(RuntimeEventKind::Stopped { reason })
                     }
                     _ => None,
                 };

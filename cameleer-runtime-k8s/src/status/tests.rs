@@ -316,3 +316,16 @@ fn a_deployment_without_our_labels_is_not_observed() {
         .labels = None;
     assert!(observe(&d, &[], now()).is_none());
 }
+
+#[test]
+fn scaled_to_zero_by_someone_else_is_stopped_externally() {
+    let mut d = tcp();
+    crate::compat::deployment_spec_mut(&mut d).unwrap().replicas = Some(0);
+    assert_eq!(
+        status_of(&d, &[]),
+        (
+            DeploymentStatus::Stopped,
+            Some(StatusReason::StoppedExternally)
+        )
+    );
+}
