@@ -15,7 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cameleer_runtime::testkit::conformance::{self, Check, ConformanceFixture, FixtureApp};
 use cameleer_runtime::{
-    AppConfig, HealthCheck, ImageRef, Resources, RuntimeOrchestrator, TenantId,
+    AppConfig, AppRef, AppStatus, AppSummary, DeployRequest, Desired, EventStream, HealthCheck,
+    ImageRef, LogOptions, LogStream, ReconcileReport, Resources, RuntimeOrchestrator, TenantId,
 };
 use cameleer_runtime_k8s::{KubernetesOptions, KubernetesRuntimeOrchestrator};
 use k8s_openapi::api::core::v1::Namespace;
@@ -68,8 +69,12 @@ impl ConformanceFixture for ClusterFixture {
 
     async fn image(&self, app: FixtureApp) -> cameleer_runtime::Result<ImageRef> {
         Ok(match app {
-            FixtureApp::Logging => image_from_env("CAMELEER_K8S_IMAGE_LOGGING"),
-            FixtureApp::Crashing => image_from_env("CAMELEER_K8S_IMAGE_CRASHING"),
+            FixtureApp::Logging | FixtureApp::Unhealthy => {
+                image_from_env("CAMELEER_K8S_IMAGE_LOGGING")
+            }
+            FixtureApp::Crashing | FixtureApp::CrashingAfterStart => {
+                image_from_env("CAMELEER_K8S_IMAGE_CRASHING")
+            }
             FixtureApp::Oom => image_from_env("CAMELEER_K8S_IMAGE_OOM"),
             other => panic!("no fixture image for {other:?}"),
         })
@@ -79,8 +84,29 @@ impl ConformanceFixture for ClusterFixture {
         match app {
             FixtureApp::Logging => config(&[("LOG_INTERVAL_MS", "200")], 256),
             FixtureApp::Crashing => config(&[("CRASH_DELAY_MS", "200")], 256),
+            FixtureApp::CrashingAfterStart => config(&[("CRASH_DELAY_MS", "5000")], 256),
+            FixtureApp::Unhealthy => AppConfig {
+                health: HealthCheck::TcpPort(8080),
+                start_timeout_secs: 5,
+                ..config(&[], 256)
+            },
             _ => config(&[("OOM_PAUSE_MS", "10")], 128),
         }
+    }
+
+    fn restarted(&self, tenant: &TenantId) -> Option<Arc<dyn RuntimeOrchestrator>> {
+        let options = KubernetesOptions {
+            orphan_grace: Duration::ZERO,
+            ..KubernetesOptions::default()
+        };
+        Some(Arc::new(TenantScoped {
+            inner: KubernetesRuntimeOrchestrator::new(self.orchestrator.client().clone(), options),
+            tenant: tenant.clone(),
+        }))
+    }
+
+    fn supports_restart(&self) -> bool {
+        true
     }
 
     fn supports_oom(&self) -> bool {
@@ -111,6 +137,41 @@ impl ConformanceFixture for ClusterFixture {
     }
 }
 
+/// A restarted controller whose reconcile is limited to one tenant, so
+/// that it cannot remove the apps of tests running beside it as orphans.
+struct TenantScoped {
+    inner: KubernetesRuntimeOrchestrator,
+    tenant: TenantId,
+}
+
+#[async_trait]
+impl RuntimeOrchestrator for TenantScoped {
+    async fn deploy_app(&self, r: &DeployRequest) -> cameleer_runtime::Result<AppStatus> {
+        self.inner.deploy_app(r).await
+    }
+    async fn stop_app(&self, app: &AppRef) -> cameleer_runtime::Result<()> {
+        self.inner.stop_app(app).await
+    }
+    async fn restart_app(&self, app: &AppRef) -> cameleer_runtime::Result<AppStatus> {
+        self.inner.restart_app(app).await
+    }
+    async fn app_logs(&self, app: &AppRef, o: &LogOptions) -> cameleer_runtime::Result<LogStream> {
+        self.inner.app_logs(app, o).await
+    }
+    async fn app_status(&self, app: &AppRef) -> cameleer_runtime::Result<AppStatus> {
+        self.inner.app_status(app).await
+    }
+    async fn list_apps(&self, tenant: &TenantId) -> cameleer_runtime::Result<Vec<AppSummary>> {
+        self.inner.list_apps(tenant).await
+    }
+    async fn events(&self) -> cameleer_runtime::Result<EventStream> {
+        self.inner.events().await
+    }
+    async fn reconcile(&self, desired: &[Desired]) -> cameleer_runtime::Result<ReconcileReport> {
+        self.inner.reconcile_tenant(&self.tenant, desired).await
+    }
+}
+
 // `cameleer_runtime::conformance_tests!` cannot take the `#[ignore]` its
 // docs show: `$(#[$attr:meta])* $make:expr` is a local ambiguity for
 // macro_rules (an expression may start with an attribute), so every
@@ -120,8 +181,11 @@ impl ConformanceFixture for ClusterFixture {
 // `conformance::run`, unchanged.
 macro_rules! live {
     ($($name:ident => $check:ident),* $(,)?) => {$(
+        live!(@one $name $check "needs a cluster: KUBECONFIG and CAMELEER_K8S_IMAGE_{LOGGING,CRASHING,OOM} (docs/kubernetes.md)");
+    )*};
+    (@one $name:ident $check:ident $reason:literal) => {
         #[tokio::test(flavor = "multi_thread")]
-        #[ignore = "needs a cluster: KUBECONFIG and CAMELEER_K8S_IMAGE_{LOGGING,CRASHING,OOM} (docs/kubernetes.md)"]
+        #[ignore = $reason]
         async fn $name() {
             let fixture = ClusterFixture::new().await;
             assert_eq!(Check::$check.name(), stringify!($name));
@@ -129,7 +193,7 @@ macro_rules! live {
                 panic!("{failure}");
             }
         }
-    )*};
+    };
 }
 
 live! {
@@ -142,10 +206,21 @@ live! {
     unknown_app_is_not_found => UnknownAppIsNotFound,
     crash_becomes_failed => CrashBecomesFailed,
     oom_becomes_failed => OomBecomesFailed,
+    failed_redeploy_keeps_old => FailedRedeployKeepsOld,
+    crash_is_an_event => CrashIsAnEvent,
+    restart_reconciles => RestartReconciles,
+    logs_since_only_later => LogsSinceOnlyLater,
+    list_covers_every_env => ListCoversEveryEnv,
+    app_failure_is_start_failed => AppFailureIsStartFailed,
 }
+
+// No in-cluster client asks the app yet (supports_reachable is false): run
+// against the in-memory API server, in tests/conformance_fake.rs.
+live!(@one redeploy_keeps_old_serving RedeployKeepsOldServing
+    "no_reachable: the live fixture has no in-cluster client yet (tests/conformance_fake.rs runs it)");
 
 #[test]
 fn every_check_of_the_suite_has_a_live_test() {
     // A check added to the suite must be added above.
-    assert_eq!(Check::ALL.len(), 9);
+    assert_eq!(Check::ALL.len(), 16);
 }

@@ -172,6 +172,15 @@ struct State {
     /// Pods whose image contains the key start as the script says (when
     /// their deployment has no script of its own).
     by_image: Vec<(String, PodScript)>,
+    /// Pods whose image contains the key change to the script this long
+    /// after they were created.
+    later_by_image: Vec<(String, std::time::Duration, PodScript)>,
+    /// When each pod was created.
+    born: BTreeMap<(String, String), std::time::Instant>,
+    /// Pods that took their later script already.
+    moved_on: std::collections::BTreeSet<(String, String)>,
+    /// When each Deployment's current generation was applied.
+    applied_at: BTreeMap<(String, String), (i64, std::time::Instant)>,
 }
 
 fn meta_str<'a>(o: &'a Value, field: &str) -> Option<&'a str> {
@@ -403,6 +412,8 @@ impl State {
                     .unwrap_or(PodScript::Pending);
                 pod["status"] =
                     serde_json::to_value(script.status(Timestamp::now())).unwrap_or_default();
+                self.born
+                    .insert((ns.clone(), name.clone()), std::time::Instant::now());
                 self.put(("pods".into(), ns.clone(), name), pod);
                 changed = true;
             }
@@ -661,6 +672,109 @@ impl FakeCluster {
         self.state()
             .by_image
             .push((image_contains.to_string(), script));
+    }
+
+    /// Plays the kubelet by image, over time: a pod whose image contains
+    /// `image_contains` turns to `script` once it is `after` old (see
+    /// [`tick`](Self::tick)), e.g. ready, then crashing.
+    pub fn script_image_later(
+        &self,
+        image_contains: &str,
+        after: std::time::Duration,
+        script: PodScript,
+    ) {
+        self.state()
+            .later_by_image
+            .push((image_contains.to_string(), after, script));
+    }
+
+    /// Lets time act: pods take their later scripts
+    /// ([`script_image_later`](Self::script_image_later)), and a Deployment
+    /// whose current pods are not all ready `progressDeadlineSeconds` after
+    /// its generation was applied reports `ProgressDeadlineExceeded`, as the
+    /// Deployment controller would. A test calls it in a loop.
+    pub fn tick(&self) {
+        let mut s = self.state();
+        let now = std::time::Instant::now();
+        let pods: Vec<(Key, Value)> = s
+            .objects
+            .iter()
+            .filter(|((r, _, _), _)| r == "pods")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, mut pod) in pods {
+            let id = (key.1.clone(), key.2.clone());
+            if s.moved_on.contains(&id) {
+                continue;
+            }
+            let Some(born) = s.born.get(&id).copied() else {
+                continue;
+            };
+            let image = pod
+                .pointer("/spec/containers/0/image")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let later = s
+                .later_by_image
+                .iter()
+                .find(|(k, after, _)| image.contains(k.as_str()) && now - born >= *after)
+                .map(|(_, _, script)| script.clone());
+            if let Some(script) = later {
+                pod["status"] =
+                    serde_json::to_value(script.status(Timestamp::now())).unwrap_or_default();
+                s.moved_on.insert(id);
+                s.put(key, pod);
+            }
+        }
+        let late: Vec<((String, String), i64)> = s
+            .applied_at
+            .iter()
+            .filter_map(|((ns, name), (generation, at))| {
+                let d =
+                    s.objects
+                        .get(&("deployments.apps".to_string(), ns.clone(), name.clone()))?;
+                let deadline = d
+                    .pointer("/spec/progressDeadlineSeconds")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(600);
+                let complete = d
+                    .pointer("/status/conditions/0/reason")
+                    .and_then(Value::as_str)
+                    == Some("NewReplicaSetAvailable");
+                (!complete && now - *at >= std::time::Duration::from_secs(deadline))
+                    .then(|| ((ns.clone(), name.clone()), *generation))
+            })
+            .collect();
+        for (key, generation) in late {
+            s.deadlines.insert(key, generation);
+        }
+        s.settle();
+    }
+
+    /// The version that answers a client of `app` now: the newest of its
+    /// ready pods (what its Service sends traffic to), if any.
+    pub fn serving_version(&self, app: &cameleer_runtime::AppRef) -> Option<u64> {
+        let ns = crate::namespace::namespace_name(&app.tenant, &app.env);
+        let selector = vec![("cameleer.io/app".to_string(), app.app.to_string())];
+        self.state()
+            .list("pods", Some(&ns), &selector)
+            .iter()
+            .filter(|p| {
+                p.pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+            })
+            .filter_map(|p| {
+                p.pointer("/metadata/labels/cameleer.io~1version")?
+                    .as_str()?
+                    .parse()
+                    .ok()
+            })
+            .max()
     }
 
     /// Every pod that is ready and whose image contains `image_contains`
@@ -1017,6 +1131,17 @@ impl FakeCluster {
         }]);
         if let Some(status) = existing.as_ref().and_then(|o| o.get("status")) {
             object["status"] = status.clone();
+        }
+        if full_name == "deployments.apps"
+            && s.applied_at
+                .get(&(ns.clone(), name.clone()))
+                .map(|(g, _)| *g)
+                != Some(generation)
+        {
+            s.applied_at.insert(
+                (ns.clone(), name.clone()),
+                (generation, std::time::Instant::now()),
+            );
         }
         if existing.as_ref().map(strip_volatile) != Some(strip_volatile(&object)) {
             s.put(key.clone(), object);
