@@ -3,7 +3,7 @@
 //! registry builder, the default).
 //!
 //! Each build renders the image's Dockerfile
-//! ([`DockerfileSpec`](cameleer_build::DockerfileSpec)) and the
+//! ([`DockerfileSpec`]) and the
 //! deterministic build context ([`BuildContext`]: Dockerfile, app JAR,
 //! agent JAR) and hands it to a Kaniko executor Job in the build namespace
 //! as a gzipped tar in a ConfigMap (Kaniko's `--context=tar://…`). The

@@ -1,11 +1,11 @@
-//! The watches that drive status: kube-runtime's [`watcher`] on the
+//! The watches that drive status: kube-runtime's [`watcher()`] on the
 //! Deployments and pods that carry `cameleer.io/managed=true`, cluster-wide,
 //! kept in a cache that deploys wait on and that turns each app's status
 //! changes into [`RuntimeEvent`]s.
 //!
 //! No polling: every change the API server reports wakes the waiters and
 //! re-derives the status of the apps it touches with
-//! [`status::observe`](crate::status::observe). The watcher relists after a
+//! [`crate::status::observe`]. The watcher relists after a
 //! `410 Gone` and re-watches after a dropped connection; since each relist
 //! replaces the cache and statuses are compared with what was last seen, a
 //! transition that happened while the watch was down is still reported,
