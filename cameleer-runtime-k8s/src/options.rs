@@ -121,6 +121,12 @@ pub struct KubernetesOptions {
     /// How many lines of a failed pod's log a start failure carries.
     /// Default 10.
     pub failure_log_lines: i64,
+    /// Limits [`reconcile`](cameleer_runtime::RuntimeOrchestrator::reconcile)
+    /// to one tenant: the Deployments and Services of others are left
+    /// alone, and their desired deployments are not reported missing. For
+    /// hosts that shard tenants across controllers sharing one cluster, and
+    /// for tests that share one. Default `None`: every tenant.
+    pub reconcile_scope: Option<TenantId>,
 }
 
 impl Default for KubernetesOptions {
@@ -143,6 +149,7 @@ impl Default for KubernetesOptions {
             dns: ClusterDns::default(),
             launch: JvmLaunch::default(),
             failure_log_lines: 10,
+            reconcile_scope: None,
         }
     }
 }

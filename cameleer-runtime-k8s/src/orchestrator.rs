@@ -167,19 +167,6 @@ impl KubernetesRuntimeOrchestrator {
         self.remove(app).await
     }
 
-    /// [`reconcile`](RuntimeOrchestrator::reconcile) limited to `tenant`:
-    /// the Deployments and Services of other tenants are left alone, and
-    /// `desired` deployments of other tenants are not reported missing. For
-    /// hosts that shard tenants across controllers sharing one cluster, and
-    /// for tests that share a cluster.
-    pub async fn reconcile_tenant(
-        &self,
-        tenant: &TenantId,
-        desired: &[Desired],
-    ) -> Result<ReconcileReport> {
-        self.reconcile_with(desired, Some(tenant)).await
-    }
-
     async fn remove(&self, app: &AppRef) -> Result<()> {
         let ns = namespace_name(&app.tenant, &app.env);
         self.kube
@@ -534,7 +521,8 @@ impl RuntimeOrchestrator for KubernetesRuntimeOrchestrator {
     }
 
     async fn reconcile(&self, desired: &[Desired]) -> Result<ReconcileReport> {
-        self.reconcile_with(desired, None).await
+        self.reconcile_with(desired, self.options.reconcile_scope.as_ref())
+            .await
     }
 
     fn deploy_grace(&self) -> Duration {

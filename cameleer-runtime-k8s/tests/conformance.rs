@@ -15,8 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cameleer_runtime::testkit::conformance::{self, Check, ConformanceFixture, FixtureApp};
 use cameleer_runtime::{
-    AppConfig, AppRef, AppStatus, AppSummary, DeployRequest, Desired, EventStream, HealthCheck,
-    ImageRef, LogOptions, LogStream, ReconcileReport, Resources, RuntimeOrchestrator, TenantId,
+    AppConfig, HealthCheck, ImageRef, Resources, RuntimeOrchestrator, TenantId,
 };
 use cameleer_runtime_k8s::{KubernetesOptions, KubernetesRuntimeOrchestrator};
 use k8s_openapi::api::core::v1::Namespace;
@@ -95,14 +94,16 @@ impl ConformanceFixture for ClusterFixture {
     }
 
     fn restarted(&self, tenant: &TenantId) -> Option<Arc<dyn RuntimeOrchestrator>> {
+        // Limited to the check's tenant: other tests share the cluster.
         let options = KubernetesOptions {
             orphan_grace: Duration::ZERO,
+            reconcile_scope: Some(tenant.clone()),
             ..KubernetesOptions::default()
         };
-        Some(Arc::new(TenantScoped {
-            inner: KubernetesRuntimeOrchestrator::new(self.orchestrator.client().clone(), options),
-            tenant: tenant.clone(),
-        }))
+        Some(Arc::new(KubernetesRuntimeOrchestrator::new(
+            self.orchestrator.client().clone(),
+            options,
+        )))
     }
 
     fn supports_restart(&self) -> bool {
@@ -134,41 +135,6 @@ impl ConformanceFixture for ClusterFixture {
             }
             Err(e) => eprintln!("listing the namespaces of {tenant}: {e}"),
         }
-    }
-}
-
-/// A restarted controller whose reconcile is limited to one tenant, so
-/// that it cannot remove the apps of tests running beside it as orphans.
-struct TenantScoped {
-    inner: KubernetesRuntimeOrchestrator,
-    tenant: TenantId,
-}
-
-#[async_trait]
-impl RuntimeOrchestrator for TenantScoped {
-    async fn deploy_app(&self, r: &DeployRequest) -> cameleer_runtime::Result<AppStatus> {
-        self.inner.deploy_app(r).await
-    }
-    async fn stop_app(&self, app: &AppRef) -> cameleer_runtime::Result<()> {
-        self.inner.stop_app(app).await
-    }
-    async fn restart_app(&self, app: &AppRef) -> cameleer_runtime::Result<AppStatus> {
-        self.inner.restart_app(app).await
-    }
-    async fn app_logs(&self, app: &AppRef, o: &LogOptions) -> cameleer_runtime::Result<LogStream> {
-        self.inner.app_logs(app, o).await
-    }
-    async fn app_status(&self, app: &AppRef) -> cameleer_runtime::Result<AppStatus> {
-        self.inner.app_status(app).await
-    }
-    async fn list_apps(&self, tenant: &TenantId) -> cameleer_runtime::Result<Vec<AppSummary>> {
-        self.inner.list_apps(tenant).await
-    }
-    async fn events(&self) -> cameleer_runtime::Result<EventStream> {
-        self.inner.events().await
-    }
-    async fn reconcile(&self, desired: &[Desired]) -> cameleer_runtime::Result<ReconcileReport> {
-        self.inner.reconcile_tenant(&self.tenant, desired).await
     }
 }
 

@@ -200,3 +200,40 @@ async fn a_failed_deployment_to_run_is_reported_with_its_reason() {
         Some(StatusReason::Exited { exit_code: Some(3) })
     );
 }
+
+#[tokio::test]
+async fn a_scoped_reconcile_leaves_other_tenants_alone() {
+    let cluster = FakeCluster::new();
+    let ours = request("orders", 1);
+    let mut theirs = request("billing", 1);
+    theirs.app = AppRef::parse("other", "billing", "dev").unwrap();
+    deployed(&cluster, &ours).await;
+    deployed(&cluster, &theirs).await;
+    let k8s = KubernetesRuntimeOrchestrator::new(
+        cluster.client(),
+        KubernetesOptions {
+            orphan_grace: Duration::ZERO,
+            reconcile_scope: Some(ours.app.tenant.clone()),
+            ..KubernetesOptions::default()
+        },
+    );
+    // The store knows neither, and says other's billing should run.
+    let report = k8s
+        .reconcile(&Desired::plan([record(
+            &theirs,
+            DeploymentStatus::Running,
+            None,
+        )]))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.removed_orphans,
+        ["deployment cameleer-acme-dev/orders".to_string()]
+    );
+    assert!(report.missing.is_empty() && report.adopted.is_empty());
+    assert!(
+        cluster
+            .object("deployments.apps", "cameleer-other-dev", "billing")
+            .is_some()
+    );
+}
