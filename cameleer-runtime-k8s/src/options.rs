@@ -118,9 +118,6 @@ pub struct KubernetesOptions {
     /// The launch command the images carry; the pod's `command` is this with
     /// the customer's JVM options inserted. Default [`JvmLaunch::default`].
     pub launch: JvmLaunch,
-    /// How many lines of a failed pod's log a start failure carries.
-    /// Default 10.
-    pub failure_log_lines: i64,
     /// Limits [`reconcile`](cameleer_runtime::RuntimeOrchestrator::reconcile)
     /// to one tenant: the Deployments and Services of others are left
     /// alone, and their desired deployments are not reported missing. For
@@ -148,7 +145,6 @@ impl Default for KubernetesOptions {
             tenant_limits: BTreeMap::new(),
             dns: ClusterDns::default(),
             launch: JvmLaunch::default(),
-            failure_log_lines: 10,
             reconcile_scope: None,
         }
     }
