@@ -5,6 +5,12 @@
 //! hardened container on a per-tenant, per-environment bridge network. Both
 //! implement the contracts of `cameleer_runtime`.
 //!
+//! Images can also come from a registry instead of the engine's cache: an
+//! image built and pushed by `cameleer-registry`'s `RegistryImageBuilder`
+//! (no engine involved) is a `registry/repo:tag@sha256:…` reference, which
+//! the orchestrator pulls by digest, with the credentials of
+//! [`DockerOrchestratorOptions::registry_logins`].
+//!
 //! Groundwork they stand on:
 //!
 //! - [`connect`]: a bollard client with the API version negotiated;
@@ -34,4 +40,4 @@ pub use image_builder::{
     AGENT_BASE_REPOSITORY, BuildRoute, DockerImageBuilder, DockerImageBuilderOptions,
 };
 pub use logs::{MAX_LINE_BYTES, READ_AHEAD_BYTES};
-pub use orchestrator::{DockerOrchestratorOptions, DockerRuntimeOrchestrator};
+pub use orchestrator::{DockerOrchestratorOptions, DockerRuntimeOrchestrator, RegistryLogin};
