@@ -1,12 +1,19 @@
 //! The example server: command line and wiring.
 //!
 //! `cargo run -p cameleer-examples --bin server -- [--listen ADDR]
-//! [--data-dir DIR] [--agent-jar PATH] [--agent-args STR] [--base-image REF]`
+//! [--data-dir DIR] [--agent-jar PATH] [--agent-args STR] [--base-image REF]
+//! [--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]]`
 //!
 //! It wires the crates exactly as a host application would: SQLite and
 //! content-addressed files under the data dir for storage, the local Docker
-//! engine for images and containers, and the [`api`](crate::api) router on
-//! top of a [`Platform`](cameleer_runtime::Platform).
+//! engine for containers, and the [`api`](crate::api) router on top of a
+//! [`Platform`](cameleer_runtime::Platform). Images are built by the engine
+//! (the default), or, with `--registry`, without it: assembled by
+//! `cameleer-registry`'s builder and pushed to the registry, which the
+//! engine then pulls by digest. Registry credentials come from
+//! `--registry-credentials-file` (one line `username:password`) or the
+//! environment ([`cameleer_registry::USERNAME_ENV`],
+//! [`cameleer_registry::PASSWORD_ENV`]), never from the command line.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +34,13 @@ pub struct ServerArgs {
     pub agent_args: Option<String>,
     /// The JRE base image; default: one built locally with `jlink`.
     pub base_image: Option<ImageRef>,
+    /// Push images to this registry (`https://host[:port]`, or `http://`
+    /// on loopback) instead of building them in the engine.
+    pub registry: Option<String>,
+    /// A file whose first line is `username:password` for the registry.
+    pub registry_credentials_file: Option<PathBuf>,
+    /// A PEM file of the CA that signed the registry's certificate.
+    pub registry_ca: Option<PathBuf>,
 }
 
 impl Default for ServerArgs {
@@ -37,13 +51,20 @@ impl Default for ServerArgs {
             agent_jar: None,
             agent_args: None,
             base_image: None,
+            registry: None,
+            registry_credentials_file: None,
+            registry_ca: None,
         }
     }
 }
 
 /// The usage text.
 pub const USAGE: &str = "usage: server [--listen ADDR] [--data-dir DIR] [--agent-jar PATH] \
-[--agent-args STR] [--base-image REF]";
+[--agent-args STR] [--base-image REF] \
+[--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]]
+  --registry: build images without the engine and push them to URL (https, or http on
+  loopback); credentials from the file (one line username:password) or from
+  CAMELEER_REGISTRY_USERNAME and CAMELEER_REGISTRY_PASSWORD";
 
 impl ServerArgs {
     /// Parses the arguments after the program name. `Ok(None)` for
@@ -95,8 +116,29 @@ impl ServerArgs {
                     let v = value()?;
                     out.base_image = Some(v.parse().map_err(|e| format!("--base-image: {e}"))?);
                 }
+                "--registry" => {
+                    let v = value()?;
+                    cameleer_registry::RegistryConfig::new(&v)
+                        .map_err(|e| format!("--registry: {e}"))?;
+                    out.registry = Some(v);
+                }
+                "--registry-credentials-file" => {
+                    out.registry_credentials_file = Some(PathBuf::from(value()?))
+                }
+                "--registry-ca" => out.registry_ca = Some(PathBuf::from(value()?)),
                 other => return Err(format!("unknown argument {other:?}")),
             }
+        }
+        if out.registry.is_none()
+            && (out.registry_credentials_file.is_some() || out.registry_ca.is_some())
+        {
+            return Err("--registry-credentials-file and --registry-ca need --registry".into());
+        }
+        if out.registry.is_some() && out.base_image.is_some() {
+            return Err(
+                "--base-image is for engine builds; with --registry the JRE layer is built with jlink"
+                    .into(),
+            );
         }
         Ok(Some(out))
     }
@@ -131,6 +173,24 @@ mod tests {
         assert_eq!(a.agent_args.as_deref(), Some("x=1,y=2"));
         assert_eq!(a.base_image.unwrap().to_string(), "cameleer/jre:17");
         assert_eq!(ServerArgs::parse(["--help"]).unwrap(), None);
+        let r = ServerArgs::parse([
+            "--registry",
+            "https://registry.example.com:5000",
+            "--registry-credentials-file",
+            "/etc/cameleer/registry",
+            "--registry-ca=/etc/cameleer/ca.pem",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            r.registry.as_deref(),
+            Some("https://registry.example.com:5000")
+        );
+        assert_eq!(
+            r.registry_credentials_file,
+            Some(PathBuf::from("/etc/cameleer/registry"))
+        );
+        assert_eq!(r.registry_ca, Some(PathBuf::from("/etc/cameleer/ca.pem")));
     }
 
     #[test]
@@ -140,6 +200,17 @@ mod tests {
             (vec!["--listen"], "needs a value"),
             (vec!["--base-image", "UPPER"], "--base-image"),
             (vec!["serve"], "unknown argument"),
+            (vec!["--registry", "http://10.0.0.1:5000"], "loopback"),
+            (vec!["--registry-ca", "/ca.pem"], "need --registry"),
+            (
+                vec![
+                    "--registry",
+                    "http://127.0.0.1:5000",
+                    "--base-image",
+                    "a/b:1",
+                ],
+                "--base-image",
+            ),
         ] {
             let e = ServerArgs::parse(args).unwrap_err();
             assert!(e.contains(needle), "{e}");
