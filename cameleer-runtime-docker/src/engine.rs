@@ -20,6 +20,21 @@ pub(crate) fn is_conflict(err: &bollard::errors::Error) -> bool {
     status_code(err) == Some(409)
 }
 
+/// Whether a [`backend`] error says the container is gone: removed (404,
+/// "No such container") or being removed (409, "dead or marked for
+/// removal").
+pub(crate) fn is_gone_error(err: &Error) -> bool {
+    match err {
+        Error::Backend {
+            source: Some(source),
+            ..
+        } => source
+            .downcast_ref::<bollard::errors::Error>()
+            .is_some_and(|e| is_not_found(e) || is_conflict(e)),
+        _ => false,
+    }
+}
+
 /// Whether the engine did not answer at all (its socket is gone, the
 /// connection broke, the request timed out), as opposed to answering with
 /// an error.

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use bollard::models::{EventMessage, EventMessageTypeEnum};
-use cameleer_runtime::StatusReason;
+use cameleer_runtime::{RuntimeEventKind, StatusReason};
 use time::OffsetDateTime;
 
 use crate::labels::{self, ContainerLabels};
@@ -119,6 +119,20 @@ pub(crate) fn died(exit_code: Option<i64>, oom_killed: bool) -> StatusReason {
     }
 }
 
+/// The runtime event of a container that ended for `reason`: an exit on
+/// SIGTERM (`docker stop`, the host) is a stop, as the container's status
+/// says too; anything else is a failure.
+pub(crate) fn ended(reason: StatusReason) -> RuntimeEventKind {
+    match reason {
+        StatusReason::Exited {
+            exit_code: Some(crate::status::SIGTERM_EXIT),
+        } => RuntimeEventKind::Stopped {
+            reason: StatusReason::StoppedExternally,
+        },
+        reason => RuntimeEventKind::Failed { reason },
+    }
+}
+
 /// The `since` of an events request: seconds and nanoseconds.
 pub(crate) fn since(at: OffsetDateTime) -> String {
     format!("{}.{:09}", at.unix_timestamp(), at.nanosecond())
@@ -195,6 +209,19 @@ mod tests {
     fn since_keeps_the_nanoseconds() {
         let at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_000_000_042).unwrap();
         assert_eq!(since(at), "1700000000.000000042");
+    }
+
+    #[test]
+    fn a_sigterm_exit_is_a_stop_and_any_other_end_a_failure() {
+        assert_eq!(
+            ended(died(Some(143), false)),
+            RuntimeEventKind::Stopped {
+                reason: StatusReason::StoppedExternally
+            }
+        );
+        for reason in [died(Some(137), false), died(Some(143), true)] {
+            assert_eq!(ended(reason.clone()), RuntimeEventKind::Failed { reason });
+        }
     }
 
     #[test]

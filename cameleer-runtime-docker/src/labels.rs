@@ -1,9 +1,19 @@
-//! The labels and names the backend gives its containers and networks.
+//! The labels and names the backend gives its containers, networks and
+//! images: its schema for operators and hosts.
+//!
+//! This is product API, stable like the rest of the crate: a host or an
+//! operator finds, monitors, bills or cleans up what the backend runs with
+//! them (`docker ps --filter label=io.cameleer.tenant=acme`, or
+//! [`tenant_filter`] with [`label_filters`] in a bollard list call), and
+//! reads a container's name in `docker ps`. The identity keys are the core's
+//! schema ([`cameleer_runtime::identity`]) written as Docker labels
+//! `io.cameleer.<key>`; the image keys are this backend's own.
 //!
 //! Labels are the truth about what runs: a controller that restarts reads
 //! them back to learn which tenant, app, environment, version and deployment
 //! a container belongs to, and how to probe it. Names only keep two
-//! resources from being created twice; they are never parsed.
+//! resources from being created twice; they are never parsed. How labels
+//! are read back is internal.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -89,7 +99,7 @@ pub fn container_name(app: &AppRef, version: u64) -> String {
 }
 
 /// The labels of a network.
-pub fn network_labels(tenant: &TenantId, env: &EnvId) -> HashMap<String, String> {
+pub(crate) fn network_labels(tenant: &TenantId, env: &EnvId) -> HashMap<String, String> {
     HashMap::from([
         (MANAGED.to_string(), "true".to_string()),
         (TENANT.to_string(), tenant.to_string()),
@@ -98,7 +108,7 @@ pub fn network_labels(tenant: &TenantId, env: &EnvId) -> HashMap<String, String>
 }
 
 /// Whether `labels` mark a network as the one of `tenant`+`env`.
-pub fn network_belongs_to(
+pub(crate) fn network_belongs_to(
     labels: Option<&HashMap<String, String>>,
     tenant: &TenantId,
     env: &EnvId,
@@ -112,24 +122,24 @@ pub fn network_belongs_to(
 /// What the labels of one of our containers say about it: the core's
 /// identity and metadata of the version it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerLabels {
+pub(crate) struct ContainerLabels {
     /// Which app, where.
-    pub app: AppRef,
+    pub(crate) app: AppRef,
     /// The deployment.
-    pub deployment: DeploymentId,
+    pub(crate) deployment: DeploymentId,
     /// Its version.
-    pub version: u64,
+    pub(crate) version: u64,
     /// How to probe it.
-    pub health: HealthCheck,
+    pub(crate) health: HealthCheck,
     /// How long it may take to become healthy.
-    pub start_timeout: Duration,
+    pub(crate) start_timeout: Duration,
     /// The SHA-256 of the config it runs with, when recorded.
-    pub config_sha256: Option<Sha256Digest>,
+    pub(crate) config_sha256: Option<Sha256Digest>,
 }
 
 impl ContainerLabels {
     /// The labels of the container that runs `request`.
-    pub fn of(request: &DeployRequest) -> Self {
+    pub(crate) fn of(request: &DeployRequest) -> Self {
         let metadata = DeploymentMetadata::of(&request.config);
         Self {
             app: request.app.clone(),
@@ -158,7 +168,7 @@ impl ContainerLabels {
     }
 
     /// The labels to put on a container.
-    pub fn to_map(&self) -> HashMap<String, String> {
+    pub(crate) fn to_map(&self) -> HashMap<String, String> {
         let mut map = self.identity().docker_labels();
         map.extend(self.metadata().docker_labels());
         map
@@ -167,7 +177,7 @@ impl ContainerLabels {
     /// Reads the labels of a container back; `None` when it is not one of
     /// ours or a label is missing or malformed (such a container is never
     /// probed or adopted).
-    pub fn parse(labels: &HashMap<String, String>) -> Option<Self> {
+    pub(crate) fn parse(labels: &HashMap<String, String>) -> Option<Self> {
         let identity = DeploymentIdentity::parse_docker(labels)?;
         let metadata = DeploymentMetadata::parse_docker(labels)?;
         Some(Self {

@@ -9,13 +9,23 @@
 //! image built and pushed by `cameleer-registry`'s `RegistryImageBuilder`
 //! (no engine involved) is a `registry/repo:tag@sha256:…` reference, which
 //! the orchestrator pulls by digest, with the credentials of
-//! [`DockerOrchestratorOptions::registry_logins`].
+//! [`DockerOrchestratorOptions::registry_logins`] ([`RegistryLogin`]).
 //!
-//! Groundwork they stand on:
+//! What the crate exports:
 //!
+//! - the backend, [`DockerRuntimeOrchestrator`], and its
+//!   [`DockerOrchestratorOptions`] (with [`RegistryLogin`]s to pull from
+//!   registries);
+//! - the image builder, [`DockerImageBuilder`], and its
+//!   [`DockerImageBuilderOptions`] ([`BuildRoute`], and the repository of
+//!   its base+agent images, [`AGENT_BASE_REPOSITORY`]);
+//! - [`base_image`]: the base-image builder, for the JRE base image,
+//!   configured or `jlink`ed locally with the machine's JDK (found by
+//!   `cameleer_build::java`);
 //! - [`connect`]: a bollard client with the API version negotiated;
-//! - [`base_image`]: the JRE base image, configured or `jlink`ed locally
-//!   with the machine's JDK (found by `cameleer_build::java`).
+//! - [`labels`]: the labels and names of what the backend creates, for
+//!   operators and hosts that list, monitor or clean up its resources;
+//! - the log stream's bounds, [`MAX_LINE_BYTES`] and [`READ_AHEAD_BYTES`].
 //!
 //! Nothing here exists only for tests: the Java fixture apps and the demo
 //! agent are in `cameleer_build::java` (features `fixtures` and `java`), the

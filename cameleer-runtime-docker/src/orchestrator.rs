@@ -48,6 +48,13 @@
 //!   own address, or with no health check the process staying up through
 //!   [`DockerOrchestratorOptions::health_grace`]), then RUNNING; an exit is
 //!   FAILED with its code, an OOM kill FAILED naming it; a stop is STOPPED.
+//! - **logs**: the newest container's, stdout and stderr tagged. A stream
+//!   reads one container and never fails because a redeploy replaced it
+//!   (no "No such container"): if the container went before the first line
+//!   was read, the app's new newest container is read instead; if it goes
+//!   later, the stream ends cleanly (as a followed stream does when its
+//!   container stops), and the caller asks again for the new version's
+//!   lines.
 //! - **events**: followed from the engine, reconnecting and catching up
 //!   from a full list when the stream drops; see [`follow`].
 //! - **reconcile**: adopts what runs, finishes deploys a dead controller
@@ -489,7 +496,7 @@ impl RuntimeOrchestrator for DockerRuntimeOrchestrator {
 
     async fn app_logs(&self, app: &AppRef, options: &LogOptions) -> Result<LogStream> {
         let c = self.newest(app).await?;
-        Ok(self.logs_of(&c.id, options))
+        Ok(self.app_log_stream(app, &c.id, options))
     }
 
     async fn app_status(&self, app: &AppRef) -> Result<AppStatus> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cameleer_build::java::fixtures::FixtureApp;
 use cameleer_runtime::{
-    AppConfig, AppRef, Deployment, DeploymentStatus, HealthCheck, StatusReason,
+    AppConfig, AppRef, Deployment, DeploymentStatus, HealthCheck, RuntimeOrchestrator, StatusReason,
 };
 use cameleer_runtime_docker::DockerRuntimeOrchestrator;
 use cameleer_runtime_docker::labels;
@@ -108,6 +108,44 @@ async fn a_running_app_that_is_killed_is_failed_within_two_seconds() {
         .await
         .expect("kill");
     assert_failed_promptly(&env, &p, &app, &d, "SIGKILL", exited(137)).await;
+    p.platform.shutdown().await;
+}
+
+/// `docker stop` from outside the platform: the JVM ends on SIGTERM (143),
+/// which the deployment records as a stop, as the container's status reads,
+/// not as a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_stopped_outside_the_platform_is_stopped_not_failed() {
+    let env = TestEnv::new().await;
+    let p = PlatformEnv::new(env.orchestrator.clone(), &env.tenant);
+    p.platform.start().await.expect("start");
+    let (app, d) = running(
+        &env,
+        &p,
+        "stopped",
+        FixtureApp::Logging,
+        config(HealthCheck::None, &[]),
+    )
+    .await;
+    env.docker
+        .stop_container(&labels::container_name(&app, 1), None)
+        .await
+        .expect("docker stop");
+    let stopped = p
+        .wait_for(&d.id, DeploymentStatus::Stopped, Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        stopped.last_reason(),
+        Some(&StatusReason::StoppedExternally)
+    );
+    let status = p.backend.app_status(&app).await.unwrap();
+    assert_eq!(
+        (status.status, status.reason),
+        (
+            DeploymentStatus::Stopped,
+            Some(StatusReason::StoppedExternally)
+        )
+    );
     p.platform.shutdown().await;
 }
 

@@ -342,3 +342,135 @@ async fn a_failed_newest_version_keeps_its_container_across_a_controller_restart
     next.backend.inner.remove_app(&sick).await.unwrap();
     assert_eq!(leftovers(&env.docker, &env.tenant).await, (0, 0));
 }
+
+/// The store is the truth about intent; the `.stopped` name is only a
+/// cache of it. A controller that stopped the app in the engine and died
+/// before the store recorded the stop never finished the stop: the store
+/// still says RUNNING, so the next controller starts the app again instead
+/// of reading the cached "stopped" as the truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stores_intent_wins_over_a_stop_that_never_reached_the_store() {
+    let env = TestEnv::new().await;
+    let stores = Stores::default();
+    let app = env.app("steady", "dev");
+    let first = PlatformEnv::on(controller(&env, test_options()), &env.tenant, &stores);
+    first.platform.start().await.expect("start");
+    let image = fixture_image(&env.docker, FixtureApp::Logging).await;
+    let jar = first.upload(&app, FixtureApp::Logging, image).await;
+    let d = first
+        .deploy_settled(&app, jar, config(HealthCheck::None, &[]))
+        .await;
+    assert_eq!(d.status, DeploymentStatus::Running, "{d:#?}");
+    // The engine half of a stop, then the controller dies.
+    first
+        .backend
+        .stop_app(&app)
+        .await
+        .expect("stop in the engine");
+    first.platform.shutdown().await;
+    drop(first);
+    let marked = format!("{}.stopped", labels::container_name(&app, 1));
+    assert!(support::inspect_opt(&env.docker, &marked).await.is_some());
+    assert_eq!(
+        stores.deployments.get(&d.id).await.unwrap().status,
+        DeploymentStatus::Running
+    );
+
+    let next = PlatformEnv::on(controller(&env, test_options()), &env.tenant, &stores);
+    let report = next.platform.start().await.expect("recover");
+    assert_eq!(report.backend.adopted, [d.id], "{report:?}");
+    assert!(report.failed.is_empty(), "{report:?}");
+    let status = next.backend.app_status(&app).await.unwrap();
+    assert_eq!(
+        (status.status, status.deployment),
+        (DeploymentStatus::Running, Some(d.id))
+    );
+    assert!(
+        support::inspect_opt(&env.docker, &labels::container_name(&app, 1))
+            .await
+            .is_some(),
+        "running again under its plain name"
+    );
+    assert_eq!(
+        stores.deployments.get(&d.id).await.unwrap().status,
+        DeploymentStatus::Running
+    );
+    next.platform.shutdown().await;
+    next.backend.inner.remove_app(&app).await.unwrap();
+    assert_eq!(leftovers(&env.docker, &env.tenant).await, (0, 0));
+}
+
+/// v1 crashed (FAILED, its container kept for its status and logs), then
+/// v2's build failed: v2 never had a container, so the app's container is
+/// still v1's. A restarted controller must keep it: a newest version
+/// without an image says nothing about the one before it, which is neither
+/// active nor the newest but is what the app's status and logs show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newest_version_whose_build_failed_does_not_make_the_one_before_it_an_orphan() {
+    let env = TestEnv::new().await;
+    let stores = Stores::default();
+    let options = DockerOrchestratorOptions {
+        orphan_grace: Duration::from_secs(1),
+        ..test_options()
+    };
+    let app = env.app("unlucky", "dev");
+    let first = PlatformEnv::on(controller(&env, options.clone()), &env.tenant, &stores);
+    first.platform.start().await.expect("start");
+    let image = fixture_image(&env.docker, FixtureApp::Crashing).await;
+    let jar = first.upload(&app, FixtureApp::Crashing, image).await;
+    let v1 = first
+        .deploy_settled(
+            &app,
+            jar,
+            config(HealthCheck::None, &[("CRASH_DELAY_MS", "100")]),
+        )
+        .await;
+    assert_eq!(v1.status, DeploymentStatus::Failed, "{v1:#?}");
+    // A JAR the builder has no image for: its build fails.
+    let other = std::fs::read(
+        cameleer_build::java::fixtures::app_jar(FixtureApp::Logging).expect("fixture jar"),
+    )
+    .unwrap();
+    let body = futures::stream::iter([Ok(bytes::Bytes::from(other))]).boxed();
+    let unbuildable = first
+        .platform
+        .upload_artifact(&app, body, None)
+        .await
+        .expect("upload")
+        .sha256;
+    let v2 = first
+        .deploy_settled(&app, unbuildable, config(HealthCheck::None, &[]))
+        .await;
+    assert_eq!(v2.status, DeploymentStatus::Failed, "{v2:#?}");
+    assert!(v2.image.is_none(), "{v2:#?}");
+    first.platform.shutdown().await;
+    drop(first);
+    let name = labels::container_name(&app, 1);
+    assert_eq!(container_names(&env).await, std::slice::from_ref(&name));
+    // Older than the orphan grace, in the engine's whole seconds.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let next = PlatformEnv::on(controller(&env, options), &env.tenant, &stores);
+    let report = next.platform.start().await.expect("recover");
+    assert!(report.backend.removed_orphans.is_empty(), "{report:?}");
+    assert_eq!(container_names(&env).await, std::slice::from_ref(&name));
+    let status = next.backend.app_status(&app).await.expect("v1's container");
+    assert_eq!(
+        (status.status, status.deployment),
+        (DeploymentStatus::Failed, Some(v1.id)),
+        "{status:?}"
+    );
+    assert_eq!(
+        status.reason,
+        Some(StatusReason::Exited { exit_code: Some(3) })
+    );
+    let mut lines = next
+        .backend
+        .app_logs(&app, &LogOptions::default())
+        .await
+        .expect("v1's logs are still there");
+    assert!(lines.next().await.is_some(), "the crashed app's output");
+    next.platform.shutdown().await;
+    next.backend.inner.remove_app(&app).await.unwrap();
+    assert_eq!(leftovers(&env.docker, &env.tenant).await, (0, 0));
+}

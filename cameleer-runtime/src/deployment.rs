@@ -198,7 +198,11 @@ pub struct StatusChange {
     /// Why, when there is more to say than the status (exit code, OOM kill,
     /// build error text). Histories stored before reasons were typed load
     /// through [`StatusReason::from_legacy`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::reason::tolerant"
+    )]
     pub reason: Option<StatusReason>,
     /// The app's last output, when a failure came with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

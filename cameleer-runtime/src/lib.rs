@@ -16,12 +16,13 @@
 //!
 //! # How the pieces fit
 //!
-//! A host builds one [`Platform`] from a backend, a builder and its two
-//! stores, calls [`Platform::start`] once, and serves requests with the
-//! platform's methods:
+//! A host builds one [`Platform`] ([`Platform::builder`]) from a backend, an
+//! image builder and its two stores, calls [`Platform::start`] once, and
+//! serves requests with the platform's methods, each of which takes the
+//! [`AppRef`] of the app it acts on:
 //!
 //! ```text
-//! upload_artifact ──> validate (cameleer-build) + ArtifactStore::put      one pass, streaming
+//! upload_artifact ──> validate (cameleer-build) + ArtifactStore::put      one pass, hashed once
 //! deploy ───────────> DeploymentStore::create (v N, BUILDING) ──> returns
 //!                       └─ background, one version of an app at a time:
 //!                          ImageBuilder::build ──> STARTING (image pinned)
@@ -74,10 +75,12 @@ pub use orchestrator::{
     LogSource, LogStream, ReconcileReport, RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator,
 };
 pub use platform::{
-    AppView, BuildProgressEvent, Platform, PlatformEvent, PlatformOptions, RecoveryReport,
-    StatusEvent, UnhealthyEvent, UploadedArtifact,
+    AppView, BuildProgressEvent, Platform, PlatformBuilder, PlatformEvent, PlatformEvents,
+    PlatformOptions, RecoveryReport, StatusEvent, UnhealthyEvent, Unset, UploadedArtifact,
 };
-pub use store::{ArtifactInfo, ArtifactStore, ByteStream, DeploymentStore, NewDeployment};
+pub use store::{
+    ArtifactInfo, ArtifactStore, ArtifactUpload, ByteStream, DeploymentStore, NewDeployment,
+};
 
 pub use reason::StatusReason;
 

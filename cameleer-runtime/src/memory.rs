@@ -15,8 +15,8 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use crate::{
-    AppRef, ArtifactInfo, ArtifactStore, ByteStream, Deployment, DeploymentId, DeploymentStore,
-    Error, NewDeployment, Result, TenantId,
+    AppRef, ArtifactInfo, ArtifactStore, ArtifactUpload, ByteStream, Deployment, DeploymentId,
+    DeploymentStore, Error, NewDeployment, Result, TenantId,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -204,8 +204,9 @@ impl DeploymentStore for MemoryDeploymentStore {
     }
 }
 
-/// Artifacts in memory, addressed by the SHA-256 computed while the input
-/// stream is consumed.
+/// Artifacts in memory, addressed by the SHA-256 their upload carries
+/// ([`ArtifactUpload::sha256`]); they are not hashed again, unless the store
+/// is made [`verifying`](Self::verifying).
 ///
 /// Nothing is stored unless the stream ends without error and within the
 /// size limit; storing bytes that are already there keeps the one copy.
@@ -215,12 +216,16 @@ impl DeploymentStore for MemoryDeploymentStore {
 /// ```
 /// use bytes::Bytes;
 /// use cameleer_runtime::memory::MemoryArtifactStore;
-/// use cameleer_runtime::{ArtifactStore, Sha256Digest};
+/// use cameleer_runtime::{ArtifactStore, ArtifactUpload, Sha256Digest};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let store = MemoryArtifactStore::new();
 /// let chunks = vec![Ok(Bytes::from_static(b"PK")), Ok(Bytes::from_static(b"\x03\x04"))];
-/// let info = store.put(Box::pin(futures::stream::iter(chunks))).await.unwrap();
+/// let upload = ArtifactUpload::new(
+///     Box::pin(futures::stream::iter(chunks)),
+///     Sha256Digest::of(b"PK\x03\x04"),
+/// );
+/// let info = store.put(upload).await.unwrap();
 /// assert_eq!(info.sha256, Sha256Digest::of(b"PK\x03\x04"));
 /// assert_eq!(info.size, 4);
 /// # });
@@ -229,6 +234,7 @@ impl DeploymentStore for MemoryDeploymentStore {
 pub struct MemoryArtifactStore {
     blobs: Mutex<HashMap<Sha256Digest, Bytes>>,
     max_size: Option<u64>,
+    verify: bool,
 }
 
 /// The size of the chunks [`MemoryArtifactStore::get`] yields.
@@ -249,6 +255,16 @@ impl MemoryArtifactStore {
         }
     }
 
+    /// The same store, hashing what it stores to check the digest each
+    /// upload carries (a mismatch is `checksum_mismatch` and stores
+    /// nothing). The [`Platform`](crate::Platform) hands it the validator's
+    /// digest, so this only costs a second hash; for tests of hosts that
+    /// build uploads themselves.
+    pub fn verifying(mut self) -> Self {
+        self.verify = true;
+        self
+    }
+
     /// How many artifacts are stored.
     pub fn len(&self) -> usize {
         lock(&self.blobs).len()
@@ -262,10 +278,10 @@ impl MemoryArtifactStore {
 
 #[async_trait]
 impl ArtifactStore for MemoryArtifactStore {
-    async fn put(&self, mut data: ByteStream) -> Result<ArtifactInfo> {
-        let mut hasher = Sha256::new();
+    async fn put(&self, mut upload: ArtifactUpload) -> Result<ArtifactInfo> {
+        let mut hasher = self.verify.then(Sha256::new);
         let mut buf = BytesMut::new();
-        while let Some(chunk) = data.next().await {
+        while let Some(chunk) = upload.next().await {
             let chunk = chunk.map_err(|e| Error::storage("reading the artifact stream", e))?;
             let size = (buf.len() + chunk.len()) as u64;
             if let Some(limit) = self.max_size
@@ -273,11 +289,23 @@ impl ArtifactStore for MemoryArtifactStore {
             {
                 return Err(Error::ArtifactTooLarge { limit });
             }
-            hasher.update(&chunk);
+            if let Some(h) = hasher.as_mut() {
+                h.update(&chunk);
+            }
             buf.extend_from_slice(&chunk);
         }
+        let sha256 = upload.finished_sha256()?;
+        if let Some(h) = hasher {
+            let actual: Sha256Digest = h.finalize().into();
+            if actual != sha256 {
+                return Err(Error::ChecksumMismatch {
+                    expected: sha256,
+                    actual,
+                });
+            }
+        }
         let info = ArtifactInfo {
-            sha256: hasher.finalize().into(),
+            sha256,
             size: buf.len() as u64,
         };
         lock(&self.blobs)
@@ -332,6 +360,17 @@ mod tests {
         Box::pin(futures::stream::iter(
             chunks.into_iter().map(|c| c.map(Bytes::from_static)),
         ))
+    }
+
+    /// An upload of `chunks` carrying the digest of their bytes (up to an
+    /// error), as the platform's validator computes it.
+    fn upload(chunks: Vec<std::io::Result<&'static [u8]>>) -> ArtifactUpload {
+        let bytes: Vec<u8> = chunks
+            .iter()
+            .filter_map(|c| c.as_ref().ok())
+            .flat_map(|c| c.iter().copied())
+            .collect();
+        ArtifactUpload::new(stream(chunks), Sha256Digest::of(&bytes))
     }
 
     async fn read_back(store: &MemoryArtifactStore, sha256: &Sha256Digest) -> Vec<Bytes> {
@@ -516,12 +555,12 @@ mod tests {
     async fn artifacts_are_content_addressed_and_idempotent() {
         let store = MemoryArtifactStore::new();
         let info = store
-            .put(stream(vec![Ok(b"hello "), Ok(b"world")]))
+            .put(upload(vec![Ok(b"hello "), Ok(b"world")]))
             .await
             .unwrap();
         assert_eq!(info.sha256, Sha256Digest::of(b"hello world"));
         assert_eq!(info.size, 11);
-        let again = store.put(stream(vec![Ok(b"hello world")])).await.unwrap();
+        let again = store.put(upload(vec![Ok(b"hello world")])).await.unwrap();
         assert_eq!(again, info);
         assert_eq!(store.len(), 1);
 
@@ -533,10 +572,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_uploads_digest_is_trusted_unless_the_store_verifies() {
+        let claimed = Sha256Digest::of(b"something else");
+        let lying = || ArtifactUpload::new(stream(vec![Ok(b"hello")]), claimed);
+        // Not hashed again: filed under the digest the upload carries.
+        let store = MemoryArtifactStore::new();
+        assert_eq!(store.put(lying()).await.unwrap().sha256, claimed);
+        // A verifying store hashes, refuses, and keeps nothing.
+        let store = MemoryArtifactStore::new().verifying();
+        let err = store.put(lying()).await.unwrap_err();
+        assert_eq!(err.code(), "checksum_mismatch", "{err}");
+        assert!(store.is_empty());
+        let info = store.put(upload(vec![Ok(b"hello")])).await.unwrap();
+        assert_eq!(info.sha256, Sha256Digest::of(b"hello"));
+    }
+
+    #[tokio::test]
+    async fn an_upload_that_ends_without_its_digest_is_an_internal_error() {
+        let store = MemoryArtifactStore::new();
+        let unknown =
+            ArtifactUpload::with_digest_from(stream(vec![Ok(b"hello")]), std::sync::Arc::default());
+        let err = store.put(unknown).await.unwrap_err();
+        assert_eq!(err.code(), "internal", "{err}");
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
     async fn a_stream_error_stores_nothing() {
         let store = MemoryArtifactStore::new();
         let err = store
-            .put(stream(vec![
+            .put(upload(vec![
                 Ok(b"PK"),
                 Err(std::io::Error::other("validation failed")),
             ]))
@@ -552,9 +617,9 @@ mod tests {
     #[tokio::test]
     async fn the_size_limit_is_enforced_while_reading() {
         let store = MemoryArtifactStore::with_max_size(4);
-        store.put(stream(vec![Ok(b"12"), Ok(b"34")])).await.unwrap();
+        store.put(upload(vec![Ok(b"12"), Ok(b"34")])).await.unwrap();
         let err = store
-            .put(stream(vec![Ok(b"123"), Ok(b"45")]))
+            .put(upload(vec![Ok(b"123"), Ok(b"45")]))
             .await
             .unwrap_err();
         assert_eq!(err.code(), "artifact_too_large");
@@ -565,7 +630,7 @@ mod tests {
     async fn large_artifacts_are_read_back_in_chunks() {
         let store = MemoryArtifactStore::new();
         let data: &'static [u8] = Box::leak(vec![7u8; READ_CHUNK * 2 + 1].into_boxed_slice());
-        let info = store.put(stream(vec![Ok(data)])).await.unwrap();
+        let info = store.put(upload(vec![Ok(data)])).await.unwrap();
         let chunks = read_back(&store, &info.sha256).await;
         assert_eq!(chunks.len(), 3);
         assert_eq!(chunks.concat(), data);

@@ -139,6 +139,12 @@ pub enum RuntimeEventKind {
         /// Why.
         reason: StatusReason,
     },
+    /// The app was stopped by something outside the platform (a `docker
+    /// stop`, SIGTERM from the host): STOPPED, not FAILED.
+    Stopped {
+        /// Why, usually [`StatusReason::StoppedExternally`].
+        reason: StatusReason,
+    },
     /// The backend's resources for the deployment are gone.
     Removed,
 }
@@ -150,8 +156,9 @@ pub enum RuntimeEventKind {
 pub enum Intent {
     /// It should run (it is BUILDING, STARTING or RUNNING in the store).
     Run,
-    /// It is the app's newest version and FAILED or was STOPPED: keep its
-    /// resources, stopped, for the app's status and logs.
+    /// The app has no active version and this one FAILED or was STOPPED:
+    /// keep its resources, if it has any, stopped, for the app's status and
+    /// logs.
     KeepStopped,
 }
 
@@ -165,31 +172,46 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// What the store's deployments of every app ask of a backend: each
-    /// active one (BUILDING, STARTING, RUNNING) runs; the newest version of
-    /// an app with none active is kept stopped, unless it never got an
-    /// image. Every other deployment is absent, so a backend removes its
-    /// resources. Sorted by app, newest version first.
+    /// What the store's deployments of every app ask of a backend, sorted by
+    /// app, newest version first:
     ///
-    /// `deployments` are the active ones and the newest of every app (see
-    /// [`DeploymentStore::latest_of_every_app`](crate::DeploymentStore::latest_of_every_app));
-    /// duplicates are ignored.
+    /// - each active deployment (BUILDING, STARTING, RUNNING) runs;
+    /// - of an app with none active, the newest versions that may have
+    ///   resources are kept stopped: those with an image, newest first, down
+    ///   to the newest that ever ran. A version that never got an image
+    ///   (its build failed) never had resources and says nothing about the
+    ///   older ones, so the version before it is kept; anything older than
+    ///   a version that ran was retired when it came up;
+    /// - every other deployment is absent, so a backend removes its
+    ///   resources.
+    ///
+    /// `deployments` are the active ones, the newest of every app (see
+    /// [`DeploymentStore::latest_of_every_app`](crate::DeploymentStore::latest_of_every_app))
+    /// and, for an app whose newest version has no image or never ran
+    /// ([`Desired::needs_older`]), its older versions; duplicates are
+    /// ignored.
     pub fn plan(deployments: impl IntoIterator<Item = Deployment>) -> Vec<Desired> {
         let mut all: Vec<Deployment> = deployments.into_iter().collect();
         all.sort_by(|a, b| (&a.app, b.version).cmp(&(&b.app, a.version)));
         all.dedup_by_key(|d| d.id);
         let active_apps: std::collections::BTreeSet<AppRef> = all
             .iter()
-            .filter(|d| d.status.is_in_progress() || d.status == DeploymentStatus::Running)
+            .filter(|d| is_active(d))
             .map(|d| d.app.clone())
             .collect();
-        let mut newest_seen = std::collections::BTreeSet::new();
+        // Apps whose kept-stopped versions reached one that ran.
+        let mut settled = std::collections::BTreeSet::new();
         let mut plan = Vec::with_capacity(all.len());
         for d in all {
-            let newest = newest_seen.insert(d.app.clone());
-            let intent = if d.status.is_in_progress() || d.status == DeploymentStatus::Running {
+            let intent = if is_active(&d) {
                 Intent::Run
-            } else if newest && !active_apps.contains(&d.app) {
+            } else if !active_apps.contains(&d.app)
+                && d.image.is_some()
+                && !settled.contains(&d.app)
+            {
+                if ran(&d) {
+                    settled.insert(d.app.clone());
+                }
                 Intent::KeepStopped
             } else {
                 continue;
@@ -201,6 +223,25 @@ impl Desired {
         }
         plan
     }
+
+    /// Whether [`plan`](Self::plan) needs the older versions of the app
+    /// whose newest deployment is `newest`: it is not active, and it has no
+    /// image or never ran, so an older version may be the one whose
+    /// resources are kept.
+    pub fn needs_older(newest: &Deployment) -> bool {
+        !is_active(newest) && (newest.image.is_none() || !ran(newest))
+    }
+}
+
+fn is_active(d: &Deployment) -> bool {
+    d.status.is_in_progress() || d.status == DeploymentStatus::Running
+}
+
+/// Whether the deployment was ever RUNNING.
+fn ran(d: &Deployment) -> bool {
+    d.history
+        .iter()
+        .any(|c| c.status == DeploymentStatus::Running)
 }
 
 /// What [`RuntimeOrchestrator::reconcile`] did.
@@ -255,6 +296,11 @@ pub trait RuntimeOrchestrator: Send + Sync {
     /// The app's output, stdout and stderr tagged, from `options.since`,
     /// following new lines when `options.follow`. Memory stays bounded however
     /// fast the app writes and however slowly the caller reads.
+    ///
+    /// A redeploy (or a removal) replacing what the stream reads is not an
+    /// error of the stream: it ends cleanly, or goes on with the new
+    /// version; the backend's own "no such container" never reaches the
+    /// caller.
     async fn app_logs(&self, app: &AppRef, options: &LogOptions) -> Result<LogStream>;
 
     /// What runs for `app` now, read from the runtime.
@@ -267,7 +313,7 @@ pub trait RuntimeOrchestrator: Send + Sync {
     /// Crashes, OOM kills and health changes as they happen.
     ///
     /// Report only what the platform did not cause: a container the backend
-    /// stops on request or replaces in a redeploy is not an `Exited` event.
+    /// stops on request or replaces in a redeploy is not a `Failed` event.
     /// The platform ignores events for deployments the store does not know
     /// and events its state machine no longer allows.
     ///
@@ -290,8 +336,10 @@ pub trait RuntimeOrchestrator: Send + Sync {
     ///   report it in `missing`, with its actual status and reason, if it
     ///   failed or has no resources. Older versions of the app that still
     ///   run are retired once it serves.
-    /// - [`Intent::KeepStopped`]: the newest version of an app that FAILED
-    ///   or was STOPPED: never adopted, stopped if it still runs, its
+    /// - [`Intent::KeepStopped`]: a version of an app with none active that
+    ///   FAILED or was STOPPED (the newest that may have resources, see
+    ///   [`Desired::plan`]; there may be several per app, of which at most
+    ///   one has resources): never adopted, stopped if it still runs, its
     ///   resources kept for the app's status and logs.
     /// - Anything else under our labels is an orphan and is removed (a
     ///   backend may give young resources a grace period, since another
@@ -308,5 +356,114 @@ pub trait RuntimeOrchestrator: Send + Sync {
     /// pulls, container creation) before the platform gives up on it.
     fn deploy_grace(&self) -> Duration {
         Duration::from_secs(60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AppConfig, DeploymentEvent, DeploymentSource, ImageRef, Sha256Digest};
+
+    /// Version `version` of `app`, through `events` from BUILDING; with an
+    /// image once its build succeeded.
+    fn deployment(app: &str, version: u64, events: &[DeploymentEvent]) -> Deployment {
+        let now = OffsetDateTime::now_utc();
+        let mut d = Deployment::new(
+            AppRef::parse("acme", app, "dev").unwrap(),
+            version,
+            Sha256Digest::of(b"jar"),
+            None,
+            DeploymentSource::Build,
+            AppConfig::default(),
+            now,
+        );
+        for e in events {
+            if e == &DeploymentEvent::BuildSucceeded {
+                d.image = Some(
+                    ImageRef::new(None, "acme/app", None, Some(Sha256Digest::of(b"image")))
+                        .unwrap(),
+                );
+            }
+            d.apply(e, now).unwrap();
+        }
+        d
+    }
+
+    fn intents(plan: &[Desired]) -> Vec<(String, u64, Intent)> {
+        plan.iter()
+            .map(|d| {
+                let d2 = &d.deployment;
+                (d2.app.app.to_string(), d2.version, d.intent)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_version_before_a_failed_build_is_kept_stopped() {
+        use DeploymentEvent as E;
+        let stopped = E::Stopped {
+            reason: StatusReason::StoppedOnRequest,
+        };
+        let build_failed = E::BuildFailed {
+            reason: StatusReason::other("no"),
+        };
+        let start_failed = E::StartFailed {
+            reason: StatusReason::other("no"),
+            output: None,
+        };
+        let plan = Desired::plan([
+            // a: v1 ran and was stopped; v2's build failed (no image).
+            deployment("a", 1, &[E::BuildSucceeded, E::Healthy, stopped.clone()]),
+            deployment("a", 2, std::slice::from_ref(&build_failed)),
+            // b: v1 ran and was stopped; v2 never came up; v3's build failed.
+            deployment("b", 1, &[E::BuildSucceeded, E::Healthy, stopped.clone()]),
+            deployment("b", 2, &[E::BuildSucceeded, start_failed]),
+            deployment("b", 3, std::slice::from_ref(&build_failed)),
+            // c: runs v1; v2's build failed.
+            deployment("c", 1, &[E::BuildSucceeded, E::Healthy]),
+            deployment("c", 2, std::slice::from_ref(&build_failed)),
+            // d: v2 ran and was stopped, so v1 was retired when it came up.
+            deployment("d", 1, &[E::BuildSucceeded, E::Healthy, stopped.clone()]),
+            deployment("d", 2, &[E::BuildSucceeded, E::Healthy, stopped]),
+            // e: never built at all.
+            deployment("e", 1, &[build_failed]),
+        ]);
+        assert_eq!(
+            intents(&plan),
+            [
+                ("a".into(), 1, Intent::KeepStopped),
+                ("b".into(), 2, Intent::KeepStopped),
+                ("b".into(), 1, Intent::KeepStopped),
+                ("c".into(), 1, Intent::Run),
+                ("d".into(), 2, Intent::KeepStopped),
+            ]
+        );
+    }
+
+    #[test]
+    fn older_versions_are_needed_only_when_the_newest_never_ran() {
+        use DeploymentEvent as E;
+        let failed_build = deployment(
+            "a",
+            2,
+            &[E::BuildFailed {
+                reason: StatusReason::other("no"),
+            }],
+        );
+        assert!(Desired::needs_older(&failed_build));
+        let crashed = deployment(
+            "a",
+            2,
+            &[
+                E::BuildSucceeded,
+                E::Healthy,
+                E::Crashed {
+                    reason: StatusReason::OomKilled,
+                },
+            ],
+        );
+        assert!(!Desired::needs_older(&crashed));
+        let running = deployment("a", 2, &[E::BuildSucceeded, E::Healthy]);
+        assert!(!Desired::needs_older(&running));
     }
 }

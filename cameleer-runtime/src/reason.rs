@@ -38,14 +38,17 @@ use crate::launch::{JVM_OOM_EXIT_CODE, JVM_OOM_MARKER};
 /// let exit = StatusReason::from_exit(3, Some("[app] bye"));
 /// assert_eq!(exit.to_string(), "exited with code 3");
 ///
-/// // On the wire, tagged by code; old free-text histories still load.
+/// // On the wire, tagged by code.
 /// let json = serde_json::to_string(&exit).unwrap();
 /// assert_eq!(json, r#"{"code":"exited","exit_code":3}"#);
-/// let legacy: StatusReason = serde_json::from_str(r#""killed by the kernel OOM killer: memory limit exceeded""#).unwrap();
+/// assert_eq!(serde_json::from_str::<StatusReason>(&json).unwrap(), exit);
+///
+/// // Free text stored before reasons were typed reads as its variant.
+/// let legacy = StatusReason::from_legacy("killed by the kernel OOM killer: memory limit exceeded");
 /// assert_eq!(legacy, StatusReason::OomKilled);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "code", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum StatusReason {
     /// The app's process ended on its own with this exit code.
@@ -354,109 +357,27 @@ impl fmt::Display for StatusReason {
     }
 }
 
-/// The tagged form, as written since reasons are typed.
-#[derive(Deserialize)]
-#[serde(tag = "code", rename_all = "snake_case", deny_unknown_fields)]
-enum Typed {
-    Exited {
-        #[serde(default)]
-        exit_code: Option<i64>,
-    },
-    OomKilled,
-    JvmOutOfMemory,
-    HealthTimeout {
-        after_secs: u64,
-        #[serde(default)]
-        last_probe: Option<String>,
-    },
-    Unhealthy {
-        detail: String,
-    },
-    ImagePullFailed {
-        detail: String,
-    },
-    CrashLoop {
-        #[serde(default)]
-        restarts: Option<u32>,
-        #[serde(default)]
-        last: Option<Box<StatusReason>>,
-    },
-    StartRefused {
-        detail: String,
-    },
-    Gone,
-    BuildFailed {
-        detail: String,
-    },
-    StoppedOnRequest,
-    StoppedExternally,
-    Superseded {
-        by_version: u64,
-    },
-    Interrupted {
-        #[serde(default)]
-        detail: Option<String>,
-    },
-    BackendUnavailable {
-        detail: String,
-    },
-    Promoted {
-        from: DeploymentId,
-    },
-    RolledBack {
-        to_version: u64,
-    },
-    Other {
-        message: String,
-    },
-}
-
-impl Typed {
-    fn into_reason(self) -> StatusReason {
-        match self {
-            Typed::Exited { exit_code } => StatusReason::Exited { exit_code },
-            Typed::OomKilled => StatusReason::OomKilled,
-            Typed::JvmOutOfMemory => StatusReason::JvmOutOfMemory,
-            Typed::HealthTimeout {
-                after_secs,
-                last_probe,
-            } => StatusReason::HealthTimeout {
-                after_secs,
-                last_probe,
-            },
-            Typed::Unhealthy { detail } => StatusReason::Unhealthy { detail },
-            Typed::ImagePullFailed { detail } => StatusReason::ImagePullFailed { detail },
-            Typed::CrashLoop { restarts, last } => StatusReason::CrashLoop { restarts, last },
-            Typed::StartRefused { detail } => StatusReason::StartRefused { detail },
-            Typed::Gone => StatusReason::Gone,
-            Typed::BuildFailed { detail } => StatusReason::BuildFailed { detail },
-            Typed::StoppedOnRequest => StatusReason::StoppedOnRequest,
-            Typed::StoppedExternally => StatusReason::StoppedExternally,
-            Typed::Superseded { by_version } => StatusReason::Superseded { by_version },
-            Typed::Interrupted { detail } => StatusReason::Interrupted { detail },
-            Typed::BackendUnavailable { detail } => StatusReason::BackendUnavailable { detail },
-            Typed::Promoted { from } => StatusReason::Promoted { from },
-            Typed::RolledBack { to_version } => StatusReason::RolledBack { to_version },
-            Typed::Other { message } => StatusReason::Other { message },
-        }
-    }
-}
-
-/// A tagged reason, or a plain string from a history stored before.
+/// A tagged reason, or a plain string from a history stored before reasons
+/// were typed.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Wire {
-    Typed(Typed),
+    Typed(StatusReason),
     Legacy(String),
 }
 
-impl<'de> Deserialize<'de> for StatusReason {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(match Wire::deserialize(deserializer)? {
-            Wire::Typed(t) => t.into_reason(),
-            Wire::Legacy(text) => Self::from_legacy(&text),
-        })
-    }
+/// Deserializes an optional reason that may be stored as free text (see
+/// [`StatusReason::from_legacy`]); for the history of a [`Deployment`]
+/// (`crate::Deployment`), which stores keep for years.
+pub(crate) fn tolerant<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<StatusReason>, D::Error> {
+    Ok(
+        Option::<Wire>::deserialize(deserializer)?.map(|wire| match wire {
+            Wire::Typed(reason) => reason,
+            Wire::Legacy(text) => StatusReason::from_legacy(&text),
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -579,8 +500,12 @@ mod tests {
                 StatusReason::other("no base image"),
             ),
         ] {
-            let parsed: StatusReason = serde_json::from_value(text.clone().into()).unwrap();
-            assert_eq!(parsed, want, "{text}");
+            // As a stored history entry has it.
+            let change: crate::StatusChange = serde_json::from_value(serde_json::json!({
+                "status": "FAILED", "at": "2026-01-01T00:00:00Z", "reason": text,
+            }))
+            .unwrap();
+            assert_eq!(change.reason, Some(want), "{text}");
         }
     }
 

@@ -3,9 +3,14 @@
 //! The host owns storage: it implements these traits over its own database
 //! and blob store. [`crate::memory`] has in-memory implementations.
 
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use cameleer_build::{ImageRef, Sha256Digest};
+use futures::Stream;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +84,84 @@ pub struct ArtifactInfo {
     pub size: u64,
 }
 
+/// The bytes of an upload on their way into an [`ArtifactStore`], and their
+/// SHA-256, which the one who streams them computes as they pass.
+///
+/// It is a [`Stream`] of chunks. Once it has ended without error,
+/// [`sha256`](Self::sha256) is the digest of every byte it yielded; the
+/// [`Platform`](crate::Platform) takes it from its validator, which hashes
+/// the upload anyway, so an upload is hashed once. Before the end (and after
+/// an error) the digest is not known yet.
+///
+/// # Examples
+///
+/// A digest known up front (an import of artifacts hashed elsewhere, a
+/// test):
+///
+/// ```
+/// use bytes::Bytes;
+/// use cameleer_runtime::memory::MemoryArtifactStore;
+/// use cameleer_runtime::{ArtifactStore, ArtifactUpload, Sha256Digest};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryArtifactStore::new();
+/// let bytes = Bytes::from_static(b"PK\x03\x04");
+/// let data = Box::pin(futures::stream::iter([Ok(bytes.clone())]));
+/// let info = store.put(ArtifactUpload::new(data, Sha256Digest::of(&bytes))).await.unwrap();
+/// assert_eq!((info.sha256, info.size), (Sha256Digest::of(&bytes), 4));
+/// # });
+/// ```
+pub struct ArtifactUpload {
+    data: ByteStream,
+    sha256: Arc<OnceLock<Sha256Digest>>,
+}
+
+impl ArtifactUpload {
+    /// An upload of `data`, whose SHA-256 the caller already knows.
+    pub fn new(data: ByteStream, sha256: Sha256Digest) -> Self {
+        Self {
+            data,
+            sha256: Arc::new(OnceLock::from(sha256)),
+        }
+    }
+
+    /// An upload whose digest is set through `sha256` before its stream
+    /// yields its end.
+    pub(crate) fn with_digest_from(data: ByteStream, sha256: Arc<OnceLock<Sha256Digest>>) -> Self {
+        Self { data, sha256 }
+    }
+
+    /// The SHA-256 of the whole upload: known once the stream has ended
+    /// without error (or from the start, for [`new`](Self::new)).
+    pub fn sha256(&self) -> Option<Sha256Digest> {
+        self.sha256.get().copied()
+    }
+
+    /// The digest after the stream's clean end;
+    /// [`Error::Internal`](crate::Error::Internal) when the one who streamed
+    /// the upload did not set it (a bug, not bad input).
+    pub fn finished_sha256(&self) -> Result<Sha256Digest> {
+        self.sha256()
+            .ok_or_else(|| crate::Error::Internal("the upload ended without its SHA-256".into()))
+    }
+}
+
+impl std::fmt::Debug for ArtifactUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactUpload")
+            .field("sha256", &self.sha256())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for ArtifactUpload {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.data.as_mut().poll_next(cx)
+    }
+}
+
 /// Keeps JARs, addressed by their SHA-256.
 ///
 /// Writes are all-or-nothing: [`put`](Self::put) commits only when its input
@@ -87,9 +170,18 @@ pub struct ArtifactInfo {
 /// nothing behind, not even half a file.
 #[async_trait]
 pub trait ArtifactStore: Send + Sync {
-    /// Stores the bytes of `data` under their SHA-256. Storing content that
-    /// is already there succeeds and keeps one copy.
-    async fn put(&self, data: ByteStream) -> Result<ArtifactInfo>;
+    /// Stores the bytes of `upload` under its SHA-256
+    /// ([`ArtifactUpload::sha256`], known once the stream has ended without
+    /// error). Storing content that is already there succeeds and keeps one
+    /// copy.
+    ///
+    /// The digest comes from whoever streamed the bytes (the platform's
+    /// validator hashed them on the way), so a store need not hash them
+    /// again. A store *may* verify it (hash while it writes, compare at the
+    /// end); on a mismatch it must store nothing and fail with
+    /// [`Error::ChecksumMismatch`](crate::Error::ChecksumMismatch)
+    /// (`expected` the upload's digest, `actual` its own).
+    async fn put(&self, upload: ArtifactUpload) -> Result<ArtifactInfo>;
 
     /// The bytes of the artifact, or [`Error::NotFound`](crate::Error::NotFound).
     async fn get(&self, sha256: &Sha256Digest) -> Result<ByteStream>;

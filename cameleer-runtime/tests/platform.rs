@@ -4,13 +4,21 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use cameleer_runtime::memory::{MemoryArtifactStore, MemoryDeploymentStore};
+use cameleer_runtime::testkit::FakeOrchestrator;
 use cameleer_runtime::{
     AppConfig, DeploymentEvent, DeploymentSource, DeploymentStatus as S, PlatformEvent, Resources,
     RuntimeOrchestrator, Sha256Digest, StatusReason,
 };
+use cameleer_runtime::{
+    BuildSpec, BuiltImage, ByteStream, ImageBuilder, Platform, ProgressSink, Result,
+};
 use common::{Harness, app, config, statuses};
+use futures::{FutureExt, StreamExt};
 use time::OffsetDateTime;
 
 #[tokio::test(start_paused = true)]
@@ -30,7 +38,7 @@ async fn deploy_goes_building_starting_running_and_reports_it() {
 
     let mut seen = Vec::new();
     let mut progress = 0;
-    while let Ok(event) = events.try_recv() {
+    while let Some(Some(event)) = events.next().now_or_never() {
         match event {
             PlatformEvent::Status(s) if s.deployment == d.id => seen.push(s.status),
             PlatformEvent::BuildProgress(p) if p.deployment == d.id => progress += 1,
@@ -171,6 +179,68 @@ async fn stop_while_building_ends_the_pipeline_quietly() {
     assert_eq!(h.fake.deploys(), 0, "never started");
 }
 
+/// A builder whose builds never finish, and which tells when the future of
+/// one was dropped (the build cancelled).
+#[derive(Default)]
+struct EndlessBuilder {
+    started: AtomicUsize,
+    dropped: Arc<AtomicUsize>,
+}
+
+struct CountDrop(Arc<AtomicUsize>);
+
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl ImageBuilder for EndlessBuilder {
+    async fn build(&self, _: &BuildSpec, _: ByteStream, _: ProgressSink) -> Result<BuiltImage> {
+        let _dropped = CountDrop(self.dropped.clone());
+        self.started.fetch_add(1, Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_while_building_cancels_the_build_and_ends_stopped() {
+    let fake = FakeOrchestrator::new();
+    let builder = Arc::new(EndlessBuilder::default());
+    let store = Arc::new(MemoryDeploymentStore::new());
+    let platform = Platform::builder()
+        .orchestrator(Arc::new(fake.clone()))
+        .image_builder(builder.clone())
+        .deployment_store(store)
+        .artifact_store(Arc::new(MemoryArtifactStore::new()))
+        .build();
+    let jar = common::jar("com.example.Main");
+    let uploaded = platform
+        .upload_artifact(&app("orders"), common::chunked(jar, 1000), None)
+        .await
+        .unwrap();
+    let d = platform
+        .deploy(&app("orders"), uploaded.sha256, config())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(builder.started.load(Ordering::SeqCst), 1, "building");
+    assert_eq!(builder.dropped.load(Ordering::SeqCst), 0);
+
+    platform.stop(&app("orders")).await.unwrap();
+    // The pipeline ends (the build does not run on, holding the app's
+    // lane), the builder's future is dropped, the deployment is STOPPED.
+    let settled = platform
+        .wait_settled(&d.id, Duration::from_secs(5))
+        .await
+        .expect("the pipeline ends once the build is cancelled");
+    assert_eq!(builder.dropped.load(Ordering::SeqCst), 1, "build cancelled");
+    assert_eq!(statuses(&settled), [S::Building, S::Stopped]);
+    assert_eq!(settled.last_reason(), Some(&StatusReason::StoppedOnRequest));
+    assert_eq!(fake.deploys(), 0, "never started");
+}
+
 #[tokio::test(start_paused = true)]
 async fn restart_brings_a_stopped_version_back() {
     let h = Harness::new();
@@ -215,7 +285,6 @@ async fn promotion_deploys_the_same_image_without_building() {
     let h = Harness::new();
     let dev = h.deploy_settled(&app("orders")).await;
     assert_eq!(h.builder.builds(), 1);
-    let (tenant, name) = (&dev.app.tenant, &dev.app.app);
     let prod_config = AppConfig {
         resources: Resources {
             memory_mb: 1024,
@@ -227,13 +296,7 @@ async fn promotion_deploys_the_same_image_without_building() {
 
     let prod = h
         .platform
-        .promote(
-            tenant,
-            name,
-            "dev".parse().unwrap(),
-            "prod".parse().unwrap(),
-            Some(prod_config.clone()),
-        )
+        .promote(&dev.app, "prod".parse().unwrap(), Some(prod_config.clone()))
         .await
         .unwrap();
     assert_eq!(prod.app.env.as_str(), "prod");
@@ -248,13 +311,7 @@ async fn promotion_deploys_the_same_image_without_building() {
     // Again without a config: prod's latest config is used.
     let again = h
         .platform
-        .promote(
-            tenant,
-            name,
-            "dev".parse().unwrap(),
-            "prod".parse().unwrap(),
-            None,
-        )
+        .promote(&dev.app, "prod".parse().unwrap(), None)
         .await
         .unwrap();
     assert_eq!(again.config, prod_config);
@@ -271,11 +328,11 @@ async fn promotion_deploys_the_same_image_without_building() {
 async fn promotion_needs_something_running_and_another_env() {
     let h = Harness::new();
     let dev = h.deploy_settled(&app("orders")).await;
-    let (tenant, name) = (&dev.app.tenant, &dev.app.app);
     let env = |s: &str| s.parse().unwrap();
+    let staging = dev.app.in_env(env("staging"));
     let err = h
         .platform
-        .promote(tenant, name, env("staging"), env("prod"), Some(config()))
+        .promote(&staging, env("prod"), Some(config()))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "conflict", "{err}");
@@ -283,21 +340,21 @@ async fn promotion_needs_something_running_and_another_env() {
     bad.resources.memory_mb = 1;
     let err = h
         .platform
-        .promote(tenant, name, env("dev"), env("prod"), Some(bad))
+        .promote(&dev.app, env("prod"), Some(bad))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "invalid_config", "{err}");
     // A first promotion without a config starts from the source's.
     let prod = h
         .platform
-        .promote(tenant, name, env("dev"), env("prod"), None)
+        .promote(&dev.app, env("prod"), None)
         .await
         .unwrap();
     assert_eq!(prod.config, dev.config);
     assert_eq!(prod.image, dev.image);
     let err = h
         .platform
-        .promote(tenant, name, env("dev"), env("dev"), Some(config()))
+        .promote(&dev.app, env("dev"), Some(config()))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "conflict", "{err}");
@@ -505,7 +562,6 @@ async fn history_and_list() {
 
 #[tokio::test(start_paused = true)]
 async fn logs_come_from_the_backend() {
-    use futures::StreamExt;
     let h = Harness::new();
     h.deploy_settled(&app("orders")).await;
     let lines: Vec<_> = h

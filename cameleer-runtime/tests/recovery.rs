@@ -3,17 +3,18 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use cameleer_runtime::testkit::FakeOrchestrator;
 use cameleer_runtime::{
-    AppRef, AppStatus, AppSummary, DeployRequest, DeploymentStatus as S, LogOptions, LogStream,
-    PlatformEvent, PlatformOptions, Result, RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator,
-    StatusReason, TenantId,
+    AppRef, AppStatus, AppSummary, DeployRequest, DeploymentStatus as S, Desired, Intent,
+    LogOptions, LogStream, Platform, PlatformEvent, PlatformOptions, ReconcileReport, Result,
+    RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator, StatusReason, TenantId,
 };
 use common::{Harness, app, config, statuses};
+use futures::StreamExt;
 use time::OffsetDateTime;
 
 #[tokio::test(start_paused = true)]
@@ -59,7 +60,7 @@ async fn unhealthy_keeps_running_and_is_published() {
         },
         at: OffsetDateTime::now_utc(),
     });
-    let PlatformEvent::Unhealthy(u) = events.recv().await.unwrap() else {
+    let PlatformEvent::Unhealthy(u) = events.next().await.unwrap() else {
         panic!("expected an unhealthy event");
     };
     assert_eq!(
@@ -220,6 +221,154 @@ async fn recovery_finishes_a_start_the_backend_completed() {
         "{:?}",
         v3.last_reason()
     );
+}
+
+/// The fake, recording what each `reconcile` was asked.
+struct Recording {
+    fake: FakeOrchestrator,
+    asked: Mutex<Vec<Vec<Desired>>>,
+}
+
+#[async_trait]
+impl RuntimeOrchestrator for Recording {
+    async fn deploy_app(&self, request: &DeployRequest) -> Result<AppStatus> {
+        self.fake.deploy_app(request).await
+    }
+    async fn stop_app(&self, app: &AppRef) -> Result<()> {
+        self.fake.stop_app(app).await
+    }
+    async fn restart_app(&self, app: &AppRef) -> Result<AppStatus> {
+        self.fake.restart_app(app).await
+    }
+    async fn app_logs(&self, app: &AppRef, options: &LogOptions) -> Result<LogStream> {
+        self.fake.app_logs(app, options).await
+    }
+    async fn app_status(&self, app: &AppRef) -> Result<AppStatus> {
+        self.fake.app_status(app).await
+    }
+    async fn list_apps(&self, tenant: &TenantId) -> Result<Vec<AppSummary>> {
+        self.fake.list_apps(tenant).await
+    }
+    async fn reconcile(&self, desired: &[Desired]) -> Result<ReconcileReport> {
+        self.asked.lock().unwrap().push(desired.to_vec());
+        self.fake.reconcile(desired).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_keeps_the_version_before_a_newest_whose_build_failed() {
+    let h = Harness::new();
+    let v1 = h.deploy_settled(&app("orders")).await;
+    h.platform.stop(&app("orders")).await.unwrap();
+    h.builder.fail_next("base image not found");
+    let v2 = h.deploy_settled(&app("orders")).await;
+    assert_eq!((v2.status, v2.image.is_none()), (S::Failed, true));
+
+    let backend = Arc::new(Recording {
+        fake: h.fake.clone(),
+        asked: Mutex::default(),
+    });
+    let restarted = Platform::builder()
+        .orchestrator(backend.clone())
+        .image_builder(Arc::new(h.builder.clone()))
+        .deployment_store(h.store.clone())
+        .artifact_store(h.artifacts.clone())
+        .build();
+    restarted.recover().await.unwrap();
+    let asked = backend.asked.lock().unwrap().clone();
+    let intents: Vec<_> = asked[0]
+        .iter()
+        .map(|d| (d.deployment.id, d.intent))
+        .collect();
+    // v1's container (stopped, with its logs) is what the app has: the
+    // backend must know it, or it removes it as an orphan. v2 never had
+    // one.
+    assert_eq!(intents, [(v1.id, Intent::KeepStopped)]);
+}
+
+/// The fake, except that `reconcile` says when it is entered and then waits
+/// to be let through.
+struct GatedReconcile {
+    fake: FakeOrchestrator,
+    entered: tokio::sync::Notify,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl RuntimeOrchestrator for GatedReconcile {
+    async fn deploy_app(&self, request: &DeployRequest) -> Result<AppStatus> {
+        self.fake.deploy_app(request).await
+    }
+    async fn stop_app(&self, app: &AppRef) -> Result<()> {
+        self.fake.stop_app(app).await
+    }
+    async fn restart_app(&self, app: &AppRef) -> Result<AppStatus> {
+        self.fake.restart_app(app).await
+    }
+    async fn app_logs(&self, app: &AppRef, options: &LogOptions) -> Result<LogStream> {
+        self.fake.app_logs(app, options).await
+    }
+    async fn app_status(&self, app: &AppRef) -> Result<AppStatus> {
+        self.fake.app_status(app).await
+    }
+    async fn list_apps(&self, tenant: &TenantId) -> Result<Vec<AppSummary>> {
+        self.fake.list_apps(tenant).await
+    }
+    async fn reconcile(&self, desired: &[Desired]) -> Result<ReconcileReport> {
+        self.entered.notify_one();
+        let _through = self.gate.acquire().await.unwrap();
+        self.fake.reconcile(desired).await
+    }
+}
+
+/// A recovery reads the store, then the backend acts on it. A restart of a
+/// STOPPED app that lands in between must not be undone: the backend would
+/// act on the stale "stopped" and stop what the restart brought up, while
+/// the store says RUNNING. The recovery reads under the app's turn and keeps
+/// it until it is done, so the restart waits.
+#[tokio::test(start_paused = true)]
+async fn a_restart_during_recovery_is_not_stopped_again_by_a_stale_snapshot() {
+    let h = Harness::new();
+    let v1 = h.deploy_settled(&app("orders")).await;
+    h.platform.stop(&app("orders")).await.unwrap();
+    assert_eq!(h.fake.running(&app("orders")), None);
+
+    let backend = Arc::new(GatedReconcile {
+        fake: h.fake.clone(),
+        entered: tokio::sync::Notify::new(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let platform = Platform::builder()
+        .orchestrator(backend.clone())
+        .image_builder(Arc::new(h.builder.clone()))
+        .deployment_store(h.store.clone())
+        .artifact_store(h.artifacts.clone())
+        .build();
+    let recovery = tokio::spawn({
+        let platform = platform.clone();
+        async move { platform.recover().await }
+    });
+    // The snapshot is read (v1 STOPPED: keep it stopped); the backend has
+    // not acted on it yet.
+    backend.entered.notified().await;
+    let restart = tokio::spawn({
+        let platform = platform.clone();
+        async move { platform.restart(&app("orders")).await }
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    backend.gate.add_permits(1);
+    recovery.await.unwrap().unwrap();
+    let restarted = restart.await.unwrap().unwrap();
+
+    assert_eq!(restarted.id, v1.id);
+    assert_eq!(restarted.status, S::Running);
+    assert_eq!(
+        h.fake.running(&app("orders")),
+        Some(v1.id),
+        "the backend runs what the store says is RUNNING"
+    );
+    let view = platform.status(&app("orders")).await.unwrap();
+    assert_eq!(view.status, Some(S::Running), "{view:#?}");
 }
 
 #[tokio::test(start_paused = true)]

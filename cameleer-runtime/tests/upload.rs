@@ -2,8 +2,13 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use cameleer_runtime::{ArtifactStore, ByteStream, Error, PlatformOptions, Sha256Digest};
+use cameleer_runtime::{
+    ArtifactInfo, ArtifactStore, ArtifactUpload, ByteStream, Error, Platform, PlatformOptions,
+    Sha256Digest,
+};
 use common::{Harness, app, chunked, jar};
 
 async fn upload(
@@ -11,9 +16,8 @@ async fn upload(
     data: ByteStream,
     expected: Option<Sha256Digest>,
 ) -> Result<Sha256Digest, Error> {
-    let app = app("orders");
     h.platform
-        .upload_artifact(&app.tenant, &app.app, data, expected)
+        .upload_artifact(&app("orders"), data, expected)
         .await
         .map(|u| u.sha256)
 }
@@ -22,12 +26,10 @@ async fn upload(
 async fn a_valid_jar_is_validated_and_stored_by_its_digest() {
     let h = Harness::new();
     let bytes = jar("com.example.Main");
-    let app = app("orders");
     let uploaded = h
         .platform
         .upload_artifact(
-            &app.tenant,
-            &app.app,
+            &app("orders"),
             chunked(bytes.clone(), 7),
             Some(Sha256Digest::of(&bytes)),
         )
@@ -129,4 +131,76 @@ async fn a_large_upload_streams_through_in_small_chunks() {
     assert!(bytes.len() > 10_000, "{}", bytes.len());
     let digest = upload(&h, chunked(bytes.clone(), 512), None).await.unwrap();
     assert_eq!(digest, Sha256Digest::of(&bytes));
+}
+
+/// A store that hashes nothing and records the digest its uploads carry:
+/// before the first chunk, and after the stream ended (cleanly or not).
+#[derive(Default)]
+struct DigestProbe {
+    seen: std::sync::Mutex<Vec<(Option<Sha256Digest>, Option<Sha256Digest>)>>,
+}
+
+#[async_trait::async_trait]
+impl ArtifactStore for DigestProbe {
+    async fn put(&self, mut upload: ArtifactUpload) -> cameleer_runtime::Result<ArtifactInfo> {
+        use futures::StreamExt;
+        let before = upload.sha256();
+        let mut size = 0;
+        let mut failed = None;
+        while let Some(chunk) = upload.next().await {
+            match chunk {
+                Ok(c) => size += c.len() as u64,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        self.seen.lock().unwrap().push((before, upload.sha256()));
+        if let Some(e) = failed {
+            return Err(Error::storage("the upload failed", e));
+        }
+        Ok(ArtifactInfo {
+            sha256: upload.finished_sha256()?,
+            size,
+        })
+    }
+    async fn get(&self, sha256: &Sha256Digest) -> cameleer_runtime::Result<ByteStream> {
+        Err(Error::not_found("artifact", sha256))
+    }
+    async fn stat(&self, _: &Sha256Digest) -> cameleer_runtime::Result<Option<ArtifactInfo>> {
+        Ok(None)
+    }
+}
+
+#[tokio::test]
+async fn the_store_is_handed_the_validators_digest_at_the_clean_end_only() {
+    let probe = Arc::new(DigestProbe::default());
+    let fake = cameleer_runtime::testkit::FakeOrchestrator::new();
+    let platform = Platform::builder()
+        .orchestrator(Arc::new(fake))
+        .image_builder(Arc::new(cameleer_runtime::testkit::FakeImageBuilder::new()))
+        .deployment_store(Arc::new(
+            cameleer_runtime::memory::MemoryDeploymentStore::new(),
+        ))
+        .artifact_store(probe.clone())
+        .build();
+    let bytes = jar("com.example.Main");
+    let uploaded = platform
+        .upload_artifact(&app("orders"), chunked(bytes.clone(), 100), None)
+        .await
+        .unwrap();
+    assert_eq!(uploaded.sha256, Sha256Digest::of(&bytes));
+    // A rejected upload: the store sees the error, and no digest.
+    let err = platform
+        .upload_artifact(&app("orders"), chunked(b"not a jar".to_vec(), 3), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "not_a_zip", "{err}");
+    let seen = probe.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [(None, Some(Sha256Digest::of(&bytes))), (None, None)],
+        "known once every byte was validated, never for a rejected upload"
+    );
 }

@@ -21,7 +21,7 @@ use cameleer_examples::local_process::{
     LocalJarBuilder, LocalProcessOptions, LocalProcessOrchestrator,
 };
 use cameleer_runtime::memory::{MemoryArtifactStore, MemoryDeploymentStore};
-use cameleer_runtime::{AppConfig, AppRef, EnvId, LogOptions, Platform, PlatformOptions};
+use cameleer_runtime::{AppConfig, AppRef, EnvId, LogOptions, Platform};
 use futures::StreamExt;
 
 #[tokio::main]
@@ -32,20 +32,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let root = tempfile::tempdir()?;
     let options = LocalProcessOptions::new(root.path(), agent_jar()?)?;
-    let platform = Platform::new(
-        Arc::new(LocalProcessOrchestrator::new(options)),
-        Arc::new(LocalJarBuilder::new(root.path())),
-        Arc::new(MemoryDeploymentStore::new()),
-        Arc::new(MemoryArtifactStore::new()),
-        PlatformOptions::default(),
-    );
+    let platform = Platform::builder()
+        .orchestrator(Arc::new(LocalProcessOrchestrator::new(options)))
+        .image_builder(Arc::new(LocalJarBuilder::new(root.path())))
+        .deployment_store(Arc::new(MemoryDeploymentStore::new()))
+        .artifact_store(Arc::new(MemoryArtifactStore::new()))
+        .build();
     platform.start().await?;
 
     let app = AppRef::parse("acme", "orders", "dev")?;
     let bytes = tokio_util::io::ReaderStream::new(tokio::fs::File::open(&jar).await?).boxed();
-    let upload = platform
-        .upload_artifact(&app.tenant, &app.app, bytes, None)
-        .await?;
+    let upload = platform.upload_artifact(&app, bytes, None).await?;
     println!(
         "uploaded {} ({} bytes, main class {})",
         upload.sha256, upload.size, upload.jar.main_class
@@ -78,9 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // it gets dev's.
     let staging: EnvId = "staging".parse()?;
     let config = Some(dev.config.clone());
-    let promoted = platform
-        .promote(&app.tenant, &app.app, app.env.clone(), staging, config)
-        .await?;
+    let promoted = platform.promote(&app, staging, config).await?;
     let promoted = platform
         .wait_settled(&promoted.id, Duration::from_secs(120))
         .await?;

@@ -29,13 +29,13 @@ async fn api_with(options: PlatformOptions) -> Api {
     let artifacts = FsArtifactStore::open(dir.path().join("artifacts"), 1 << 30)
         .await
         .unwrap();
-    let platform = Platform::new(
-        Arc::new(FakeOrchestrator::new()),
-        Arc::new(FakeImageBuilder::new()),
-        store.clone(),
-        Arc::new(artifacts),
-        options,
-    );
+    let platform = Platform::builder()
+        .orchestrator(Arc::new(FakeOrchestrator::new()))
+        .image_builder(Arc::new(FakeImageBuilder::new()))
+        .deployment_store(store.clone())
+        .artifact_store(Arc::new(artifacts))
+        .options(options)
+        .build();
     platform.start().await.unwrap();
     Api {
         router: router(platform.clone()),
@@ -80,7 +80,7 @@ impl Api {
         let (status, body) = self
             .call(
                 Method::PUT,
-                "/api/v1/tenants/acme/apps/orders/artifacts",
+                "/api/v1/tenants/acme/apps/orders/envs/dev/artifacts",
                 jar,
             )
             .await;
@@ -143,7 +143,7 @@ async fn bad_uploads_are_4xx_and_store_nothing() {
     })
     .await;
     let jar = jars::plain_jar("com.acme.Main");
-    let uri = "/api/v1/tenants/acme/apps/orders/artifacts";
+    let uri = "/api/v1/tenants/acme/apps/orders/envs/dev/artifacts";
 
     // A zip-slip entry: 422 naming the entry.
     let (status, body) = api.call(Method::PUT, uri, zip_slip_jar()).await;
@@ -195,7 +195,7 @@ async fn bad_uploads_are_4xx_and_store_nothing() {
     let (status, body) = api
         .call(
             Method::PUT,
-            "/api/v1/tenants/ACME/apps/orders/artifacts",
+            "/api/v1/tenants/ACME/apps/orders/envs/dev/artifacts",
             jar.clone(),
         )
         .await;
@@ -507,4 +507,75 @@ async fn events_and_logs_stream_as_server_sent_events() {
     for event in body.split("\n\n").filter(|e| !e.trim().is_empty()) {
         assert!(event.starts_with("event: log\ndata: {"), "{event:?}");
     }
+}
+
+#[tokio::test]
+async fn a_shutting_down_platform_answers_503_shutting_down() {
+    let api = api().await;
+    let sha = api.upload(jars::plain_jar("com.acme.Main")).await["sha256"].clone();
+    api.platform.shutdown().await;
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/api/v1/tenants/acme/apps/orders/envs/dev/deployments",
+            json!({"artifact": sha}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(code(&body), "shutting_down");
+    assert!(
+        api.store
+            .active()
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.app.app.as_str() != "orders"),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn an_events_client_that_falls_behind_gets_a_lagged_event() {
+    let api = api_with(PlatformOptions {
+        event_capacity: 2,
+        ..PlatformOptions::default()
+    })
+    .await;
+    let sha = api.upload(jars::plain_jar("com.acme.Main")).await["sha256"].clone();
+    // Subscribed, but not read while the deploy publishes its events.
+    let events = api
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/tenants/acme/apps/orders/envs/dev/events")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (_, dep) = api
+        .call(
+            Method::POST,
+            "/api/v1/tenants/acme/apps/orders/envs/dev/deployments",
+            json!({"artifact": sha}).to_string(),
+        )
+        .await;
+    let id = dep["id"].as_str().unwrap().parse().unwrap();
+    api.platform
+        .wait_settled(&id, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    use futures::StreamExt;
+    let mut body = events.into_body().into_data_stream();
+    let first = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .expect("an event")
+        .unwrap()
+        .unwrap();
+    let first = String::from_utf8_lossy(&first).into_owned();
+    assert!(
+        first.starts_with("event: lagged\ndata: {\"type\":\"lagged\",\"missed\":"),
+        "{first:?}"
+    );
 }

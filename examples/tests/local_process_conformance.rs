@@ -30,6 +30,9 @@ struct Local {
     builder: LocalJarBuilder,
     images: Mutex<HashMap<JavaApp, ImageRef>>,
     root: tempfile::TempDir,
+    /// A port of 127.0.0.1 nothing listened on when the fixture was made:
+    /// the health check of [`FixtureApp::Unhealthy`].
+    silent_port: u16,
 }
 
 impl Local {
@@ -51,6 +54,7 @@ impl Local {
             builder: LocalJarBuilder::new(root.path()),
             images: Mutex::default(),
             root,
+            silent_port: free_port(),
         }
     }
 
@@ -103,17 +107,32 @@ impl ConformanceFixture for Local {
 
     async fn image(&self, app: FixtureApp) -> Result<ImageRef> {
         match app {
-            FixtureApp::Logging => self.image_of(JavaApp::Logging).await,
-            FixtureApp::Crashing => self.image_of(JavaApp::Crashing).await,
+            FixtureApp::Logging | FixtureApp::Unhealthy => self.image_of(JavaApp::Logging).await,
+            FixtureApp::Crashing | FixtureApp::CrashingAfterStart => {
+                self.image_of(JavaApp::Crashing).await
+            }
             _ => Err(Error::Unsupported("this fixture app on local processes")),
         }
     }
 
     fn config(&self, app: FixtureApp) -> AppConfig {
         let mut config = small();
-        if app == FixtureApp::Logging {
+        match app {
             // The logs check needs lines at least every second.
-            config.env.insert("LOG_INTERVAL_MS".into(), "200".into());
+            FixtureApp::Logging => {
+                config.env.insert("LOG_INTERVAL_MS".into(), "200".into());
+            }
+            // Well past the 1.5 s grace, so it is RUNNING first.
+            FixtureApp::CrashingAfterStart => {
+                config.env.insert("CRASH_DELAY_MS".into(), "3000".into());
+            }
+            // The logging app listens on no port, so a check of a port
+            // nothing listens on never passes.
+            FixtureApp::Unhealthy => {
+                config.health = HealthCheck::TcpPort(self.silent_port);
+                config.start_timeout_secs = 2;
+            }
+            _ => {}
         }
         config
     }
@@ -140,7 +159,21 @@ impl ConformanceFixture for Local {
     }
 }
 
-cameleer_runtime::conformance_tests!(no_oom; async { Local::new().await });
+// - no_oom: a local process has no cgroup; the kernel never OOM-kills it
+//   for its memory limit.
+// - no_reachable: local processes share the host's network, so two
+//   versions of an app cannot listen on its port at once; a redeploy of a
+//   listening app stops the old version first (see the module docs), and
+//   there is no old version left to answer while the new one starts.
+// - no_restart: the processes are the controller's children and end with
+//   it; nothing outlives a controller restart to adopt.
+cameleer_runtime::conformance_tests!(no_oom; no_reachable; no_restart; async { Local::new().await });
+
+/// A port of 127.0.0.1 that nothing listens on (right now).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.local_addr().unwrap().port()
+}
 
 fn small() -> AppConfig {
     let mut config = AppConfig::default();

@@ -161,7 +161,7 @@ async fn upload_deploy_logs_promote_stop_and_survive_a_sigkill() {
     assert_eq!((code, health["ok"].clone()), (200, json!(true)));
 
     let app = format!("/api/v1/tenants/{tenant}/apps/orders");
-    let (code, body) = http(addr, "PUT", &format!("{app}/artifacts"), &jar).await;
+    let (code, body) = http(addr, "PUT", &format!("{app}/envs/dev/artifacts"), &jar).await;
     let uploaded: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(code, 201, "{uploaded}");
     assert_eq!(uploaded["main_class"], FixtureApp::Logging.main_class());

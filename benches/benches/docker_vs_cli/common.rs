@@ -8,9 +8,10 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use cameleer_build::java::agent::agent_jar;
 use cameleer_docker_testing::CleanupGuard;
+use cameleer_runtime::identity::{DeploymentIdentity, DeploymentMetadata};
 use cameleer_runtime::{AppRef, DeploymentId, HealthCheck, ImageRef};
 use cameleer_runtime_docker::base_image::{self, BaseImageConfig};
-use cameleer_runtime_docker::labels::{self, ContainerLabels};
+use cameleer_runtime_docker::labels;
 
 /// Any failure of a benchmark run.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
@@ -72,17 +73,23 @@ pub async fn create_app_container(
     cmd: Vec<String>,
     host_config: HostConfig,
 ) -> Result<String, BenchError> {
-    let labels = ContainerLabels {
+    // The labels the backend writes: the core's identity and metadata.
+    let identity = DeploymentIdentity {
         app: app.clone(),
         deployment: DeploymentId::new_random(),
         version: 1,
+    };
+    let metadata = DeploymentMetadata {
         health: HealthCheck::None,
         start_timeout: Duration::from_secs(30),
+        config_sha256: None,
     };
+    let mut container_labels = identity.docker_labels();
+    container_labels.extend(metadata.docker_labels());
     let body = ContainerCreateBody {
         image: Some(ctx.busybox.clone()),
         cmd: Some(cmd),
-        labels: Some(labels.to_map()),
+        labels: Some(container_labels),
         host_config: Some(HostConfig {
             network_mode: Some("none".into()),
             ..host_config

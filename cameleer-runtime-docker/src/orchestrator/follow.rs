@@ -9,8 +9,9 @@
 //!   missed (the engine replays what it saw since then);
 //! - keeps the last state it knows of each container (created, running,
 //!   ended), from the list and then from `start`, `die` and `destroy`;
-//! - reports a `die` as [`RuntimeEventKind::Exited`] or
-//!   [`RuntimeEventKind::OomKilled`], unless the orchestrator caused it (a
+//! - reports a `die` as [`RuntimeEventKind::Failed`] with the exit (the
+//!   JVM's own out-of-memory exit told by its last output) or the kernel's
+//!   OOM kill, unless the orchestrator caused it (a
 //!   stop, a removal, a restart, a container it is starting itself and
 //!   reports on) — see [`Memory`](super::memory::Memory) and
 //!   [`stopped`];
@@ -196,8 +197,7 @@ impl Follower {
                     .orchestrator
                     .refine(&e.container, events::died(e.exit_code, oom))
                     .await;
-                self.send(&e.labels, RuntimeEventKind::Failed { reason }, e.at)
-                    .await;
+                self.send(&e.labels, events::ended(reason), e.at).await;
             }
             Action::Destroy => {
                 self.known.remove(&e.container);
@@ -282,8 +282,7 @@ impl Follower {
                 events::died(state.exit_code, state.oom_killed.unwrap_or(false)),
             )
             .await;
-        self.send(&c.labels, RuntimeEventKind::Failed { reason }, at)
-            .await;
+        self.send(&c.labels, events::ended(reason), at).await;
         Ok(())
     }
 

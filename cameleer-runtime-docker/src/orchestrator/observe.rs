@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use bollard::query_parameters::LogsOptionsBuilder;
 use cameleer_runtime::{
-    AppId, AppSummary, DeploymentStatus, EnvId, LogOptions, LogStream, Result, StatusReason,
-    TenantId,
+    AppId, AppRef, AppSummary, DeploymentStatus, EnvId, LogOptions, LogStream, Result,
+    StatusReason, TenantId,
 };
 use futures::{StreamExt, TryStreamExt};
 
@@ -16,6 +18,14 @@ use crate::status::{self, Phase};
 
 /// How many containers `list_apps` inspects and probes at once.
 const LIST_CONCURRENCY: usize = 8;
+
+/// How many times a log request that finds its container gone before it
+/// read a line looks for the app's newest container again.
+const LOG_RETRIES: usize = 3;
+
+/// The pause before looking again (a container being removed may still be
+/// listed for a moment).
+const LOG_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 impl DockerRuntimeOrchestrator {
     /// The status of one of our containers now: inspect, then probe when it
@@ -96,9 +106,83 @@ impl DockerRuntimeOrchestrator {
             .await
     }
 
-    /// The log lines of a container, read ahead in batches (see
-    /// [`logs::read_ahead`]).
-    pub(super) fn logs_of(&self, id: &str, options: &LogOptions) -> LogStream {
+    /// The log lines of `app`, from its newest container `first`, read
+    /// ahead in batches (see [`logs::read_ahead`]).
+    ///
+    /// The container may be replaced by a redeploy (or removed) at any
+    /// moment, and the engine then answers "No such container" (or "marked
+    /// for removal"); that never reaches the caller:
+    ///
+    /// - before the stream yielded a line (the container went between the
+    ///   list that found it and the log request), the app's newest
+    ///   container is looked up again and its logs are read instead, up to
+    ///   [`LOG_RETRIES`] times; when the app has none left, the stream ends;
+    /// - after, the stream ends cleanly, as a followed stream does when its
+    ///   container stops: a stream reads one container, and the caller asks
+    ///   again for the new version's lines.
+    pub(super) fn app_log_stream(
+        &self,
+        app: &AppRef,
+        first: &str,
+        options: &LogOptions,
+    ) -> LogStream {
+        struct State {
+            orchestrator: DockerRuntimeOrchestrator,
+            app: AppRef,
+            options: LogOptions,
+            current: LogStream,
+            yielded: bool,
+            retries: usize,
+            done: bool,
+        }
+        let state = State {
+            orchestrator: self.clone(),
+            app: app.clone(),
+            options: options.clone(),
+            current: self.container_lines(first, options),
+            yielded: false,
+            retries: 0,
+            done: false,
+        };
+        let lines = futures::stream::unfold(state, |mut st| async move {
+            if st.done {
+                return None;
+            }
+            loop {
+                match st.current.next().await {
+                    Some(Ok(line)) => {
+                        st.yielded = true;
+                        return Some((Ok(line), st));
+                    }
+                    Some(Err(e)) if crate::engine::is_gone_error(&e) => {
+                        if st.yielded || st.retries == LOG_RETRIES {
+                            tracing::debug!(app = %st.app, "the container whose logs were read is gone: {e}");
+                            return None;
+                        }
+                        st.retries += 1;
+                        tokio::time::sleep(LOG_RETRY_PAUSE).await;
+                        match st.orchestrator.newest(&st.app).await {
+                            Ok(c) => {
+                                tracing::debug!(app = %st.app, container = %c.name, "its container was replaced; reading the new one's logs");
+                                st.current = st.orchestrator.container_lines(&c.id, &st.options);
+                            }
+                            // The app is gone altogether: no more lines.
+                            Err(e) if e.is_not_found() => return None,
+                            Err(e) => {
+                                st.done = true;
+                                return Some((Err(e), st));
+                            }
+                        }
+                    }
+                    other => return other.map(|item| (item, st)),
+                }
+            }
+        });
+        logs::read_ahead(lines.boxed())
+    }
+
+    /// The log lines of one container, as the engine has them.
+    fn container_lines(&self, id: &str, options: &LogOptions) -> LogStream {
         let request = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
@@ -106,10 +190,10 @@ impl DockerRuntimeOrchestrator {
             .follow(options.follow)
             .since(logs::engine_since(options.since))
             .build();
-        logs::read_ahead(logs::lines(
+        logs::lines(
             logs::engine_frames(&self.docker, id, request),
             options.since,
             logs::MAX_LINE_BYTES,
-        ))
+        )
     }
 }

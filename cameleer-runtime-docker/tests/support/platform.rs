@@ -131,13 +131,13 @@ impl PlatformEnv {
             watcher_retry: Duration::from_millis(200),
             ..PlatformOptions::default()
         };
-        let platform = Platform::new(
-            backend.clone(),
-            stores.builder.clone(),
-            stores.deployments.clone(),
-            stores.artifacts.clone(),
-            options,
-        );
+        let platform = Platform::builder()
+            .orchestrator(backend.clone())
+            .image_builder(stores.builder.clone())
+            .deployment_store(stores.deployments.clone())
+            .artifact_store(stores.artifacts.clone())
+            .options(options)
+            .build();
         PlatformEnv {
             platform,
             store: stores.deployments.clone(),
@@ -173,7 +173,7 @@ impl PlatformEnv {
         let body = futures::stream::iter([Ok(bytes::Bytes::from(jar))]).boxed();
         let uploaded = self
             .platform
-            .upload_artifact(&app.tenant, &app.app, body, None)
+            .upload_artifact(app, body, None)
             .await
             .expect("upload");
         self.builder.register(uploaded.sha256, image);

@@ -1,7 +1,7 @@
 //! The state the [`Platform`](crate::Platform) handle and its background
 //! tasks share, and the one way deployments are written.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +32,11 @@ pub(crate) struct Core {
     /// Deployments a pipeline of this process is working on; recovery and
     /// reconciliation leave them alone.
     inflight: Mutex<HashSet<DeploymentId>>,
+    /// The builds under way, by deployment: a stop cancels them.
+    builds: Mutex<HashMap<DeploymentId, CancellationToken>>,
+    /// One recovery at a time: a recovery queues in the lanes of many apps,
+    /// and two doing so at once could each wait for the other's turn.
+    pub(crate) recovering: tokio::sync::Mutex<()>,
     /// Bumped whenever a deployment stops being in flight.
     pub(crate) finished: watch::Sender<u64>,
     pub(crate) watching: AtomicBool,
@@ -57,6 +62,8 @@ impl Core {
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             inflight: Mutex::default(),
+            builds: Mutex::default(),
+            recovering: tokio::sync::Mutex::const_new(()),
             finished: watch::Sender::new(0),
             watching: AtomicBool::new(false),
         }
@@ -74,39 +81,76 @@ impl Core {
             .contains(id)
     }
 
+    /// Registers the build of deployment `id`: the returned token is
+    /// cancelled when the deployment is stopped (or the platform shuts
+    /// down), and the registration ends with the guard.
+    pub(crate) fn register_build(self: &Arc<Self>, id: DeploymentId) -> BuildGuard {
+        let token = self.cancel.child_token();
+        self.builds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, token.clone());
+        BuildGuard {
+            core: self.clone(),
+            id,
+            token,
+        }
+    }
+
+    /// Cancels the build of deployment `id`, if one is under way.
+    pub(crate) fn cancel_build(&self, id: &DeploymentId) {
+        let token = self
+            .builds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned();
+        if let Some(token) = token {
+            tracing::info!(deployment = %id, "cancelling its build");
+            token.cancel();
+        }
+    }
+
     /// Allocates the next version of `app` and queues it in the app's lane,
-    /// in one step, so that lane order is version order.
+    /// in one step, so that lane order is version order. The deployment
+    /// counts as in flight before the app's admission is released (so
+    /// [`recover`](Self::recover), which reads under it, never takes it for
+    /// one a dead controller left), until the guard is dropped.
     pub(crate) async fn create_queued(
-        &self,
+        self: &Arc<Self>,
         app: &AppRef,
         new: NewDeployment,
-    ) -> Result<(Deployment, Turn)> {
+    ) -> Result<(Deployment, Turn, InflightGuard)> {
         let lane = self.lanes.lane(app);
         let _admission = lane.admission.lock().await;
         let turn = lane.queue().await;
         let d = self.store.create(app, new).await?;
+        let inflight = self.mark_inflight(d.id);
         tracing::info!(deployment = %d.id, version = d.version, status = %d.status, "deployment created");
         self.publish(PlatformEvent::Status(StatusEvent::latest(&d)));
-        Ok((d, turn))
+        Ok((d, turn, inflight))
     }
 
-    /// Runs `work` for deployment `id` in the background: after its lane
-    /// turn, until done or until the platform shuts down. While it runs the
-    /// deployment counts as in flight.
-    pub(crate) fn spawn_for(
-        self: &Arc<Self>,
-        id: DeploymentId,
-        turn: Turn,
-        work: impl Future<Output = ()> + Send + 'static,
-    ) {
+    fn mark_inflight(self: &Arc<Self>, id: DeploymentId) -> InflightGuard {
         self.inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id);
-        let guard = InflightGuard {
+        InflightGuard {
             core: self.clone(),
             id,
-        };
+        }
+    }
+
+    /// Runs `work` for the deployment `guard` holds in flight, in the
+    /// background: after its lane turn, until done or until the platform
+    /// shuts down. It stays in flight until then.
+    pub(crate) fn spawn_for(
+        self: &Arc<Self>,
+        guard: InflightGuard,
+        turn: Turn,
+        work: impl Future<Output = ()> + Send + 'static,
+    ) {
         let cancel = self.cancel.clone();
         self.tasks.spawn(
             async move {
@@ -190,7 +234,25 @@ impl Core {
     }
 }
 
-struct InflightGuard {
+/// A build under way; see [`Core::register_build`].
+pub(crate) struct BuildGuard {
+    core: Arc<Core>,
+    id: DeploymentId,
+    pub(crate) token: CancellationToken,
+}
+
+impl Drop for BuildGuard {
+    fn drop(&mut self) {
+        self.core
+            .builds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+/// Keeps a deployment in flight; see [`Core::create_queued`].
+pub(crate) struct InflightGuard {
     core: Arc<Core>,
     id: DeploymentId,
 }

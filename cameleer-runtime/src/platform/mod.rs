@@ -1,5 +1,6 @@
 //! [`Platform`]: the pipeline from an uploaded JAR to a RUNNING app.
 
+mod builder;
 mod core;
 mod events;
 mod lanes;
@@ -11,16 +12,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cameleer_build::{Sha256Digest, ValidationPolicy};
-use tokio::sync::broadcast;
 use tokio_util::sync::DropGuard;
 
+pub use self::builder::{PlatformBuilder, Unset};
 use self::core::Core;
-pub use self::events::{BuildProgressEvent, PlatformEvent, StatusEvent, UnhealthyEvent};
+pub use self::events::{
+    BuildProgressEvent, PlatformEvent, PlatformEvents, StatusEvent, UnhealthyEvent,
+};
 pub use self::upload::UploadedArtifact;
 pub use self::watch::{AppView, RecoveryReport};
 use crate::{
-    AppConfig, AppId, AppRef, ArtifactStore, ByteStream, Deployment, DeploymentId, DeploymentStore,
-    EnvId, Error, ImageBuilder, LogOptions, LogStream, Result, RuntimeOrchestrator, TenantId,
+    AppConfig, AppRef, ArtifactStore, ByteStream, Deployment, DeploymentId, DeploymentStore, EnvId,
+    Error, ImageBuilder, LogOptions, LogStream, Result, RuntimeOrchestrator, TenantId,
 };
 
 /// Limits, validation policy and tuning of a [`Platform`].
@@ -46,7 +49,8 @@ pub struct PlatformOptions {
     /// upload is about this many of the host's chunks). Default 8.
     pub upload_queue_chunks: usize,
     /// How many [`PlatformEvent`]s a slow subscriber may fall behind before
-    /// it misses some. Default 1024.
+    /// it misses some (and gets a [`PlatformEvent::Lagged`] in their place).
+    /// Default 1024.
     pub event_capacity: usize,
     /// How many build progress lines may wait to be published before the
     /// builder's newer ones are dropped. Default 256.
@@ -79,14 +83,19 @@ impl Default for PlatformOptions {
 /// ([`DeploymentStore`]), builds images ([`ImageBuilder`]) and runs them
 /// ([`RuntimeOrchestrator`]).
 ///
+/// - **Every operation on one app takes its [`AppRef`]** (tenant, app,
+///   environment): deploy, stop, restart, rollback, status, history, logs,
+///   and also [`upload_artifact`](Self::upload_artifact) and
+///   [`promote`](Self::promote) (the source; the target is another
+///   environment of the same app).
 /// - **Deploys run in the background.** [`Platform::deploy`] returns the
 ///   BUILDING deployment at once; build and start follow in a task, and
 ///   every status change is published to [`Platform::subscribe`]rs.
 /// - **One version of an app comes up at a time.** Deploys, promotions,
 ///   rollbacks and restarts of one [`AppRef`] take turns, in the order they
 ///   were asked for; versions follow that order. Stops do not wait: a
-///   BUILDING deployment can be stopped, and its pipeline then finds it
-///   STOPPED and ends.
+///   BUILDING deployment can be stopped: its build is cancelled and it ends
+///   STOPPED.
 /// - **Nothing is overwritten.** Every write is a conditional update of the
 ///   deployment's revision, re-read and retried on conflict; an event the
 ///   state machine no longer allows (a stop came first) is dropped.
@@ -95,8 +104,10 @@ impl Default for PlatformOptions {
 ///   reason; [`Platform::status`] reconciles with the backend too, and
 ///   [`Platform::recover`] settles what a controller restart interrupted.
 ///
-/// Cheap to clone: clones share one platform. Background work stops when
-/// the last clone is dropped, or on [`shutdown`](Self::shutdown). Needs a
+/// Built with [`Platform::builder`]. Cheap to clone: clones share one
+/// platform. Background work stops when the last clone is dropped, or on
+/// [`shutdown`](Self::shutdown); after `shutdown`, the operations that would
+/// start work fail with [`Error::ShuttingDown`] (`shutting_down`). Needs a
 /// tokio runtime.
 ///
 /// # Examples
@@ -105,24 +116,26 @@ impl Default for PlatformOptions {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use cameleer_runtime::memory::{MemoryArtifactStore, MemoryDeploymentStore};
-/// use cameleer_runtime::{AppConfig, AppRef, ByteStream, ImageBuilder, Platform, PlatformOptions, RuntimeOrchestrator};
+/// use cameleer_runtime::{AppConfig, AppRef, ByteStream, ImageBuilder, Platform, RuntimeOrchestrator};
 ///
 /// # async fn demo(backend: Arc<dyn RuntimeOrchestrator>, builder: Arc<dyn ImageBuilder>, jar: ByteStream)
 /// # -> cameleer_runtime::Result<()> {
-/// let platform = Platform::new(
-///     backend,
-///     builder,
-///     Arc::new(MemoryDeploymentStore::new()),
-///     Arc::new(MemoryArtifactStore::new()),
-///     PlatformOptions::default(),
-/// );
+/// let platform = Platform::builder()
+///     .orchestrator(backend)
+///     .image_builder(builder)
+///     .deployment_store(Arc::new(MemoryDeploymentStore::new()))
+///     .artifact_store(Arc::new(MemoryArtifactStore::new()))
+///     .build();
 /// platform.start().await?; // watch crashes, settle what a restart interrupted
 ///
-/// let app = AppRef::parse("acme", "orders", "dev")?;
-/// let upload = platform.upload_artifact(&app.tenant, &app.app, jar, None).await?;
-/// let building = platform.deploy(&app, upload.sha256, AppConfig::default()).await?;
+/// let dev = AppRef::parse("acme", "orders", "dev")?;
+/// let upload = platform.upload_artifact(&dev, jar, None).await?;
+/// let building = platform.deploy(&dev, upload.sha256, AppConfig::default()).await?;
 /// let settled = platform.wait_settled(&building.id, Duration::from_secs(300)).await?;
 /// println!("v{} is {}", settled.version, settled.status);
+///
+/// // The same image, without a build, into staging.
+/// let staging = platform.promote(&dev, "staging".parse()?, None).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -140,8 +153,13 @@ impl std::fmt::Debug for Platform {
 }
 
 impl Platform {
-    /// A platform over a backend, a builder and the host's stores.
-    pub fn new(
+    /// A builder: give it the backend, the image builder, the two stores
+    /// and (optionally) the options, then [`build`](PlatformBuilder::build).
+    pub fn builder() -> PlatformBuilder {
+        PlatformBuilder::new()
+    }
+
+    fn from_parts(
         orchestrator: Arc<dyn RuntimeOrchestrator>,
         builder: Arc<dyn ImageBuilder>,
         store: Arc<dyn DeploymentStore>,
@@ -161,19 +179,22 @@ impl Platform {
         &self.core.options
     }
 
-    /// Validates and stores a JAR as it streams in, in one pass.
+    /// Validates and stores a JAR as it streams in, in one pass, and hashes
+    /// it once (the validator's SHA-256 is the one the
+    /// [`ArtifactStore`] files it under).
     ///
-    /// `tenant` and `app` say who uploads (for logs and traces); artifacts
-    /// are stored by content, once. Nothing is stored unless the whole JAR
-    /// is accepted. Errors: the validator's codes (`not_a_zip`,
-    /// `invalid_entry_name`, `missing_main_class`, …), `artifact_too_large`,
-    /// `checksum_mismatch` when `expected_sha256` differs, `upload_failed`
-    /// when `data` ends with an error.
-    #[tracing::instrument(skip_all, fields(tenant = %tenant, app = %app))]
+    /// `app` is the app and environment the JAR is uploaded for. The
+    /// environment does not change what is stored: it only appears in logs
+    /// and traces. Artifacts are stored by content, once, and an upload can
+    /// be deployed to any environment (and promoted between them). Nothing
+    /// is stored unless the whole JAR is accepted. Errors: the validator's
+    /// codes (`not_a_zip`, `invalid_entry_name`, `missing_main_class`, …),
+    /// `artifact_too_large`, `checksum_mismatch` when `expected_sha256`
+    /// differs, `upload_failed` when `data` ends with an error.
+    #[tracing::instrument(skip_all, fields(tenant = %app.tenant, app = %app.app, env = %app.env))]
     pub async fn upload_artifact(
         &self,
-        tenant: &TenantId,
-        app: &AppId,
+        app: &AppRef,
         data: ByteStream,
         expected_sha256: Option<Sha256Digest>,
     ) -> Result<UploadedArtifact> {
@@ -217,9 +238,10 @@ impl Platform {
 
     /// Stops `app`: the backend stops it, then each of its BUILDING,
     /// STARTING or RUNNING deployments becomes STOPPED ("stopped by
-    /// request"), which are returned. A BUILDING or STARTING deployment's
-    /// pipeline notices and ends; if the backend brought it up meanwhile,
-    /// the pipeline stops it again.
+    /// request"), which are returned. A BUILDING deployment's build is
+    /// cancelled (the [`ImageBuilder::build`] future is dropped); a
+    /// STARTING deployment's pipeline notices and ends, and if the backend
+    /// brought it up meanwhile, the pipeline stops it again.
     ///
     /// `not_found` when the store knows no deployment of `app`.
     #[tracing::instrument(skip_all, fields(tenant = %app.tenant, app = %app.app, env = %app.env))]
@@ -282,28 +304,27 @@ impl Platform {
         self.core.list(tenant).await
     }
 
-    /// Deploys the *same image* that is RUNNING in environment `from` into
-    /// `to`, without building: the new version of `tenant/app/to` starts in
-    /// STARTING with `source: Promotion`.
+    /// Deploys the *same image* that is RUNNING in `from` (an app in one
+    /// environment) into environment `to` of the same app, without
+    /// building: the new version of `from.in_env(to)` starts in STARTING
+    /// with `source: Promotion`, and is returned at once.
     ///
     /// It runs with `config` when given, else with the config of the newest
     /// deployment in `to` (environment config never travels with an image),
     /// else, for a first promotion into `to`, with the source's config.
-    /// Errors: `conflict` when nothing is RUNNING in `from` or `from == to`;
-    /// `invalid_config` when the config is invalid.
-    #[tracing::instrument(skip(self, config), fields(tenant = %tenant, app = %app, from = %from, to = %to))]
+    /// Errors: `conflict` when nothing is RUNNING in `from` or `to` is
+    /// `from`'s own environment; `invalid_config` when the config is
+    /// invalid.
+    #[tracing::instrument(skip(self, config), fields(tenant = %from.tenant, app = %from.app, from = %from.env, to = %to))]
     pub async fn promote(
         &self,
-        tenant: &TenantId,
-        app: &AppId,
-        from: EnvId,
+        from: &AppRef,
         to: EnvId,
         config: Option<AppConfig>,
     ) -> Result<Deployment> {
         self.check_running()?;
-        let source = AppRef::new(tenant.clone(), app.clone(), from);
-        let target = source.in_env(to);
-        self.core.promote(&source, &target, config).await
+        let target = from.in_env(to);
+        self.core.promote(from, &target, config).await
     }
 
     /// Deploys the image and config of an earlier version as a new version
@@ -319,12 +340,15 @@ impl Platform {
         self.core.rollback(app, version).await
     }
 
-    /// Status changes, build progress and health warnings of every app, for
-    /// server-sent events. A subscriber that falls more than
-    /// [`PlatformOptions::event_capacity`] behind misses events
-    /// (`RecvError::Lagged`) and should re-read what it shows.
-    pub fn subscribe(&self) -> broadcast::Receiver<PlatformEvent> {
-        self.core.events.subscribe()
+    /// Status changes, build progress and health warnings of every app from
+    /// now on, for dashboards and server-sent events.
+    ///
+    /// A subscriber that falls more than [`PlatformOptions::event_capacity`]
+    /// events behind loses the oldest and gets one
+    /// [`PlatformEvent::Lagged`] with their count in their place (see
+    /// [`PlatformEvents`]); it should then re-read what it shows.
+    pub fn subscribe(&self) -> PlatformEvents {
+        PlatformEvents::new(self.core.events.subscribe())
     }
 
     /// Waits until deployment `id` is no longer BUILDING or STARTING and its
@@ -351,6 +375,11 @@ impl Platform {
     /// STARTING ones RUNNING if the backend runs them and FAILED otherwise,
     /// and RUNNING ones the backend does not run FAILED with its reason.
     /// Deployments this platform is working on are left alone.
+    ///
+    /// It takes every app's turn (see the type's docs) before it reads the
+    /// store, and keeps them until it is done: it waits for the deploys and
+    /// restarts under way, and those asked meanwhile wait for it, so none
+    /// of them is undone by a stale read. One recovery runs at a time.
     #[tracing::instrument(skip(self))]
     pub async fn recover(&self) -> Result<RecoveryReport> {
         self.core.recover().await

@@ -38,10 +38,10 @@ impl Core {
             source: DeploymentSource::Build,
             config,
         };
-        let (d, turn) = self.create_queued(app, new).await?;
+        let (d, turn, inflight) = self.create_queued(app, new).await?;
         let core = self.clone();
         let id = d.id;
-        self.spawn_for(id, turn, async move {
+        self.spawn_for(inflight, turn, async move {
             if let Some(d) = core.build(&id, info.size).await {
                 core.bring_up(d).await;
             }
@@ -58,16 +58,22 @@ impl Core {
     ) -> Result<Deployment> {
         debug_assert!(new.image.is_some());
         new.config.validate()?;
-        let (d, turn) = self.create_queued(app, new).await?;
+        let (d, turn, inflight) = self.create_queued(app, new).await?;
         let core = self.clone();
         let started = d.clone();
-        self.spawn_for(d.id, turn, async move { core.bring_up(started).await });
+        self.spawn_for(inflight, turn, async move { core.bring_up(started).await });
         Ok(d)
     }
 
     /// BUILDING → STARTING with the image recorded, or FAILED with the
     /// builder's text. `None` when the pipeline should not go on.
+    ///
+    /// A stop of the deployment cancels the build: the builder's future is
+    /// dropped, and the deployment stays STOPPED.
     async fn build(self: &Arc<Self>, id: &crate::DeploymentId, size: u64) -> Option<Deployment> {
+        // Registered before the status is read, so a stop that lands after
+        // the read finds the build to cancel.
+        let registration = self.register_build(*id);
         let d = match self.store.get(id).await {
             Ok(d) if d.status == DeploymentStatus::Building => d,
             Ok(d) => {
@@ -102,10 +108,20 @@ impl Core {
             self.tasks
                 .spawn(async move { cancel.run_until_cancelled(forward).await });
         }
-        let built = match self.artifacts.get(&d.artifact).await {
-            Ok(jar) => self.builder.build(&spec, jar, sink).await,
-            Err(e) => Err(Error::BuildFailed(format!("cannot read the artifact: {e}"))),
+        let build = async {
+            match self.artifacts.get(&d.artifact).await {
+                Ok(jar) => self.builder.build(&spec, jar, sink).await,
+                Err(e) => Err(Error::BuildFailed(format!("cannot read the artifact: {e}"))),
+            }
         };
+        let Some(built) = registration.token.run_until_cancelled(build).await else {
+            // Dropping the future cancelled the build; the stop that asked
+            // for it recorded STOPPED (on shutdown it stays BUILDING, for
+            // the next recovery).
+            tracing::info!("build cancelled");
+            return None;
+        };
+        drop(registration);
         let built = built.and_then(|b| match b.image.digest() {
             Some(_) => Ok(b),
             None => Err(Error::BuildFailed(format!(
@@ -318,7 +334,10 @@ impl Core {
         let mut stopped = Vec::new();
         for d in all {
             if d.status.is_in_progress() || d.status == DeploymentStatus::Running {
-                stopped.extend(self.apply(&d.id, &event).await?);
+                let now = self.apply(&d.id, &event).await?;
+                // After the write: the pipeline, cancelled, finds it STOPPED.
+                self.cancel_build(&d.id);
+                stopped.extend(now);
             }
         }
         Ok(stopped)

@@ -6,11 +6,14 @@
 //! [`ArtifactStore::put`]. The stream `put` reads ends with an error as soon
 //! as the upload is rejected, and its end-of-stream is only yielded once the
 //! validator has accepted every byte, so a store that honours its contract
-//! (commit only on a clean end) never keeps a rejected JAR. Memory stays
-//! bounded: at most the channel's few chunks are in flight.
+//! (commit only on a clean end) never keeps a rejected JAR. Just before that
+//! end the validator's SHA-256 is set on the [`ArtifactUpload`], so the store
+//! files the JAR under it without hashing it again: an upload is hashed
+//! once. Memory stays bounded: at most the channel's few chunks are in
+//! flight.
 
 use std::io::{self, Read};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::{Buf, Bytes};
 use cameleer_build::{Sha256Digest, ValidatedJar, ValidationError, ValidationPolicy};
@@ -19,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::{ArtifactStore, ByteStream, Error, Result};
+use crate::{ArtifactStore, ArtifactUpload, ByteStream, Error, Result};
 
 /// An accepted and stored upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +60,7 @@ pub(crate) async fn upload(
         )
     });
     let verdict = Arc::new(Mutex::new(None));
+    let digest = Arc::new(OnceLock::new());
     let tee = Tee {
         input: data,
         to_validator: Some(tx),
@@ -64,12 +68,15 @@ pub(crate) async fn upload(
         seen: 0,
         limit,
         verdict: verdict.clone(),
+        digest: digest.clone(),
     };
     let stream = futures::stream::unfold(tee, |mut tee| async move {
         let item = tee.next().await?;
         Some((item, tee))
     });
-    let stored = store.put(Box::pin(stream)).await;
+    let stored = store
+        .put(ArtifactUpload::with_digest_from(Box::pin(stream), digest))
+        .await;
     let verdict = verdict.lock().unwrap_or_else(|p| p.into_inner()).take();
     match (stored, verdict) {
         // Our verdict names the problem; the store only saw an I/O error.
@@ -103,6 +110,8 @@ struct Tee {
     limit: u64,
     /// Set exactly once: the accepted JAR at the end, or the rejection.
     verdict: Arc<Mutex<Option<Result<ValidatedJar>>>>,
+    /// The validator's SHA-256, set before the clean end is yielded.
+    digest: Arc<OnceLock<Sha256Digest>>,
 }
 
 impl Tee {
@@ -136,6 +145,8 @@ impl Tee {
                 self.to_validator = None;
                 match self.verdict().await {
                     Ok(jar) => {
+                        // The store reads it once it sees the end.
+                        let _ = self.digest.set(jar.sha256);
                         self.settle(Ok(jar));
                         None
                     }

@@ -1,18 +1,18 @@
 //! Keeping the store truthful: runtime events, recovery after a controller
 //! restart, and reconciling what the store says with what the backend sees.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 use tracing::Instrument;
 
 use super::core::Core;
-use super::events::{PlatformEvent, UnhealthyEvent};
+use super::events::{PlatformEvent, PlatformEvents, UnhealthyEvent};
+use super::lanes::{Lane, LaneGuard};
 use crate::{
     AppRef, AppStatus, Deployment, DeploymentEvent, DeploymentId, DeploymentStatus, Desired, Error,
     EventStream, ReconcileReport, Result, RuntimeEvent, RuntimeEventKind, StatusReason, TenantId,
@@ -114,6 +114,7 @@ impl Core {
         };
         let transition = match event.kind {
             RuntimeEventKind::Failed { reason } => DeploymentEvent::Crashed { reason },
+            RuntimeEventKind::Stopped { reason } => DeploymentEvent::Stopped { reason },
             RuntimeEventKind::Unhealthy { reason } => {
                 tracing::warn!(deployment = %d.id, "unhealthy: {reason}");
                 if d.status == DeploymentStatus::Running {
@@ -138,15 +139,52 @@ impl Core {
     /// After a controller restart: lets the backend adopt what the store
     /// says is active (and keep the newest version of every app), then
     /// settles whatever no pipeline will finish.
+    ///
+    /// Everything happens under the turn of every app in the store (see
+    /// [`lanes`](super::lanes)): the recovery waits for the deploys and
+    /// restarts under way, reads the store only then, and holds the turns
+    /// until it has applied what the backend reported, so a restart never
+    /// lands between the snapshot and the backend acting on it (the backend
+    /// would stop it again, acting on a stale "stopped"). What is asked
+    /// meanwhile waits for it.
     pub(crate) async fn recover(&self) -> Result<RecoveryReport> {
-        // The active deployments, and the newest of every app whatever its
-        // status: a newest version that FAILED or was STOPPED keeps its
-        // container (its status and logs), which the backend would
-        // otherwise remove as unknown. The store's intent, not what the
-        // backend cached, decides.
-        let mut all: Vec<Deployment> = self.store.active().await?;
-        all.extend(self.store.latest_of_every_app().await?);
-        all.retain(|d| !self.is_inflight(&d.id));
+        let _one_at_a_time = self.recovering.lock().await;
+        // The apps to settle, from a first look at the store.
+        let mut apps: BTreeSet<AppRef> = self
+            .store
+            .active()
+            .await?
+            .into_iter()
+            .map(|d| d.app)
+            .collect();
+        apps.extend(
+            self.store
+                .latest_of_every_app()
+                .await?
+                .into_iter()
+                .map(|d| d.app),
+        );
+        let lanes: Vec<Arc<Lane>> = apps.iter().map(|app| self.lanes.lane(app)).collect();
+        // Queue in every lane first, so each turn comes after what was asked
+        // of the app before the recovery and before what is asked after.
+        let mut turns = Vec::with_capacity(lanes.len());
+        for lane in &lanes {
+            let _admission = lane.admission.lock().await;
+            turns.push(lane.queue().await);
+        }
+        let mut held: Vec<LaneGuard> = Vec::with_capacity(turns.len());
+        for turn in turns {
+            held.push(turn.wait().await);
+        }
+        // Read while no deployment of these apps is being created either,
+        // so one created by this process is always seen in flight.
+        let all = {
+            let mut admissions = Vec::with_capacity(lanes.len());
+            for lane in &lanes {
+                admissions.push(lane.admission.lock().await);
+            }
+            self.snapshot(&apps).await?
+        };
         let desired = Desired::plan(all);
         let backend = self.orchestrator.reconcile(&desired).await?;
         let known: Vec<Deployment> = desired.into_iter().map(|d| d.deployment).collect();
@@ -177,6 +215,7 @@ impl Core {
             }
         }
         report.backend = backend;
+        drop(held);
         tracing::info!(
             failed = report.failed.len(),
             running = report.running.len(),
@@ -184,6 +223,35 @@ impl Core {
             "recovered"
         );
         Ok(report)
+    }
+
+    /// The deployments of `apps` a recovery settles and tells the backend
+    /// about, none of them in flight.
+    ///
+    /// The active deployments, and the newest of every app whatever its
+    /// status: a newest version that FAILED or was STOPPED keeps its
+    /// container (its status and logs), which the backend would otherwise
+    /// remove as unknown. When the newest never had one (its build failed,
+    /// it never ran) or is this process's to settle, the app's older
+    /// versions too: the one whose container is kept may be older (see
+    /// [`Desired::plan`]). The store's intent, not what the backend cached,
+    /// decides.
+    async fn snapshot(&self, apps: &BTreeSet<AppRef>) -> Result<Vec<Deployment>> {
+        let mut all: Vec<Deployment> = self.store.active().await?;
+        for newest in self.store.latest_of_every_app().await? {
+            if !apps.contains(&newest.app) {
+                // A first deployment created since the first look, by a
+                // request that came after the recovery: not ours to settle.
+                continue;
+            }
+            if self.is_inflight(&newest.id) || Desired::needs_older(&newest) {
+                all.extend(self.store.list(&newest.app).await?);
+            } else {
+                all.push(newest);
+            }
+        }
+        all.retain(|d| apps.contains(&d.app) && !self.is_inflight(&d.id));
+        Ok(all)
     }
 
     /// A STARTING deployment nobody is starting any more: RUNNING if the
@@ -308,7 +376,7 @@ impl Core {
         id: &DeploymentId,
         limit: Duration,
     ) -> Result<Deployment> {
-        let mut events = self.events.subscribe();
+        let mut events = PlatformEvents::new(self.events.subscribe());
         let mut finished = self.finished.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -358,13 +426,13 @@ fn missing_event(rt: &AppStatus) -> Option<DeploymentEvent> {
 }
 
 /// Returns when a status event for `id` arrives (or events were missed).
-async fn next_status_of(events: &mut broadcast::Receiver<PlatformEvent>, id: &DeploymentId) {
+async fn next_status_of(events: &mut PlatformEvents, id: &DeploymentId) {
     loop {
-        match events.recv().await {
-            Ok(PlatformEvent::Status(s)) if &s.deployment == id => return,
-            Ok(_) => {}
-            Err(broadcast::error::RecvError::Lagged(_)) => return,
-            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        match events.next().await {
+            Some(PlatformEvent::Status(s)) if &s.deployment == id => return,
+            Some(PlatformEvent::Lagged { .. }) => return,
+            Some(_) => {}
+            None => std::future::pending().await,
         }
     }
 }

@@ -23,10 +23,16 @@ pub use self::builder::FakeImageBuilder;
 pub use self::conformance::{ConformanceFixture, FixtureApp};
 pub use self::orchestrator::FakeOrchestrator;
 pub use self::program::FakeProgram;
-use crate::{ImageRef, RuntimeOrchestrator, Sha256Digest};
+use crate::{AppConfig, AppRef, ImageRef, RuntimeOrchestrator, Sha256Digest, TenantId};
 
 /// The [`ConformanceFixture`] of [`FakeOrchestrator`]: fake images whose
 /// programs behave like the Java fixture apps, quickly.
+///
+/// [`reachable`](ConformanceFixture::reachable) is the fake's own truth
+/// ([`FakeOrchestrator::running_version`]): the fake has no network, and
+/// what it runs is what answers. [`restarted`](ConformanceFixture::restarted)
+/// is another handle on the same fake: it keeps nothing on the controller's
+/// side to lose.
 #[derive(Debug, Clone)]
 pub struct FakeFixture {
     fake: FakeOrchestrator,
@@ -42,7 +48,14 @@ impl FakeFixture {
     /// A fixture over a fresh fake.
     pub fn new() -> Self {
         let fake = FakeOrchestrator::new();
-        for app in [FixtureApp::Logging, FixtureApp::Crashing, FixtureApp::Oom] {
+        for app in [
+            FixtureApp::Logging,
+            FixtureApp::Crashing,
+            FixtureApp::Oom,
+            FixtureApp::CrashingAfterStart,
+            FixtureApp::Unhealthy,
+            FixtureApp::Serving,
+        ] {
             let program = match app {
                 FixtureApp::Logging => FakeProgram::Logging {
                     interval: Duration::from_millis(60),
@@ -53,6 +66,14 @@ impl FakeFixture {
                 },
                 FixtureApp::Oom => FakeProgram::OomKilled {
                     after: Duration::from_millis(50),
+                },
+                FixtureApp::CrashingAfterStart => FakeProgram::Crashing {
+                    after: Duration::from_millis(100),
+                    exit_code: 3,
+                },
+                FixtureApp::Unhealthy => FakeProgram::NeverHealthy,
+                FixtureApp::Serving => FakeProgram::SlowToStart {
+                    delay: Duration::from_millis(200),
                 },
             };
             fake.register_image(&Self::image_of(app), program);
@@ -85,6 +106,32 @@ impl ConformanceFixture for FakeFixture {
 
     async fn image(&self, app: FixtureApp) -> crate::Result<ImageRef> {
         Ok(Self::image_of(app))
+    }
+
+    fn config(&self, app: FixtureApp) -> AppConfig {
+        let mut config = AppConfig::default();
+        if app == FixtureApp::Unhealthy {
+            // The shortest start timeout there is.
+            config.start_timeout_secs = 1;
+        }
+        config
+    }
+
+    async fn reachable(&self, app: &AppRef) -> crate::Result<Option<u64>> {
+        Ok(self.fake.running_version(app))
+    }
+
+    fn supports_reachable(&self) -> bool {
+        true
+    }
+
+    fn restarted(&self, tenant: &TenantId) -> Option<Arc<dyn RuntimeOrchestrator>> {
+        let _ = tenant;
+        Some(Arc::new(self.fake.clone()))
+    }
+
+    fn supports_restart(&self) -> bool {
+        true
     }
 
     fn supports_oom(&self) -> bool {

@@ -26,15 +26,21 @@ const KEPT_INSTANCES: usize = 16;
 ///   it is up, and a failed start leaves the previous one running.
 /// - Logs with timestamps, `since` honoured, follow mode (a following
 ///   stream ends when the instance stops).
-/// - Runtime events ([`RuntimeEventKind::Exited`], `OomKilled`) for crashes.
+/// - Runtime events ([`RuntimeEventKind::Failed`], with the exit code or
+///   the OOM kill) for crashes.
 /// - Images run a [`FakeProgram`] ([`register_image`](Self::register_image);
-///   unknown images are [`FakeProgram::Idle`]).
+///   unknown images are [`FakeProgram::Idle`]), which also says how long
+///   the image takes to pass its health check ([`FakeProgram::SlowToStart`],
+///   [`FakeProgram::NeverHealthy`]).
 /// - Fault injection for the next start (deploy or restart):
 ///   [`crash_after_start`](Self::crash_after_start),
 ///   [`oom_kill`](Self::oom_kill), [`slow_health`](Self::slow_health),
 ///   [`fail_start`](Self::fail_start).
-/// - [`reconcile`](RuntimeOrchestrator::reconcile) adopts what it runs and
-///   [`wipe`](Self::wipe) loses everything, to test controller restarts.
+/// - [`reconcile`](RuntimeOrchestrator::reconcile) adopts what it runs,
+///   stops what the store wants stopped, removes what the store does not
+///   know, and [`wipe`](Self::wipe) loses everything, to test controller
+///   restarts. The fake keeps nothing on the controller's side, so a clone
+///   is what a restarted controller sees.
 ///
 /// Clones share one fake. Needs a tokio runtime.
 #[derive(Clone)]
@@ -155,6 +161,19 @@ impl FakeOrchestrator {
             .map(|i| i.deployment)
     }
 
+    /// The version RUNNING for `app`, if any: what answers the app's
+    /// clients.
+    pub fn running_version(&self, app: &AppRef) -> Option<u64> {
+        let st = self.inner.lock();
+        st.apps
+            .get(app)?
+            .instances
+            .iter()
+            .rev()
+            .find(|i| i.status == DeploymentStatus::Running)
+            .map(|i| i.version)
+    }
+
     /// How many times [`deploy_app`](RuntimeOrchestrator::deploy_app) was
     /// called.
     pub fn deploys(&self) -> u64 {
@@ -181,9 +200,31 @@ impl FakeOrchestrator {
         faults: Faults,
         config: &AppConfig,
     ) -> Result<AppStatus> {
-        if let Some(delay) = faults.slow {
-            let limit = config.start_timeout();
-            if delay > limit {
+        // The image's own health delay, and an injected one.
+        let image_delay = {
+            let st = self.inner.lock();
+            let image = st
+                .apps
+                .get(app)
+                .and_then(|e| e.instances.iter().find(|i| i.run == run))
+                .map(|i| i.image.to_string());
+            match image.and_then(|i| st.programs.get(&i)) {
+                Some(program) => program.health_delay(),
+                None => Some(Duration::ZERO),
+            }
+        };
+        let delay = match (image_delay, faults.slow) {
+            (None, _) => None,
+            (Some(a), b) => Some(a.max(b.unwrap_or_default())),
+        };
+        let limit = config.start_timeout();
+        match delay {
+            Some(delay) if delay <= limit => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            _ => {
                 tokio::time::sleep(limit).await;
                 let reason = StatusReason::HealthTimeout {
                     after_secs: limit.as_secs(),
@@ -193,7 +234,6 @@ impl FakeOrchestrator {
                     .end(app, run, DeploymentStatus::Failed, reason.clone(), None);
                 return Err(Error::start_failed(reason));
             }
-            tokio::time::sleep(delay).await;
         }
         if let Some(reason) = faults.fail {
             self.inner.end(
@@ -564,22 +604,27 @@ impl RuntimeOrchestrator for FakeOrchestrator {
         let mut st = self.inner.lock();
         let mut report = ReconcileReport::default();
         for (app, entry) in &mut st.apps {
+            let mut orphans = Vec::new();
             for inst in &mut entry.instances {
-                if inst.status != DeploymentStatus::Running {
-                    continue;
-                }
                 match wanted.get(&inst.deployment) {
                     Some(Intent::Run) => {}
                     Some(Intent::KeepStopped) => inst.stop(StatusReason::StoppedOnRequest),
                     None => {
                         inst.stop(StatusReason::Gone);
-                        report
-                            .removed_orphans
-                            .push(format!("fake/{app}/v{}", inst.version));
+                        let name = format!("fake/{app}/v{}", inst.version);
+                        if !orphans.contains(&name) {
+                            orphans.push(name);
+                        }
                     }
                 }
             }
+            entry
+                .instances
+                .retain(|i| wanted.contains_key(&i.deployment));
+            report.removed_orphans.extend(orphans);
         }
+        // An app with nothing left is gone, logs and all.
+        st.apps.retain(|_, entry| !entry.instances.is_empty());
         for d in desired.iter().filter(|d| d.intent == Intent::Run) {
             let d = &d.deployment;
             let inst = st

@@ -31,6 +31,29 @@ pub enum FakeProgram {
         /// How long it stays up.
         after: Duration,
     },
+    /// Passes its health check only `delay` after it starts (a start fails
+    /// with [`StatusReason::HealthTimeout`] when that is beyond the config's
+    /// start timeout), then stays up and says nothing more.
+    SlowToStart {
+        /// How long its health check takes to pass.
+        delay: Duration,
+    },
+    /// Never passes its health check: a start fails with
+    /// [`StatusReason::HealthTimeout`] once the config's start timeout has
+    /// passed.
+    NeverHealthy,
+}
+
+impl FakeProgram {
+    /// How long the program takes to pass its health check; `None` when
+    /// it never does.
+    pub(super) fn health_delay(&self) -> Option<Duration> {
+        match self {
+            FakeProgram::SlowToStart { delay } => Some(*delay),
+            FakeProgram::NeverHealthy => None,
+            _ => Some(Duration::ZERO),
+        }
+    }
 }
 
 /// How long an injected crash or OOM kill waits after the app is up.
@@ -40,7 +63,7 @@ pub(super) const FAULT_DELAY: Duration = Duration::from_millis(10);
 /// is stopped, or the fake is dropped.
 pub(super) async fn run_program(inner: Weak<Inner>, app: AppRef, run: u64, program: FakeProgram) {
     match program {
-        FakeProgram::Idle => {}
+        FakeProgram::Idle | FakeProgram::SlowToStart { .. } | FakeProgram::NeverHealthy => {}
         FakeProgram::Logging { interval } => {
             for n in 1u64.. {
                 tokio::time::sleep(interval).await;

@@ -39,13 +39,13 @@ impl Harness {
         let builder = FakeImageBuilder::new();
         let store = Arc::new(MemoryDeploymentStore::new());
         let artifacts = Arc::new(MemoryArtifactStore::new());
-        let platform = Platform::new(
-            backend,
-            Arc::new(builder.clone()),
-            store.clone(),
-            artifacts.clone(),
-            options,
-        );
+        let platform = Platform::builder()
+            .orchestrator(backend)
+            .image_builder(Arc::new(builder.clone()))
+            .deployment_store(store.clone())
+            .artifact_store(artifacts.clone())
+            .options(options)
+            .build();
         Self {
             platform,
             fake,
@@ -58,20 +58,18 @@ impl Harness {
     /// A second platform over the same fakes and stores: a restarted
     /// controller.
     pub fn restarted(&self) -> Platform {
-        Platform::new(
-            Arc::new(self.fake.clone()),
-            Arc::new(self.builder.clone()),
-            self.store.clone(),
-            self.artifacts.clone(),
-            PlatformOptions::default(),
-        )
+        Platform::builder()
+            .orchestrator(Arc::new(self.fake.clone()))
+            .image_builder(Arc::new(self.builder.clone()))
+            .deployment_store(self.store.clone())
+            .artifact_store(self.artifacts.clone())
+            .build()
     }
 
     /// Uploads a valid JAR whose main class is `main`.
     pub async fn upload(&self, main: &str) -> Sha256Digest {
-        let app = app("orders");
         self.platform
-            .upload_artifact(&app.tenant, &app.app, chunked(jar(main), 1000), None)
+            .upload_artifact(&app("orders"), chunked(jar(main), 1000), None)
             .await
             .expect("a valid JAR is accepted")
             .sha256

@@ -72,7 +72,8 @@ impl ApiError {
 ///
 /// Validation failures of an artifact (any code the validator produces) are
 /// 422; ids and headers are 400; sizes 413; missing things 404; races and
-/// wrong states 409; backend trouble 502 or 504.
+/// wrong states 409; backend trouble 502 or 504; a platform that is shutting
+/// down 503 (`shutting_down`: retry against another instance or later).
 pub fn status_for(err: &Error) -> StatusCode {
     match err {
         Error::InvalidId { .. } => StatusCode::BAD_REQUEST,
@@ -88,6 +89,7 @@ pub fn status_for(err: &Error) -> StatusCode {
         Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         Error::StartFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         Error::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+        Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -114,5 +116,19 @@ impl IntoResponse for ApiError {
             tracing::warn!(code = self.code, "{}", self.message);
         }
         (self.status, Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutting_down_is_503_with_its_own_code() {
+        let e = ApiError::from(Error::ShuttingDown);
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, "shutting_down");
+        // Not a conflict: nothing is wrong with the request.
+        assert_ne!(status_for(&Error::ShuttingDown), StatusCode::CONFLICT);
     }
 }

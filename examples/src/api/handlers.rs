@@ -44,15 +44,16 @@ pub(crate) struct UploadResponse {
     findings: Vec<cameleer_build::Finding>,
 }
 
-/// `PUT …/artifacts`: the raw JAR, streamed into validation and storage.
+/// `PUT …/envs/{env}/artifacts`: the raw JAR, streamed into validation and
+/// storage. Stored by content: the upload can be deployed to any
+/// environment of the app.
 pub async fn upload(
     State(platform): State<Platform>,
-    Path((tenant, app)): Path<(String, String)>,
+    Path(path): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<UploadResponse>)> {
-    let tenant: TenantId = tenant.parse()?;
-    let app: AppId = app.parse()?;
+    let app = app_ref(path)?;
     let expected = match headers.get("x-checksum-sha256") {
         None => None,
         Some(v) => Some(
@@ -78,9 +79,7 @@ pub async fn upload(
         return Err(Error::ArtifactTooLarge { limit }.into());
     }
     let data = Box::pin(body.into_data_stream().map_err(std::io::Error::other));
-    let uploaded = platform
-        .upload_artifact(&tenant, &app, data, expected)
-        .await?;
+    let uploaded = platform.upload_artifact(&app, data, expected).await?;
     Ok((
         StatusCode::CREATED,
         Json(UploadResponse {
@@ -205,9 +204,8 @@ pub async fn promote(
     let tenant: TenantId = tenant.parse()?;
     let app: AppId = app.parse()?;
     let req: PromoteBody = json_body(&body)?;
-    let deployment = platform
-        .promote(&tenant, &app, req.from, req.to, req.config)
-        .await?;
+    let from = AppRef::new(tenant, app, req.from);
+    let deployment = platform.promote(&from, req.to, req.config).await?;
     Ok((StatusCode::ACCEPTED, Json(deployment)))
 }
 

@@ -2,7 +2,7 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `PUT /api/v1/tenants/{tenant}/apps/{app}/artifacts` | upload a JAR (raw body, streamed; optional `X-Checksum-Sha256`) → 201 |
+//! | `PUT /api/v1/tenants/{tenant}/apps/{app}/envs/{env}/artifacts` | upload a JAR for the app (raw body, streamed; optional `X-Checksum-Sha256`) → 201; deployable to any env |
 //! | `POST …/apps/{app}/envs/{env}/deployments` | `{"artifact", "config"}` → 202, the BUILDING deployment |
 //! | `GET …/apps/{app}/envs/{env}` | `{"status", "deployment"}` |
 //! | `GET …/envs/{env}/deployments` | the history, newest first |
@@ -14,7 +14,8 @@
 //! | `GET /healthz` | liveness |
 //!
 //! Errors are `{"error": {"code", "message"}}` with 400, 404, 409, 413 or
-//! 422 as fits (see [`status_for`]).
+//! 422 as fits, 503 `shutting_down` while the server stops (see
+//! [`status_for`]).
 
 mod error;
 mod handlers;
@@ -41,7 +42,7 @@ pub fn router(platform: Platform) -> Router {
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route(
-            &format!("{app}/artifacts"),
+            &format!("{env}/artifacts"),
             put(handlers::upload).layer(DefaultBodyLimit::disable()),
         )
         .route(

@@ -13,7 +13,6 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::broadcast::error::RecvError;
 
 use super::ApiError;
 
@@ -106,11 +105,14 @@ pub async fn logs(
         .into_response())
 }
 
-fn sse_of(event: &PlatformEvent) -> Event {
+/// The SSE event of a platform event: named by its `type`, the JSON of the
+/// event as data (`lagged` carries `{"type": "lagged", "missed": N}`).
+pub(crate) fn sse_of(event: &PlatformEvent) -> Event {
     let name = match event {
         PlatformEvent::Status(_) => "status",
         PlatformEvent::BuildProgress(_) => "build_progress",
         PlatformEvent::Unhealthy(_) => "unhealthy",
+        PlatformEvent::Lagged { .. } => "lagged",
     };
     Event::default()
         .event(name)
@@ -118,27 +120,59 @@ fn sse_of(event: &PlatformEvent) -> Event {
         .unwrap_or_default()
 }
 
+/// The events a client of `app`'s event route gets: the app's own, and
+/// every `lagged` marker (the missed events may have been the app's).
+pub(crate) fn events_of(
+    events: impl Stream<Item = PlatformEvent>,
+    app: AppRef,
+) -> impl Stream<Item = PlatformEvent> {
+    events.filter(move |event| {
+        let keep = event.app().is_none_or(|a| a == &app);
+        std::future::ready(keep)
+    })
+}
+
 /// `GET …/events`: SSE of the app's status changes, build progress and
-/// health warnings. A client that falls behind gets a `lagged` event and
+/// health warnings. A client that falls behind gets a `lagged` event
+/// (`{"type": "lagged", "missed": N}`) in place of the events it missed, and
 /// should re-read the status.
 pub async fn events(
     State(platform): State<Platform>,
     Path((tenant, app, env)): Path<(String, String, String)>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let app = AppRef::parse(&tenant, &app, &env)?;
-    let rx = platform.subscribe();
-    let stream = futures::stream::unfold((rx, app), |(mut rx, app)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(event) if event.app() == &app => return Some((Ok(sse_of(&event)), (rx, app))),
-                Ok(_) => continue,
-                Err(RecvError::Lagged(n)) => {
-                    let ev = Event::default().event("lagged").data(n.to_string());
-                    return Some((Ok(ev), (rx, app)));
-                }
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    });
+    let stream =
+        events_of(platform.subscribe(), app).map(|event| Ok::<_, Infallible>(sse_of(&event)));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+mod tests {
+    use cameleer_runtime::{BuildProgressEvent, DeploymentId};
+
+    use super::*;
+
+    fn progress(app: &str) -> PlatformEvent {
+        PlatformEvent::BuildProgress(BuildProgressEvent {
+            deployment: DeploymentId::new_random(),
+            app: AppRef::parse("acme", app, "dev").unwrap(),
+            version: 1,
+            message: "step".into(),
+            at: OffsetDateTime::UNIX_EPOCH,
+        })
+    }
+
+    #[tokio::test]
+    async fn an_apps_stream_keeps_its_events_and_every_lagged_marker() {
+        let all = futures::stream::iter([
+            progress("billing"),
+            PlatformEvent::Lagged { missed: 3 },
+            progress("orders"),
+        ]);
+        let orders = AppRef::parse("acme", "orders", "dev").unwrap();
+        let kept: Vec<_> = events_of(all, orders.clone()).collect().await;
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(kept[0], PlatformEvent::Lagged { missed: 3 });
+        assert_eq!(kept[1].app(), Some(&orders));
+    }
 }

@@ -124,13 +124,13 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
     };
     let orchestrator = DockerRuntimeOrchestrator::new(docker, orchestrator_options);
 
-    let platform = Platform::new(
-        Arc::new(orchestrator),
-        builder,
-        Arc::new(store),
-        Arc::new(artifacts),
-        options,
-    );
+    let platform = Platform::builder()
+        .orchestrator(Arc::new(orchestrator))
+        .image_builder(builder)
+        .deployment_store(Arc::new(store))
+        .artifact_store(Arc::new(artifacts))
+        .options(options)
+        .build();
     let recovered = platform.start().await?;
     tracing::info!(
         adopted = recovered.backend.adopted.len(),

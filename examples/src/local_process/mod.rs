@@ -25,17 +25,16 @@
 //! use std::sync::Arc;
 //! use cameleer_examples::local_process::{LocalJarBuilder, LocalProcessOptions, LocalProcessOrchestrator};
 //! use cameleer_runtime::memory::{MemoryArtifactStore, MemoryDeploymentStore};
-//! use cameleer_runtime::{Platform, PlatformOptions};
+//! use cameleer_runtime::Platform;
 //!
 //! # fn demo() -> cameleer_runtime::Result<()> {
 //! let options = LocalProcessOptions::new("/var/lib/cameleer-local", "/opt/cameleer/agent.jar")?;
-//! let platform = Platform::new(
-//!     Arc::new(LocalProcessOrchestrator::new(options.clone())),
-//!     Arc::new(LocalJarBuilder::new(&options.root)),
-//!     Arc::new(MemoryDeploymentStore::new()),
-//!     Arc::new(MemoryArtifactStore::new()),
-//!     PlatformOptions::default(),
-//! );
+//! let platform = Platform::builder()
+//!     .orchestrator(Arc::new(LocalProcessOrchestrator::new(options.clone())))
+//!     .image_builder(Arc::new(LocalJarBuilder::new(&options.root)))
+//!     .deployment_store(Arc::new(MemoryDeploymentStore::new()))
+//!     .artifact_store(Arc::new(MemoryArtifactStore::new()))
+//!     .build();
 //! # let _ = platform; Ok(()) }
 //! ```
 //!
@@ -51,22 +50,28 @@
 //!   Memory and CPU are hints to the JVM (`-XX:MaxRAM`,
 //!   `-XX:ActiveProcessorCount`), not limits: there is no cgroup, so a
 //!   process is never OOM-killed for its limit, and
-//!   [`RuntimeEventKind::OomKilled`](cameleer_runtime::RuntimeEventKind) is
-//!   never reported. A Java heap exhaustion ends the JVM
-//!   (`-XX:+ExitOnOutOfMemoryError`) and its reason says "out of memory".
+//!   [`StatusReason::OomKilled`](cameleer_runtime::StatusReason::OomKilled)
+//!   is never reported (the OOM conformance check is not run: `no_oom;`).
+//!   A Java heap exhaustion ends the JVM (`-XX:+ExitOnOutOfMemoryError`)
+//!   and reads
+//!   [`StatusReason::JvmOutOfMemory`](cameleer_runtime::StatusReason::JvmOutOfMemory).
 //! - **One port per host.** Health checks probe `127.0.0.1:<port>`, and
 //!   apps of different tenants (or environments) that listen on the same
-//!   port collide. For the same reason a redeploy of an app with a port
-//!   health check stops the old version *before* starting the new one (two
-//!   versions cannot both listen on the port), so it has a gap and a failed
-//!   redeploy leaves nothing running; with no port, the old version keeps
-//!   serving until the new one is up, as the contract asks.
+//!   port collide. For the same reason a redeploy whose old version's
+//!   health check probes the same port as the new one's stops the old
+//!   version *before* starting the new one (two versions cannot both listen
+//!   on the port), so it has a gap and a failed redeploy leaves nothing
+//!   running; otherwise (no port, or another one) the old version keeps
+//!   serving until the new one is up, as the contract asks. The
+//!   conformance check that watches a redeploy switch versions at the app's
+//!   address is not run for this backend (`no_reachable;`).
 //! - **Processes live with the controller.** They are the controller's
 //!   children and are killed when the orchestrator is dropped, but a
 //!   controller killed with SIGKILL leaves them running, unsupervised;
 //!   [`reconcile`](cameleer_runtime::RuntimeOrchestrator::reconcile) keeps
 //!   its default (nothing to adopt), so after a restart the platform marks
-//!   their deployments FAILED.
+//!   their deployments FAILED. The conformance check of a controller restart
+//!   is not run for this backend (`no_restart;`).
 //! - **Logs are in memory**: the last [`LocalProcessOptions::log_lines`]
 //!   lines (and [`LocalProcessOptions::log_bytes`] bytes) per app.
 

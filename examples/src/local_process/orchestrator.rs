@@ -25,11 +25,13 @@ use super::{LocalProcessOptions, jar_path};
 ///
 /// - One process per app and version; a redeploy keeps the old process until
 ///   the new one is up (health check passed, or alive through
-///   [`grace`](LocalProcessOptions::grace)), then stops it.
-/// - A process that ends on its own makes the app FAILED ("exited with code
-///   N") and, if it was RUNNING, is reported by
-///   [`events`](RuntimeOrchestrator::events) as
-///   [`RuntimeEventKind::Exited`](cameleer_runtime::RuntimeEventKind::Exited).
+///   [`grace`](LocalProcessOptions::grace)), then stops it; except when
+///   both probe the same port (see the [module docs](super)).
+/// - A process that ends on its own makes the app FAILED
+///   ([`StatusReason::Exited`] with its code, or
+///   [`StatusReason::JvmOutOfMemory`]) and, if it was RUNNING, is reported
+///   by [`events`](RuntimeOrchestrator::events) as
+///   [`RuntimeEventKind::Failed`](cameleer_runtime::RuntimeEventKind::Failed).
 /// - [`stop_app`](RuntimeOrchestrator::stop_app) sends SIGTERM and kills
 ///   after [`stop_timeout`](LocalProcessOptions::stop_timeout).
 /// - Logs: stdout and stderr line by line into a bounded per-app ring;
@@ -144,16 +146,22 @@ impl LocalProcessOrchestrator {
     async fn start(&self, request: &DeployRequest, jar: PathBuf) -> Result<AppStatus> {
         let app = &request.app;
         let options = &self.inner.options;
-        let port = match &request.config.health {
-            HealthCheck::TcpPort(port) | HealthCheck::Http { port, .. } => Some(*port),
-            _ => None,
-        };
+        let port = health_port(&request.config.health);
         if let Some(port) = port {
-            // Two versions cannot listen on one port: the old one goes first.
-            let reason = StatusReason::Superseded {
-                by_version: request.version,
-            };
-            self.stop_runs(app, &reason).await;
+            // Two versions cannot listen on one port: an old one that
+            // listens where the new one will goes first. One that does not
+            // keeps serving until the new one is up, as with no port.
+            let collides = self.inner.lock().get(app).is_some_and(|e| {
+                e.runs
+                    .iter()
+                    .any(|r| r.is_live() && health_port(&r.request.config.health) == Some(port))
+            });
+            if collides {
+                let reason = StatusReason::Superseded {
+                    by_version: request.version,
+                };
+                self.stop_runs(app, &reason).await;
+            }
             if health::port_in_use(port).await {
                 return Err(Error::Conflict(format!(
                     "port {port} of 127.0.0.1 is in use by another process: local \
@@ -278,6 +286,14 @@ impl LocalProcessOrchestrator {
             }),
             _ => Ok(status),
         }
+    }
+}
+
+/// The port `check` probes, if any: the one the app listens on.
+fn health_port(check: &HealthCheck) -> Option<u16> {
+    match check {
+        HealthCheck::TcpPort(port) | HealthCheck::Http { port, .. } => Some(*port),
+        HealthCheck::None => None,
     }
 }
 

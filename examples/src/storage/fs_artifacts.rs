@@ -4,21 +4,27 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use cameleer_runtime::{ArtifactInfo, ArtifactStore, ByteStream, Error, Result, Sha256Digest};
+use cameleer_runtime::{
+    ArtifactInfo, ArtifactStore, ArtifactUpload, ByteStream, Error, Result, Sha256Digest,
+};
 use futures::StreamExt;
 
-use super::hashed_file::{Step, WriteFailure, write_hashed};
+use super::hashed_file::{Step, WriteFailure, write_file};
 
 /// JARs as files named by their SHA-256 under `root/sha256/ab/abcdef…`.
 ///
-/// An upload is written to `root/tmp/` while it is hashed, flushed to disk,
-/// and renamed into place only when its stream ends without error; so a crash
-/// or a rejected upload never leaves half an artifact where readers look.
-/// Leftover temporary files from a crash are removed by [`open`](Self::open).
+/// An upload is written to `root/tmp/`, flushed to disk, and renamed into
+/// place, under the SHA-256 it carries ([`ArtifactUpload::sha256`], the
+/// platform's validator computed it), only when its stream ends without
+/// error; so a crash or a rejected upload never leaves half an artifact
+/// where readers look. Leftover temporary files from a crash are removed by
+/// [`open`](Self::open). The bytes are not hashed again unless the store
+/// [`verifies`](Self::verifying) digests.
 #[derive(Debug, Clone)]
 pub struct FsArtifactStore {
     root: PathBuf,
     max_size: u64,
+    verify: bool,
 }
 
 fn io_err(what: &str, e: io::Error) -> Error {
@@ -43,7 +49,21 @@ impl FsArtifactStore {
         tokio::fs::create_dir_all(root.join("sha256"))
             .await
             .map_err(|e| io_err("creating sha256", e))?;
-        Ok(Self { root, max_size })
+        Ok(Self {
+            root,
+            max_size,
+            verify: false,
+        })
+    }
+
+    /// The same store, hashing each upload as it writes it and refusing
+    /// one whose bytes differ from the digest it carries
+    /// (`checksum_mismatch`, nothing stored): for a store shared with
+    /// writers other than the platform. Costs a second hash of every
+    /// upload.
+    pub fn verifying(mut self) -> Self {
+        self.verify = true;
+        self
     }
 
     /// Where the artifact with this digest lives (whether or not it exists).
@@ -52,9 +72,20 @@ impl FsArtifactStore {
         self.root.join("sha256").join(&hex[..2]).join(hex)
     }
 
-    async fn write_temp(&self, tmp: &Path, data: ByteStream) -> Result<ArtifactInfo> {
-        match write_hashed(tmp, data, self.max_size).await {
-            Ok((sha256, size)) => Ok(ArtifactInfo { sha256, size }),
+    async fn write_temp(&self, tmp: &Path, upload: &mut ArtifactUpload) -> Result<ArtifactInfo> {
+        match write_file(tmp, &mut *upload, self.max_size, self.verify).await {
+            Ok((actual, size)) => {
+                let sha256 = upload.finished_sha256()?;
+                if let Some(actual) = actual
+                    && actual != sha256
+                {
+                    return Err(Error::ChecksumMismatch {
+                        expected: sha256,
+                        actual,
+                    });
+                }
+                Ok(ArtifactInfo { sha256, size })
+            }
             Err(WriteFailure::TooLarge) => Err(Error::ArtifactTooLarge {
                 limit: self.max_size,
             }),
@@ -73,12 +104,12 @@ impl FsArtifactStore {
 
 #[async_trait]
 impl ArtifactStore for FsArtifactStore {
-    async fn put(&self, data: ByteStream) -> Result<ArtifactInfo> {
+    async fn put(&self, mut upload: ArtifactUpload) -> Result<ArtifactInfo> {
         let tmp = self
             .root
             .join("tmp")
             .join(format!("upload-{}", uuid::Uuid::new_v4()));
-        let info = match self.write_temp(&tmp, data).await {
+        let info = match self.write_temp(&tmp, &mut upload).await {
             Ok(info) => info,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
@@ -137,6 +168,17 @@ mod tests {
         futures::stream::iter(chunks.into_iter().map(|c| c.map(Bytes::from_static))).boxed()
     }
 
+    /// An upload of `chunks` carrying the digest of their bytes (up to an
+    /// error), as the platform's validator computes it.
+    fn upload(chunks: Vec<io::Result<&'static [u8]>>) -> ArtifactUpload {
+        let bytes: Vec<u8> = chunks
+            .iter()
+            .filter_map(|c| c.as_ref().ok())
+            .flat_map(|c| c.iter().copied())
+            .collect();
+        ArtifactUpload::new(stream(chunks), Sha256Digest::of(&bytes))
+    }
+
     async fn read_all(mut s: ByteStream) -> Vec<u8> {
         let mut out = Vec::new();
         while let Some(c) = s.next().await {
@@ -154,7 +196,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsArtifactStore::open(dir.path(), 1 << 20).await.unwrap();
         let info = store
-            .put(stream(vec![Ok(b"PK\x03\x04"), Ok(b"rest")]))
+            .put(upload(vec![Ok(b"PK\x03\x04"), Ok(b"rest")]))
             .await
             .unwrap();
         assert_eq!(info.sha256, Sha256Digest::of(b"PK\x03\x04rest"));
@@ -167,7 +209,7 @@ mod tests {
         // Idempotent.
         assert_eq!(
             store
-                .put(stream(vec![Ok(b"PK\x03\x04rest")]))
+                .put(upload(vec![Ok(b"PK\x03\x04rest")]))
                 .await
                 .unwrap(),
             info
@@ -180,7 +222,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsArtifactStore::open(dir.path(), 1 << 20).await.unwrap();
         let err = store
-            .put(stream(vec![
+            .put(upload(vec![
                 Ok(b"partial"),
                 Err(io::Error::other("rejected")),
             ]))
@@ -200,13 +242,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsArtifactStore::open(dir.path(), 4).await.unwrap();
         let err = store
-            .put(stream(vec![Ok(b"abc"), Ok(b"de")]))
+            .put(upload(vec![Ok(b"abc"), Ok(b"de")]))
             .await
             .unwrap_err();
         assert_eq!(err.code(), "artifact_too_large");
         assert_eq!(files_under(&dir.path().join("tmp")), 0);
         let err = store.get(&Sha256Digest::of(b"nope")).await.err().unwrap();
         assert_eq!(err.code(), "not_found");
+    }
+
+    #[tokio::test]
+    async fn a_verifying_store_refuses_bytes_that_are_not_their_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsArtifactStore::open(dir.path(), 1 << 20)
+            .await
+            .unwrap()
+            .verifying();
+        let claimed = Sha256Digest::of(b"something else");
+        let lying = ArtifactUpload::new(stream(vec![Ok(b"PK\x03\x04")]), claimed);
+        let err = store.put(lying).await.unwrap_err();
+        assert_eq!(err.code(), "checksum_mismatch", "{err}");
+        assert_eq!(store.stat(&claimed).await.unwrap(), None);
+        assert_eq!(files_under(&dir.path().join("tmp")), 0);
+        assert_eq!(files_under(&dir.path().join("sha256")), 0);
+        let info = store.put(upload(vec![Ok(b"PK\x03\x04")])).await.unwrap();
+        assert_eq!(info.sha256, Sha256Digest::of(b"PK\x03\x04"));
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
-//! Streaming bytes into a file while hashing them: what both the artifact
-//! store and the local-process builder do before they rename a file into
-//! place.
+//! Streaming bytes into a file (while hashing them, when their digest is
+//! not known yet): what both the artifact store and the local-process
+//! builder do before they rename a file into place.
 
 use std::io;
 use std::path::Path;
@@ -34,13 +34,25 @@ pub(crate) enum WriteFailure {
 /// caller removes it.
 pub(crate) async fn write_hashed(
     path: &Path,
-    mut data: ByteStream,
+    data: ByteStream,
     limit: u64,
 ) -> Result<(Sha256Digest, u64), WriteFailure> {
+    let (digest, size) = write_file(path, data, limit, true).await?;
+    Ok((digest.expect("hashed"), size))
+}
+
+/// [`write_hashed`], hashing only when `hash` (the digest is `None`
+/// otherwise): for bytes whose digest is known already.
+pub(crate) async fn write_file(
+    path: &Path,
+    mut data: impl futures::Stream<Item = io::Result<bytes::Bytes>> + Unpin,
+    limit: u64,
+    hash: bool,
+) -> Result<(Option<Sha256Digest>, u64), WriteFailure> {
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(|e| WriteFailure::Io(Step::Create, e))?;
-    let mut hasher = Sha256::new();
+    let mut hasher = hash.then(Sha256::new);
     let mut size = 0u64;
     while let Some(chunk) = data.next().await {
         let chunk = chunk.map_err(|e| WriteFailure::Io(Step::Read, e))?;
@@ -48,7 +60,9 @@ pub(crate) async fn write_hashed(
         if size > limit {
             return Err(WriteFailure::TooLarge);
         }
-        hasher.update(&chunk);
+        if let Some(h) = hasher.as_mut() {
+            h.update(&chunk);
+        }
         file.write_all(&chunk)
             .await
             .map_err(|e| WriteFailure::Io(Step::Write, e))?;
@@ -56,5 +70,5 @@ pub(crate) async fn write_hashed(
     file.sync_all()
         .await
         .map_err(|e| WriteFailure::Io(Step::Sync, e))?;
-    Ok((Sha256Digest::from(hasher.finalize()), size))
+    Ok((hasher.map(|h| Sha256Digest::from(h.finalize())), size))
 }

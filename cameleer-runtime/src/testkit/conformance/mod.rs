@@ -2,8 +2,10 @@
 //!
 //! A backend proves it keeps the contract by passing these checks against
 //! its real engine. It provides a [`ConformanceFixture`]: the orchestrator,
-//! deployable images of three small apps ([`FixtureApp`]), their configs,
-//! and fresh tenant ids so that parallel runs never see each other's apps.
+//! deployable images of a few small apps ([`FixtureApp`]), their configs,
+//! fresh tenant ids so that parallel runs never see each other's apps, and,
+//! where the backend can, a way to ask an app which version answers and a
+//! fresh orchestrator as after a controller restart.
 //! Each check deploys into its own tenant(s) and the fixture's
 //! [`cleanup`](ConformanceFixture::cleanup) runs afterwards, pass or fail.
 //!
@@ -43,6 +45,37 @@
 //! - [`FixtureApp::Oom`] (optional, see
 //!   [`supports_oom`](ConformanceFixture::supports_oom)) exceeds its memory
 //!   limit and is killed.
+//! - [`FixtureApp::CrashingAfterStart`] passes its health check (its deploy
+//!   returns RUNNING), then exits on its own with
+//!   [`crash_exit_code`](ConformanceFixture::crash_exit_code) a few seconds
+//!   later.
+//! - [`FixtureApp::Unhealthy`] stays up but never passes its health check;
+//!   its config has a start timeout of a few seconds, so a deploy of it
+//!   fails with [`StatusReason::HealthTimeout`](crate::StatusReason::HealthTimeout).
+//! - [`FixtureApp::Serving`] (optional, see
+//!   [`supports_reachable`](ConformanceFixture::supports_reachable)) stays up
+//!   and answers its clients with its version, which
+//!   [`reachable`](ConformanceFixture::reachable) reads; it takes a moment
+//!   (a few hundred milliseconds at least) to pass its health check, so the
+//!   suite can watch a redeploy switch versions.
+//!
+//! # Checks a backend may be excused from
+//!
+//! Some checks need something not every backend can offer; the fixture says
+//! so, and [`conformance_tests!`](crate::conformance_tests) is told with a
+//! switch, so the run shows the check as not run rather than passed:
+//!
+//! | Check | Needs | Switch |
+//! |-------|-------|--------|
+//! | [`Check::OomBecomesFailed`] | [`supports_oom`](ConformanceFixture::supports_oom) | `no_oom;` |
+//! | [`Check::RedeployKeepsOldServing`] | [`supports_reachable`](ConformanceFixture::supports_reachable) | `no_reachable;` |
+//! | [`Check::RestartReconciles`] | [`supports_restart`](ConformanceFixture::supports_restart) | `no_restart;` |
+//!
+//! # Running one check
+//!
+//! [`run`] runs one check against a fixture and returns its [`Failure`], so
+//! a backend's own tests (and the testkit's, against deliberately broken
+//! fakes) can show that a check catches a given breach of the contract.
 
 mod checks;
 
@@ -52,7 +85,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::{AppConfig, EnvId, ImageRef, RuntimeOrchestrator, TenantId};
+use crate::{AppConfig, AppRef, EnvId, Error, ImageRef, RuntimeOrchestrator, TenantId};
 
 /// The apps the suite deploys; see the [module docs](self). More may be
 /// added, so match with a wildcard arm.
@@ -65,6 +98,16 @@ pub enum FixtureApp {
     Crashing,
     /// Is OOM-killed shortly after starting.
     Oom,
+    /// Passes its health check, then exits on its own with
+    /// [`ConformanceFixture::crash_exit_code`] a few seconds later.
+    CrashingAfterStart,
+    /// Stays up but never passes its health check (its config has a short
+    /// start timeout).
+    Unhealthy,
+    /// Stays up and answers its clients with its version (see
+    /// [`ConformanceFixture::reachable`]); passes its health check only
+    /// after a moment.
+    Serving,
 }
 
 /// What a backend gives the suite.
@@ -78,10 +121,70 @@ pub trait ConformanceFixture: Send + Sync {
     async fn image(&self, app: FixtureApp) -> crate::Result<ImageRef>;
 
     /// The config `app` runs with (env vars that steer the fixture app,
-    /// a memory limit low enough for the OOM app, …).
+    /// a memory limit low enough for the OOM app, a start timeout of a few
+    /// seconds and a health check that never passes for
+    /// [`FixtureApp::Unhealthy`], …).
     fn config(&self, app: FixtureApp) -> AppConfig {
         let _ = app;
         AppConfig::default()
+    }
+
+    /// The config `version` of `app` runs with. Default:
+    /// [`config`](Self::config), whatever the version.
+    ///
+    /// A fixture whose [`reachable`](Self::reachable) learns the version
+    /// from the app itself tells the app its version here (the Docker
+    /// backend's fixture sets the Java fixture's `APP_NAME` to `v<version>`,
+    /// which it answers `GET /` with).
+    fn config_of_version(&self, app: FixtureApp, version: u64) -> AppConfig {
+        let _ = version;
+        self.config(app)
+    }
+
+    /// Which version of `app` answers its clients right now, asked the way
+    /// a client of the app asks: over the network, at the app's address
+    /// (for Docker, a client container on the tenant's network asking the
+    /// app's name), never from the backend's status or the app's logs.
+    /// `None` when nothing answers. Only [`FixtureApp::Serving`] is asked.
+    ///
+    /// One call may retry for a second or so (a client would): the suite
+    /// treats a `None` during a redeploy as downtime.
+    ///
+    /// The default is [`Error::Unsupported`]; a fixture that implements it
+    /// says so with [`supports_reachable`](Self::supports_reachable).
+    async fn reachable(&self, app: &AppRef) -> crate::Result<Option<u64>> {
+        let _ = app;
+        Err(Error::Unsupported("ConformanceFixture::reachable"))
+    }
+
+    /// Whether [`reachable`](Self::reachable) works and the backend can run
+    /// two versions of an app side by side at its address, so the suite can
+    /// watch a redeploy keep the old version serving
+    /// ([`Check::RedeployKeepsOldServing`] is skipped otherwise). Default
+    /// false.
+    fn supports_reachable(&self) -> bool {
+        false
+    }
+
+    /// A fresh orchestrator on the same runtime, as a controller that
+    /// restarted would make: it shares no memory with
+    /// [`orchestrator`](Self::orchestrator) (no cache, no lock, no record of
+    /// what it did), only the engine or cluster. `None` when the backend's
+    /// apps do not outlive their controller. Default `None`.
+    ///
+    /// `tenant` is the one tenant the check uses. A fixture whose runtime
+    /// other tests share returns an orchestrator whose
+    /// [`reconcile`](RuntimeOrchestrator::reconcile) is limited to it, so
+    /// the check cannot remove another test's apps as orphans.
+    fn restarted(&self, tenant: &TenantId) -> Option<Arc<dyn RuntimeOrchestrator>> {
+        let _ = tenant;
+        None
+    }
+
+    /// Whether [`restarted`](Self::restarted) gives an orchestrator
+    /// ([`Check::RestartReconciles`] is skipped otherwise). Default false.
+    fn supports_restart(&self) -> bool {
+        false
     }
 
     /// A tenant no other run uses; see [`unique_tenant`].
@@ -92,6 +195,13 @@ pub trait ConformanceFixture: Send + Sync {
     /// The environment the suite deploys into.
     fn env(&self) -> EnvId {
         EnvId::new("conf").expect("a valid env id")
+    }
+
+    /// A second environment, for the check that `list_apps` covers every
+    /// environment of a tenant. Must differ from [`env`](Self::env).
+    /// Default `conf-b`.
+    fn other_env(&self) -> EnvId {
+        EnvId::new("conf-b").expect("a valid env id")
     }
 
     /// The exit code of [`FixtureApp::Crashing`]. Default 3.
@@ -158,11 +268,45 @@ pub enum Check {
     /// The OOM app ends FAILED with a reason naming the OOM kill (skipped
     /// unless [`ConformanceFixture::supports_oom`]).
     OomBecomesFailed,
+    /// While a redeploy of [`FixtureApp::Serving`] starts the new version,
+    /// [`ConformanceFixture::reachable`] keeps getting an answer, first from
+    /// the old version; once `deploy_app` returns, the new one answers
+    /// (skipped unless [`ConformanceFixture::supports_reachable`]).
+    RedeployKeepsOldServing,
+    /// A redeploy whose new version never becomes healthy fails with
+    /// `start_failed` and the typed reason
+    /// ([`StatusReason::HealthTimeout`](crate::StatusReason::HealthTimeout)
+    /// after the config's start timeout), and the old version stays RUNNING,
+    /// in `app_status` and `list_apps`.
+    FailedRedeployKeepsOld,
+    /// A crash of a RUNNING app arrives through `events()` as
+    /// [`RuntimeEventKind::Failed`](crate::RuntimeEventKind::Failed) with
+    /// the exit code, without anyone calling `app_status` or `list_apps`.
+    CrashIsAnEvent,
+    /// After a controller restart ([`ConformanceFixture::restarted`]),
+    /// `reconcile` with the store's [`Desired::plan`](crate::Desired::plan)
+    /// adopts the app that runs, keeps a stopped app stopped, stops an app
+    /// the store says is stopped, and removes an app the store does not
+    /// know (skipped unless [`ConformanceFixture::supports_restart`]).
+    RestartReconciles,
+    /// `app_logs` with a `since` taken from the check's own clock returns
+    /// only lines from then on (plain and following), and lines written
+    /// after it.
+    LogsSinceOnlyLater,
+    /// `list_apps(t)` shows every app of `t` in every environment, running
+    /// or stopped, with its deployment, and nothing of another tenant that
+    /// has an app of the same name in the same environment.
+    ListCoversEveryEnv,
+    /// Every error `deploy_app` and `restart_app` return for the app's own
+    /// failure (it never became healthy, it exited, it ran out of memory)
+    /// is `start_failed` with the typed reason, never `backend_error` or
+    /// `timeout`.
+    AppFailureIsStartFailed,
 }
 
 impl Check {
     /// Every check, in the order [`run_all`] runs them.
-    pub const ALL: [Check; 9] = [
+    pub const ALL: [Check; 16] = [
         Check::DeployReachesRunning,
         Check::DeployIsIdempotent,
         Check::LogsSince,
@@ -172,6 +316,13 @@ impl Check {
         Check::UnknownAppIsNotFound,
         Check::CrashBecomesFailed,
         Check::OomBecomesFailed,
+        Check::RedeployKeepsOldServing,
+        Check::FailedRedeployKeepsOld,
+        Check::CrashIsAnEvent,
+        Check::RestartReconciles,
+        Check::LogsSinceOnlyLater,
+        Check::ListCoversEveryEnv,
+        Check::AppFailureIsStartFailed,
     ];
 
     /// The snake_case name, as the generated tests are named.
@@ -186,6 +337,26 @@ impl Check {
             Check::UnknownAppIsNotFound => "unknown_app_is_not_found",
             Check::CrashBecomesFailed => "crash_becomes_failed",
             Check::OomBecomesFailed => "oom_becomes_failed",
+            Check::RedeployKeepsOldServing => "redeploy_keeps_old_serving",
+            Check::FailedRedeployKeepsOld => "failed_redeploy_keeps_old",
+            Check::CrashIsAnEvent => "crash_is_an_event",
+            Check::RestartReconciles => "restart_reconciles",
+            Check::LogsSinceOnlyLater => "logs_since_only_later",
+            Check::ListCoversEveryEnv => "list_covers_every_env",
+            Check::AppFailureIsStartFailed => "app_failure_is_start_failed",
+        }
+    }
+
+    /// The switch of [`conformance_tests!`](crate::conformance_tests) that
+    /// marks this check not run for a backend that cannot offer what it
+    /// needs (`no_oom`, `no_reachable`, `no_restart`); `None` for the checks
+    /// every backend runs.
+    pub fn switch(&self) -> Option<&'static str> {
+        match self {
+            Check::OomBecomesFailed => Some("no_oom"),
+            Check::RedeployKeepsOldServing => Some("no_reachable"),
+            Check::RestartReconciles => Some("no_restart"),
+            _ => None,
         }
     }
 }
@@ -258,14 +429,33 @@ pub async fn run_all(fixture: &dyn ConformanceFixture) -> Report {
     report
 }
 
-/// Whether `check` applies to `fixture` (the OOM check needs
-/// [`ConformanceFixture::supports_oom`]).
+/// Whether `check` applies to `fixture`: the OOM check needs
+/// [`ConformanceFixture::supports_oom`], the redeploy-serving check
+/// [`ConformanceFixture::supports_reachable`], the restart check
+/// [`ConformanceFixture::supports_restart`].
 pub fn applies(fixture: &dyn ConformanceFixture, check: Check) -> bool {
-    check != Check::OomBecomesFailed || fixture.supports_oom()
+    match check {
+        Check::OomBecomesFailed => fixture.supports_oom(),
+        Check::RedeployKeepsOldServing => fixture.supports_reachable(),
+        Check::RestartReconciles => fixture.supports_restart(),
+        _ => true,
+    }
 }
 
 /// Runs one check, then cleans up the tenants it used. A check the fixture
 /// does not support passes.
+///
+/// Every check is a function of its own; this is how to run one alone,
+/// e.g. against a backend broken on purpose to show that the check fails:
+///
+/// ```
+/// use cameleer_runtime::testkit::{conformance::{self, Check}, FakeFixture};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let outcome = conformance::run(&FakeFixture::new(), Check::ListCoversEveryEnv).await;
+/// assert!(outcome.is_ok(), "{outcome:?}");
+/// # });
+/// ```
 pub async fn run(fixture: &dyn ConformanceFixture, check: Check) -> Result<(), Failure> {
     if !applies(fixture, check) {
         return Ok(());
@@ -282,23 +472,49 @@ pub async fn run(fixture: &dyn ConformanceFixture, check: Check) -> Result<(), F
 /// `#[ignore = "needs a Docker engine"]`) go on every test. See the
 /// [`conformance`](crate::testkit::conformance) module docs.
 ///
-/// A backend that cannot OOM-kill (its fixture's
-/// [`supports_oom`](ConformanceFixture::supports_oom) is false) starts the
-/// invocation with `no_oom;`: the OOM test is then generated `#[ignore]`d
-/// with that reason, so the run shows it as not run rather than passed. The
-/// plain form fails the OOM test for such a fixture instead of letting it
-/// pass vacuously.
+/// A backend excused from a check (see the table in the
+/// [module docs](crate::testkit::conformance)) starts the invocation with
+/// its switches: `no_oom;` (its fixture's
+/// [`supports_oom`](crate::testkit::ConformanceFixture::supports_oom) is
+/// false), `no_reachable;`
+/// ([`supports_reachable`](crate::testkit::ConformanceFixture::supports_reachable)),
+/// `no_restart;`
+/// ([`supports_restart`](crate::testkit::ConformanceFixture::supports_restart)).
+/// The check's test is then generated `#[ignore]`d with that reason, so the
+/// run shows it as not run rather than passed. Without the switch, the test
+/// fails for a fixture that does not support the check instead of letting
+/// it pass vacuously.
+///
+/// ```ignore
+/// cameleer_runtime::conformance_tests!(no_oom; no_restart; async { MyFixture::new().await });
+/// ```
 #[macro_export]
 macro_rules! conformance_tests {
-    (no_oom; $(#[$attr:meta])* $make:expr) => {
-        $crate::conformance_tests!(@common [$(#[$attr])*] ($make));
-        #[::tokio::test(flavor = "multi_thread")]
-        #[ignore = "this backend cannot OOM-kill an app (supports_oom is false)"]
-        async fn oom_becomes_failed() {}
+    (@parse {$oom:ident $reach:ident $restart:ident} no_oom; $($rest:tt)*) => {
+        $crate::conformance_tests!(@parse {no $reach $restart} $($rest)*);
     };
-    ($(#[$attr:meta])* $make:expr) => {
+    (@parse {$oom:ident $reach:ident $restart:ident} no_reachable; $($rest:tt)*) => {
+        $crate::conformance_tests!(@parse {$oom no $restart} $($rest)*);
+    };
+    (@parse {$oom:ident $reach:ident $restart:ident} no_restart; $($rest:tt)*) => {
+        $crate::conformance_tests!(@parse {$oom $reach no} $($rest)*);
+    };
+    (@parse {$oom:ident $reach:ident $restart:ident} $(#[$attr:meta])* $make:expr) => {
         $crate::conformance_tests!(@common [$(#[$attr])*] ($make));
-        $crate::conformance_tests!(@test [$(#[$attr])*] ($make) oom_becomes_failed OomBecomesFailed);
+        $crate::conformance_tests!(@maybe $oom [$(#[$attr])*] ($make) oom_becomes_failed OomBecomesFailed
+            "this backend cannot OOM-kill an app (supports_oom is false)");
+        $crate::conformance_tests!(@maybe $reach [$(#[$attr])*] ($make) redeploy_keeps_old_serving RedeployKeepsOldServing
+            "the fixture cannot tell which version answers at the app's address (supports_reachable is false)");
+        $crate::conformance_tests!(@maybe $restart [$(#[$attr])*] ($make) restart_reconciles RestartReconciles
+            "this backend's apps do not outlive a controller restart (supports_restart is false)");
+    };
+    (@maybe yes [$($attr:tt)*] ($make:expr) $name:ident $check:ident $why:literal) => {
+        $crate::conformance_tests!(@test [$($attr)*] ($make) $name $check);
+    };
+    (@maybe no [$($attr:tt)*] ($make:expr) $name:ident $check:ident $why:literal) => {
+        #[::tokio::test(flavor = "multi_thread")]
+        #[ignore = $why]
+        async fn $name() {}
     };
     (@common [$($attr:tt)*] ($make:expr)) => {
         $crate::conformance_tests!(@test [$($attr)*] ($make) deploy_reaches_running DeployReachesRunning);
@@ -309,6 +525,11 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@test [$($attr)*] ($make) list_is_per_tenant ListIsPerTenant);
         $crate::conformance_tests!(@test [$($attr)*] ($make) unknown_app_is_not_found UnknownAppIsNotFound);
         $crate::conformance_tests!(@test [$($attr)*] ($make) crash_becomes_failed CrashBecomesFailed);
+        $crate::conformance_tests!(@test [$($attr)*] ($make) failed_redeploy_keeps_old FailedRedeployKeepsOld);
+        $crate::conformance_tests!(@test [$($attr)*] ($make) crash_is_an_event CrashIsAnEvent);
+        $crate::conformance_tests!(@test [$($attr)*] ($make) logs_since_only_later LogsSinceOnlyLater);
+        $crate::conformance_tests!(@test [$($attr)*] ($make) list_covers_every_env ListCoversEveryEnv);
+        $crate::conformance_tests!(@test [$($attr)*] ($make) app_failure_is_start_failed AppFailureIsStartFailed);
     };
     (@test [$($attr:tt)*] ($make:expr) $name:ident $check:ident) => {
         #[::tokio::test(flavor = "multi_thread")]
@@ -317,8 +538,9 @@ macro_rules! conformance_tests {
             let fixture = $make.await;
             ::std::assert!(
                 $crate::testkit::conformance::applies(&fixture, $crate::testkit::conformance::Check::$check),
-                "the fixture does not support {}; start conformance_tests! with `no_oom;` to mark it not run",
+                "the fixture does not support {}; start conformance_tests! with `{};` to mark it not run",
                 $crate::testkit::conformance::Check::$check,
+                $crate::testkit::conformance::Check::$check.switch().unwrap_or("?"),
             );
             if let ::std::result::Result::Err(failure) = $crate::testkit::conformance::run(
                 &fixture,
@@ -329,5 +551,13 @@ macro_rules! conformance_tests {
                 panic!("{failure}");
             }
         }
+    };
+    (@parse $($rest:tt)*) => {
+        ::std::compile_error!(
+            "conformance_tests!: expected the switches `no_oom;`, `no_reachable;`, `no_restart;` (each optional), then attributes and the fixture"
+        );
+    };
+    ($($input:tt)*) => {
+        $crate::conformance_tests!(@parse {yes yes yes} $($input)*);
     };
 }
