@@ -79,9 +79,12 @@ pub struct RegistryBuilderOptions {
     /// The JRE to link (modules, JDK). Default
     /// [`JreRecipe::default`].
     pub jre: JreRecipe,
-    /// The gzip level of app layers. Default 1: a JAR is deflated
-    /// already, so higher levels cost time and save next to nothing. Part
-    /// of the image's identity.
+    /// The gzip level of app layers, 0 to 9. Part of the image's identity.
+    /// Default 0 (gzip framing around stored blocks): a JAR is deflated
+    /// already. Measured on a 70 MB fat JAR: level 0 writes the layer in
+    /// 0.3 s at 100.0% of the tar, level 2 in 1.8 s at 93%, level 6 in
+    /// 2.1 s at 93%; level 1 (zlib-rs' fastest) even grows incompressible
+    /// data by 5%. Raise it for registries behind slow links.
     pub app_compression_level: u32,
     /// Where app layers are written while they are pushed; default a
     /// scratch directory in [`cameleer_build::java::cache_dir`].
@@ -100,7 +103,7 @@ impl RegistryBuilderOptions {
             agent_args: None,
             max_ram_percentage: 75.0,
             jre: JreRecipe::default(),
-            app_compression_level: 1,
+            app_compression_level: 0,
             work_dir: None,
             platform: Platform::host(),
         }
