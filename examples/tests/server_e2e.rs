@@ -287,7 +287,7 @@ async fn with_a_registry_uploads_end_as_pushed_images_and_promotion_pushes_nothi
     );
     let addr = server.addr;
     let app = format!("/api/v1/tenants/{tenant}/apps/orders");
-    let (code, body) = http(addr, "PUT", &format!("{app}/artifacts"), &jar).await;
+    let (code, body) = http(addr, "PUT", &format!("{app}/envs/dev/artifacts"), &jar).await;
     let uploaded: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(code, 201, "{uploaded}");
     let config = json!({"env": {"LOG_INTERVAL_MS": "300"}, "resources": {"memory_mb": 256, "cpu_millis": 500}});
