@@ -15,6 +15,9 @@
 //!
 //! - [`agent`]: the demo agent, which the example server ships when no agent
 //!   JAR is configured;
+//! - [`jre`]: the JRE base every image runs on (`jlink`, the host libraries
+//!   it links, a minimal root file system from [`rootfs`]), keyed by
+//!   content; as a tar for `docker import` or as a cached OCI layer;
 //! - `fixtures` (cargo feature `fixtures`): the Java apps the tests and
 //!   benchmarks deploy.
 //!
@@ -45,6 +48,8 @@ mod cache;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 mod inputs;
+pub mod jre;
+pub mod rootfs;
 
 pub use cache::{cache_dir, scratch_dir};
 use inputs::{manifest_text, validate_name, validate_sources};
@@ -442,7 +447,7 @@ fn truncate(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-fn hash_field(hasher: &mut Sha256, bytes: &[u8]) {
+pub(crate) fn hash_field(hasher: &mut Sha256, bytes: &[u8]) {
     hasher.update((bytes.len() as u64).to_le_bytes());
     hasher.update(bytes);
 }

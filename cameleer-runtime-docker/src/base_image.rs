@@ -34,7 +34,6 @@
 
 mod busybox;
 mod jre;
-mod rootfs;
 
 use std::collections::HashMap;
 use std::io;
@@ -46,53 +45,16 @@ use bollard::query_parameters::{
     TagImageOptionsBuilder,
 };
 use cameleer_build::ImageRef;
+use cameleer_build::java::jre::JreError;
 use cameleer_build::java::{self, JdkError};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use busybox::BusyboxPlan;
 
-/// The modules of the locally built JRE: the whole Java SE API plus what
-/// typical Camel and Spring Boot applications and their agents reach for
-/// beyond it. Each addition and why:
-///
-/// - `java.se`: every standard API (includes `java.instrument` for agents,
-///   `java.management`, `java.sql`, `java.naming`, `java.net.http`, XML);
-/// - `jdk.unsupported`: `sun.misc.Unsafe`, used by Netty, Kryo, Hazelcast…;
-/// - `jdk.crypto.ec`: elliptic-curve TLS cipher suites (most HTTPS today);
-/// - `jdk.management`, `jdk.management.agent`: platform MXBeans and remote
-///   JMX, which Camel's JMX management and monitoring agents use;
-/// - `jdk.jfr`, `jdk.management.jfr`: Flight Recorder for production profiling;
-/// - `jdk.zipfs`: the zip file system (Spring Boot tooling, Camel's file
-///   components reading archives);
-/// - `jdk.localedata`, `jdk.charsets`: non-English locales and the extended
-///   charsets (EBCDIC and friends) that mainframe integrations need;
-/// - `jdk.naming.dns`: JNDI DNS lookups;
-/// - `jdk.net`: extended socket options (TCP keep-alive tuning in Netty);
-/// - `jdk.httpserver`: `com.sun.net.httpserver`, used by lightweight
-///   health endpoints;
-/// - `jdk.security.auth`, `jdk.security.jgss`: JAAS login modules and
-///   Kerberos (Kafka SASL/GSSAPI, LDAP);
-/// - `jdk.jcmd`: `jcmd`/`jstack`, so an operator can take a thread dump
-///   with `docker exec`.
-pub const DEFAULT_MODULES: &[&str] = &[
-    "java.se",
-    "jdk.unsupported",
-    "jdk.crypto.ec",
-    "jdk.management",
-    "jdk.management.agent",
-    "jdk.jfr",
-    "jdk.management.jfr",
-    "jdk.zipfs",
-    "jdk.localedata",
-    "jdk.charsets",
-    "jdk.naming.dns",
-    "jdk.net",
-    "jdk.httpserver",
-    "jdk.security.auth",
-    "jdk.security.jgss",
-    "jdk.jcmd",
-];
+/// The modules of the locally built JRE, with why each is there: see
+/// [`cameleer_build::java::jre::DEFAULT_MODULES`].
+pub use cameleer_build::java::jre::DEFAULT_MODULES;
 
 /// Where the JRE lives inside the image (`JAVA_HOME`).
 pub const JAVA_HOME_IN_IMAGE: &str = "/opt/java";
@@ -267,6 +229,26 @@ impl BaseImageError {
     ) -> impl FnOnce(bollard::errors::Error) -> BaseImageError {
         let operation = operation.into();
         move |source| BaseImageError::Docker { operation, source }
+    }
+}
+
+/// The engine-free part of the build keeps its codes: the same variants.
+impl From<JreError> for BaseImageError {
+    fn from(e: JreError) -> Self {
+        match e {
+            JreError::InvalidConfig { field, reason } => {
+                BaseImageError::InvalidConfig { field, reason }
+            }
+            JreError::Jdk(e) => BaseImageError::Jdk(e),
+            JreError::MissingLibrary { library, needed_by } => {
+                BaseImageError::MissingLibrary { library, needed_by }
+            }
+            JreError::Io { context, source } => BaseImageError::Io { context, source },
+            other => BaseImageError::Io {
+                context: "writing the base image".into(),
+                source: io::Error::other(other.to_string()),
+            },
+        }
     }
 }
 

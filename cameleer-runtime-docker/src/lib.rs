@@ -5,10 +5,17 @@
 //! hardened container on a per-tenant, per-environment bridge network. Both
 //! implement the contracts of `cameleer_runtime`.
 //!
+//! Images can also come from a registry instead of the engine's cache: an
+//! image built and pushed by `cameleer-registry`'s `RegistryImageBuilder`
+//! (no engine involved) is a `registry/repo:tag@sha256:…` reference, which
+//! the orchestrator pulls by digest, with the credentials of
+//! [`DockerOrchestratorOptions::registry_logins`] ([`RegistryLogin`]).
+//!
 //! What the crate exports:
 //!
 //! - the backend, [`DockerRuntimeOrchestrator`], and its
-//!   [`DockerOrchestratorOptions`];
+//!   [`DockerOrchestratorOptions`] (with [`RegistryLogin`]s to pull from
+//!   registries);
 //! - the image builder, [`DockerImageBuilder`], and its
 //!   [`DockerImageBuilderOptions`] ([`BuildRoute`], and the repository of
 //!   its base+agent images, [`AGENT_BASE_REPOSITORY`]);
@@ -43,4 +50,4 @@ pub use image_builder::{
     AGENT_BASE_REPOSITORY, BuildRoute, DockerImageBuilder, DockerImageBuilderOptions,
 };
 pub use logs::{MAX_LINE_BYTES, READ_AHEAD_BYTES};
-pub use orchestrator::{DockerOrchestratorOptions, DockerRuntimeOrchestrator};
+pub use orchestrator::{DockerOrchestratorOptions, DockerRuntimeOrchestrator, RegistryLogin};

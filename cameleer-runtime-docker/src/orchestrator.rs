@@ -26,6 +26,15 @@
 //!   answering is [`Error::Backend`],
 //!   naming the engine, after
 //!   [`DockerOrchestratorOptions::engine_patience`].
+//!   The image is used when the engine has it (by id, or by
+//!   `name@digest` for a registry image pulled before); otherwise it is
+//!   pulled, by digest when the reference has a registry and a digest (the
+//!   digest is what runs, whatever a tag says now), with the
+//!   [`RegistryLogin`] of that registry. So images built by the commit
+//!   route (local image ids) and images pushed to a registry by
+//!   `cameleer-registry`'s builder (manifest digests) both deploy, and a
+//!   promotion deploys the same digest on any engine that can reach the
+//!   registry.
 //! - **stop**: every running container of the app is marked stopped on
 //!   request (see [`stopped`]), then stopped (SIGTERM, then SIGKILL after
 //!   [`DockerOrchestratorOptions::stop_timeout`]) and *kept*, so its logs
@@ -154,6 +163,34 @@ pub struct DockerOrchestratorOptions {
     pub event_reconnect_min: Duration,
     /// The longest pause between attempts to subscribe again. Default 5 s.
     pub event_reconnect_max: Duration,
+    /// Credentials the engine pulls with, per registry. Images built by a
+    /// registry builder (`cameleer-registry`) are `registry/repo:tag@digest`
+    /// references: the engine pulls them by digest (see
+    /// [`RuntimeOrchestrator::deploy_app`]), sending the login whose
+    /// [`registry`](RegistryLogin::registry) is the image's. Default none.
+    pub registry_logins: Vec<RegistryLogin>,
+}
+
+/// A user name and password the engine sends to one registry when it pulls
+/// from it. `Debug` does not show the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryLogin {
+    /// The registry as image references name it: `host[:port]`.
+    pub registry: String,
+    /// The user name.
+    pub username: String,
+    /// The password or token.
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryLogin")
+            .field("registry", &self.registry)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Default for DockerOrchestratorOptions {
@@ -174,6 +211,7 @@ impl Default for DockerOrchestratorOptions {
             engine_patience: Duration::from_secs(5),
             event_reconnect_min: Duration::from_millis(100),
             event_reconnect_max: Duration::from_secs(5),
+            registry_logins: Vec::new(),
         }
     }
 }

@@ -2,15 +2,21 @@
 //!
 //! `cargo run -p cameleer-examples --bin server -- [--listen ADDR]
 //! [--data-dir DIR] [--agent-jar PATH] [--agent-args STR] [--base-image REF]
-//! [--backend docker|kubernetes] [--registry REPO] [--push-secret NAME]
-//! [--insecure-registry]`
+//! [--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]]
+//! [--backend docker|kubernetes] [--push-secret NAME] [--insecure-registry]`
 //!
 //! It wires the crates exactly as a host application would: SQLite and
 //! content-addressed files under the data dir for storage, the local Docker
 //! engine (or, with `--backend kubernetes` and the `kubernetes` feature, the
-//! cluster of the kubeconfig or the in-cluster config) for images and
-//! containers, and the [`api`](crate::api) router on top of a
-//! [`Platform`](cameleer_runtime::Platform).
+//! cluster of the kubeconfig or the in-cluster config) for containers, and
+//! the [`api`](crate::api) router on top of a
+//! [`Platform`](cameleer_runtime::Platform). On Docker, images are built by
+//! the engine (the default), or, with `--registry`, without it: assembled by
+//! `cameleer-registry`'s builder and pushed to the registry, which the
+//! engine then pulls by digest. Registry credentials come from
+//! `--registry-credentials-file` (one line `username:password`) or the
+//! environment ([`cameleer_registry::USERNAME_ENV`],
+//! [`cameleer_registry::PASSWORD_ENV`]), never from the command line.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,9 +40,15 @@ pub struct ServerArgs {
     pub base_image: Option<ImageRef>,
     /// Where apps run.
     pub backend: Backend,
+    /// Docker: push images to this registry (`https://host[:port]`, or
+    /// `http://` on loopback) instead of building them in the engine.
     /// Kubernetes: the repository prefix images are pushed under
     /// (`{registry}/{tenant}/{app}:v{version}`).
     pub registry: Option<String>,
+    /// A file whose first line is `username:password` for the registry.
+    pub registry_credentials_file: Option<PathBuf>,
+    /// A PEM file of the CA that signed the registry's certificate.
+    pub registry_ca: Option<PathBuf>,
     /// Kubernetes: the Secret with the push credentials, in the build
     /// namespace.
     pub push_secret: Option<String>,
@@ -64,6 +76,8 @@ impl Default for ServerArgs {
             base_image: None,
             backend: Backend::Docker,
             registry: None,
+            registry_credentials_file: None,
+            registry_ca: None,
             push_secret: None,
             insecure_registry: false,
         }
@@ -72,8 +86,13 @@ impl Default for ServerArgs {
 
 /// The usage text.
 pub const USAGE: &str = "usage: server [--listen ADDR] [--data-dir DIR] [--agent-jar PATH] \
-[--agent-args STR] [--base-image REF] [--backend docker|kubernetes] [--registry REPO] \
-[--push-secret NAME] [--insecure-registry]";
+[--agent-args STR] [--base-image REF] \
+[--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]] \
+[--backend docker|kubernetes] [--push-secret NAME] [--insecure-registry]
+  --registry: on Docker, build images without the engine and push them to URL (https, or
+  http on loopback); credentials from the file (one line username:password) or from
+  CAMELEER_REGISTRY_USERNAME and CAMELEER_REGISTRY_PASSWORD. On Kubernetes, the
+  repository images are pushed under";
 
 impl ServerArgs {
     /// Parses the arguments after the program name. `Ok(None)` for
@@ -137,9 +156,18 @@ impl ServerArgs {
                     };
                 }
                 "--registry" => out.registry = Some(value()?),
+                "--registry-credentials-file" => {
+                    out.registry_credentials_file = Some(PathBuf::from(value()?))
+                }
+                "--registry-ca" => out.registry_ca = Some(PathBuf::from(value()?)),
                 "--push-secret" => out.push_secret = Some(value()?),
                 other => return Err(format!("unknown argument {other:?}")),
             }
+        }
+        if out.registry.is_none()
+            && (out.registry_credentials_file.is_some() || out.registry_ca.is_some())
+        {
+            return Err("--registry-credentials-file and --registry-ca need --registry".into());
         }
         if out.backend == Backend::Kubernetes {
             if out.registry.is_none() {
@@ -149,6 +177,14 @@ impl ServerArgs {
             }
             if out.base_image.is_none() {
                 return Err("--backend kubernetes needs --base-image REF (a JRE image the cluster can pull)".into());
+            }
+        } else if let Some(v) = &out.registry {
+            cameleer_registry::RegistryConfig::new(v).map_err(|e| format!("--registry: {e}"))?;
+            if out.base_image.is_some() {
+                return Err(
+                    "--base-image is for engine builds; with --registry the JRE layer is built with jlink"
+                        .into(),
+                );
             }
         }
         Ok(Some(out))
@@ -201,6 +237,24 @@ mod tests {
         assert_eq!(k.registry.as_deref(), Some("localhost:5001/cameleer"));
         assert_eq!(k.push_secret.as_deref(), Some("push"));
         assert!(k.insecure_registry);
+        let r = ServerArgs::parse([
+            "--registry",
+            "https://registry.example.com:5000",
+            "--registry-credentials-file",
+            "/etc/cameleer/registry",
+            "--registry-ca=/etc/cameleer/ca.pem",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            r.registry.as_deref(),
+            Some("https://registry.example.com:5000")
+        );
+        assert_eq!(
+            r.registry_credentials_file,
+            Some(PathBuf::from("/etc/cameleer/registry"))
+        );
+        assert_eq!(r.registry_ca, Some(PathBuf::from("/etc/cameleer/ca.pem")));
     }
 
     #[test]
@@ -212,6 +266,17 @@ mod tests {
             (vec!["serve"], "unknown argument"),
             (vec!["--backend", "podman"], "--backend"),
             (vec!["--backend", "kubernetes"], "--registry"),
+            (vec!["--registry", "http://10.0.0.1:5000"], "loopback"),
+            (vec!["--registry-ca", "/ca.pem"], "need --registry"),
+            (
+                vec![
+                    "--registry",
+                    "http://127.0.0.1:5000",
+                    "--base-image",
+                    "a/b:1",
+                ],
+                "--base-image",
+            ),
         ] {
             let e = ServerArgs::parse(args).unwrap_err();
             assert!(e.contains(needle), "{e}");

@@ -5,6 +5,9 @@
 //! logs (the agent's line and the app's), promote dev → staging (the same
 //! image id), stop, SIGKILL the server and start it again on the same data
 //! dir: the same deployments, staging still RUNNING, no duplicate container.
+//! With `--registry`: the same path, with images pushed to a registry on
+//! loopback (htpasswd, credentials from the environment) and pulled by
+//! digest; promotion pushes nothing.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -28,9 +31,15 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[], &[])
+    }
+
+    fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -245,6 +254,88 @@ async fn upload_deploy_logs_promote_stop_and_survive_a_sigkill() {
     .await;
     assert_eq!(code, 200);
     assert_eq!(list["apps"].as_array().unwrap().len(), 2, "{list}");
+
+    drop(server);
+    guard.cleanup().await.unwrap();
+    assert_eq!(count_containers(&docker, &tenant).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_registry_uploads_end_as_pushed_images_and_promotion_pushes_nothing() {
+    use cameleer_registry::testing::TestRegistry;
+    use cameleer_registry::{PASSWORD_ENV, RegistryClient, USERNAME_ENV};
+
+    let registry = TestRegistry::builder()
+        .htpasswd("platform", "registry-secret")
+        .start()
+        .unwrap();
+    let docker = connect().await.unwrap();
+    let tenant = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let guard = CleanupGuard::new(&docker);
+    guard.label(labels::TENANT, &tenant);
+    let data = tempfile::tempdir().unwrap();
+    let jar = std::fs::read(app_jar(FixtureApp::Logging).unwrap()).unwrap();
+    let patience = Duration::from_secs(240);
+
+    let server = Server::start_with(
+        data.path(),
+        &["--registry", &registry.url()],
+        &[
+            (USERNAME_ENV, "platform"),
+            (PASSWORD_ENV, "registry-secret"),
+        ],
+    );
+    let addr = server.addr;
+    let app = format!("/api/v1/tenants/{tenant}/apps/orders");
+    let (code, body) = http(addr, "PUT", &format!("{app}/envs/dev/artifacts"), &jar).await;
+    let uploaded: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(code, 201, "{uploaded}");
+    let config = json!({"env": {"LOG_INTERVAL_MS": "300"}, "resources": {"memory_mb": 256, "cpu_millis": 500}});
+    let (code, dep) = json_call(
+        addr,
+        "POST",
+        &format!("{app}/envs/dev/deployments"),
+        json!({"artifact": uploaded["sha256"], "config": config}),
+    )
+    .await;
+    assert_eq!(code, 202, "{dep}");
+    let dev = wait_for_status(addr, &format!("{app}/envs/dev"), "RUNNING", patience).await;
+    let image: cameleer_runtime::ImageRef = dev["deployment"]["image"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(image.registry(), Some(registry.host().as_str()), "{image}");
+    let digest = *image.digest().expect("pinned");
+    let client = RegistryClient::new(registry.client_config().unwrap()).unwrap();
+    let repo = format!("cameleer/{tenant}/orders");
+    assert_eq!(
+        client.manifest_digest(&repo, "v1").await.unwrap(),
+        Some(digest),
+        "the upload ended as a pushed image"
+    );
+    let (_, logs) = http(addr, "GET", &format!("{app}/envs/dev/logs"), b"").await;
+    let logs = String::from_utf8(logs).unwrap();
+    assert!(logs.contains(AGENT_LINE_PREFIX), "{logs}");
+    assert!(logs.contains(APP_STARTED_LINE), "{logs}");
+
+    // Promotion: the same digest, nothing new on the registry.
+    let blobs_before = registry.stored_blobs();
+    let (code, promoted) = json_call(
+        addr,
+        "POST",
+        &format!("{app}/promote"),
+        json!({"from": "dev", "to": "staging"}),
+    )
+    .await;
+    assert_eq!(code, 202, "{promoted}");
+    let staging = wait_for_status(addr, &format!("{app}/envs/staging"), "RUNNING", patience).await;
+    assert_eq!(staging["deployment"]["image"], dev["deployment"]["image"]);
+    assert_eq!(
+        registry.stored_blobs(),
+        blobs_before,
+        "promotion never rebuilds"
+    );
 
     drop(server);
     guard.cleanup().await.unwrap();

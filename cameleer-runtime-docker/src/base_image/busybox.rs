@@ -9,8 +9,8 @@ use std::process::Command;
 use cameleer_build::ImageRef;
 use sha2::{Digest, Sha256};
 
-use super::rootfs::{self, RootFs};
 use super::{BUSYBOX_REPOSITORY, BaseImageError, RUNTIME_GID, RUNTIME_UID, hash_field, image_ref};
+use cameleer_build::java::rootfs::{self, RootFs};
 
 /// Bumped whenever the image recipe changes, so an image built by an older
 /// recipe is never reused.
@@ -89,6 +89,6 @@ impl BusyboxPlan {
         }
         let file = std::fs::File::create(tar)
             .map_err(BaseImageError::io(format!("creating {}", tar.display())))?;
-        fs.write_tar(io::BufWriter::new(file))
+        Ok(fs.write_tar(io::BufWriter::new(file))?)
     }
 }

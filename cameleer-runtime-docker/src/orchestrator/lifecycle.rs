@@ -466,28 +466,48 @@ impl DockerRuntimeOrchestrator {
     /// once when absent), so the container runs exactly the content asked
     /// for even if a tag moves later.
     async fn resolve_image(&self, image: &ImageRef) -> Result<String> {
+        // A registry image pinned to a digest is pulled by that digest: it
+        // is what runs, whatever a tag says now.
+        let by_digest = match (image.registry(), image.digest()) {
+            (Some(_), Some(digest)) => Some(format!("{}@{}", image.name(), digest.oci())),
+            _ => None,
+        };
         let mut candidates = Vec::new();
         if let Some(digest) = image.digest() {
             // A local engine's image id (what DockerImageBuilder returns).
             candidates.push(digest.oci());
         }
+        candidates.extend(by_digest.clone());
         candidates.push(image.to_string());
         for candidate in &candidates {
-            match self.docker.inspect_image(candidate).await {
-                Ok(found) => {
-                    if let Some(id) = found.id {
-                        return Ok(id);
-                    }
-                }
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(backend(format!("inspecting image {candidate}"), e)),
+            if let Some(id) = self.inspect_image_id(candidate).await? {
+                return Ok(id);
             }
         }
-        let reference = image.to_string();
-        let options = CreateImageOptionsBuilder::new()
-            .from_image(&reference)
-            .build();
-        let mut pull = self.docker.create_image(Some(options), None, None);
+        let reference = by_digest.unwrap_or_else(|| image.to_string());
+        let options = match (image.registry(), image.digest()) {
+            (Some(_), Some(digest)) => CreateImageOptionsBuilder::new()
+                .from_image(&image.name())
+                .tag(&digest.oci())
+                .build(),
+            _ => CreateImageOptionsBuilder::new()
+                .from_image(&reference)
+                .build(),
+        };
+        let credentials = image.registry().and_then(|registry| {
+            self.options
+                .registry_logins
+                .iter()
+                .find(|l| l.registry == registry)
+                .map(|l| bollard::auth::DockerCredentials {
+                    username: Some(l.username.clone()),
+                    password: Some(l.password.clone()),
+                    serveraddress: Some(l.registry.clone()),
+                    ..Default::default()
+                })
+        });
+        tracing::info!(image = %reference, "pulling");
+        let mut pull = self.docker.create_image(Some(options), None, credentials);
         while let Some(progress) = pull.next().await {
             if let Err(e) = progress {
                 return Err(backend(
@@ -496,11 +516,17 @@ impl DockerRuntimeOrchestrator {
                 ));
             }
         }
-        match self.docker.inspect_image(&reference).await {
-            Ok(found) => found
-                .id
-                .ok_or_else(|| Error::not_found("image", &reference)),
-            Err(e) => Err(backend(format!("inspecting pulled image {reference}"), e)),
+        self.inspect_image_id(&reference)
+            .await?
+            .ok_or_else(|| Error::not_found("image", &reference))
+    }
+
+    /// The engine's id of `reference`, `None` when it has no such image.
+    async fn inspect_image_id(&self, reference: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(found) => Ok(found.id),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(backend(format!("inspecting image {reference}"), e)),
         }
     }
 }

@@ -2,15 +2,20 @@
 //!
 //! ```sh
 //! cargo run -p cameleer-examples --bin server -- [--listen ADDR] [--data-dir DIR] \
-//!     [--agent-jar PATH] [--agent-args STR] [--base-image REF]
+//!     [--agent-jar PATH] [--agent-args STR] [--base-image REF] \
+//!     [--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]]
 //! cargo run -p cameleer-examples --features kubernetes --bin server -- --backend kubernetes \
 //!     --registry REPO --base-image REF [--push-secret NAME] [--insecure-registry]
 //! ```
 //!
-//! Storage is SQLite and content-addressed files under the data dir; images
-//! and containers live in the local Docker engine. With no `--base-image`, a
-//! JRE image is built locally with `jlink` (once; it is cached by content);
-//! with no `--agent-jar`, the demo agent is compiled from its source.
+//! Storage is SQLite and content-addressed files under the data dir;
+//! containers run in the local Docker engine. Images are built by the
+//! engine: with no `--base-image`, a JRE image is built locally with `jlink`
+//! (once; it is cached by content). With `--registry`, images are built
+//! without the engine and pushed to the registry (`cameleer-registry`), and
+//! the engine pulls them by digest: uploads end as pushed images, promotion
+//! deploys the same digest. With no `--agent-jar`, the demo agent is
+//! compiled from its source.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,11 +24,14 @@ use cameleer_build::java::agent::agent_jar;
 use cameleer_examples::api;
 use cameleer_examples::server::{Backend, ServerArgs, USAGE};
 use cameleer_examples::storage::{FsArtifactStore, SqliteDeploymentStore};
+use cameleer_registry::{
+    Credentials, RegistryBuilderOptions, RegistryConfig, RegistryImageBuilder,
+};
 use cameleer_runtime::{ImageBuilder, Platform, PlatformOptions, RuntimeOrchestrator};
 use cameleer_runtime_docker::base_image::{BaseImageConfig, ensure_base_image};
 use cameleer_runtime_docker::{
     DockerImageBuilder, DockerImageBuilderOptions, DockerOrchestratorOptions,
-    DockerRuntimeOrchestrator, connect,
+    DockerRuntimeOrchestrator, RegistryLogin, connect,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -110,17 +118,52 @@ async fn docker_backend(
     agent_jar: std::path::PathBuf,
 ) -> Result<(Arc<dyn RuntimeOrchestrator>, Arc<dyn ImageBuilder>), BoxError> {
     let docker = connect::connect().await?;
-    let base_config = match args.base_image.clone() {
-        Some(reference) => BaseImageConfig::Reference(reference),
-        None => BaseImageConfig::default(),
+    let mut orchestrator_options = DockerOrchestratorOptions::default();
+    let builder: Arc<dyn ImageBuilder> = match &args.registry {
+        Some(url) => {
+            let mut config = RegistryConfig::new(url)?;
+            if let Some(ca) = &args.registry_ca {
+                config = config.with_ca_file(ca)?;
+            }
+            let credentials = match &args.registry_credentials_file {
+                Some(file) => Some(Credentials::from_file(file)?),
+                None => Credentials::from_env()?,
+            };
+            if let Some(c) = credentials {
+                // The engine pulls with the same login.
+                orchestrator_options.registry_logins.push(RegistryLogin {
+                    registry: config.host().to_string(),
+                    username: c.username().to_string(),
+                    password: c.password().to_string(),
+                });
+                config = config.with_credentials(c);
+            }
+            let mut options = RegistryBuilderOptions::new(config, agent_jar);
+            options.agent_args = args.agent_args.clone();
+            let builder = RegistryImageBuilder::new(options)?;
+            // Fail fast on a wrong password or an untrusted certificate, and
+            // push the JRE and agent layers once, before the first upload.
+            builder.client().check().await?;
+            tracing::info!(registry = %url, "preparing the base layers (jlink the first time)");
+            let base = builder.prepare().await?;
+            tracing::info!(%base, "images are pushed to the registry");
+            Arc::new(builder)
+        }
+        None => {
+            let base_config = match args.base_image.clone() {
+                Some(reference) => BaseImageConfig::Reference(reference),
+                None => BaseImageConfig::default(),
+            };
+            tracing::info!("preparing the base image (built with jlink the first time)");
+            let base = ensure_base_image(&docker, &base_config).await?;
+            let mut builder_options =
+                DockerImageBuilderOptions::new(base.reference.clone(), agent_jar);
+            builder_options.agent_args = args.agent_args.clone();
+            Arc::new(DockerImageBuilder::new(docker.clone(), builder_options))
+        }
     };
-    tracing::info!("preparing the base image (built with jlink the first time)");
-    let base = ensure_base_image(&docker, &base_config).await?;
-    let mut builder_options = DockerImageBuilderOptions::new(base.reference.clone(), agent_jar);
-    builder_options.agent_args = args.agent_args.clone();
-    let builder = DockerImageBuilder::new(docker.clone(), builder_options);
-    let orchestrator = DockerRuntimeOrchestrator::new(docker, DockerOrchestratorOptions::default());
-    Ok((Arc::new(orchestrator), Arc::new(builder)))
+    let orchestrator = DockerRuntimeOrchestrator::new(docker, orchestrator_options);
+    Ok((Arc::new(orchestrator), builder))
 }
 
 /// The Kubernetes backend: the cluster of the kubeconfig (or the

@@ -1,5 +1,10 @@
-//! A root filesystem assembled from host files, written as a deterministic
-//! tar for `docker import`, and the shared libraries its binaries need.
+//! A root filesystem assembled from host files, and the shared libraries
+//! its binaries need.
+//!
+//! Both image routes start from it: the Docker backend writes it as a tar
+//! for `docker import` ([`RootFs::write_tar`]), the daemonless OCI route
+//! turns it into a layer ([`RootFs::to_layer`]). Neither needs a container
+//! engine to build it: it is host files, `ldd` and bytes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -9,10 +14,16 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::{BaseImageError, RUNTIME_GID, RUNTIME_UID, RUNTIME_USER};
+use super::jre::JreError;
+use crate::oci::{FileMode, LayerBuilder, LayerOptions, OciError};
+use crate::{IMAGE_GID, IMAGE_UID};
 
-/// Every entry gets this modification time (2000-01-01), so the same files
-/// give the same tar bytes and the same layer digest.
+/// The name of [`IMAGE_UID`] in the image's `/etc/passwd`.
+pub const IMAGE_USER: &str = "cameleer";
+
+/// Every entry of a [`write_tar`](RootFs::write_tar) tar gets this
+/// modification time (2000-01-01), so the same files give the same tar
+/// bytes and the same layer digest.
 const MTIME: u64 = 946_684_800;
 
 #[derive(Debug, Clone)]
@@ -24,25 +35,38 @@ enum Entry {
 }
 
 /// The files of an image-to-be, by absolute path inside the image.
-#[derive(Debug, Default)]
-pub(crate) struct RootFs {
+///
+/// # Examples
+///
+/// ```
+/// use cameleer_build::java::rootfs::RootFs;
+///
+/// let mut fs = RootFs::skeleton();
+/// fs.add_data("/etc/motd", b"hello\n".to_vec(), 0o644);
+/// let layer = fs.to_layer(Default::default())?.build_in_memory()?;
+/// assert!(layer.layer.size > 0);
+/// # Ok::<(), cameleer_build::oci::OciError>(())
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct RootFs {
     entries: BTreeMap<String, Entry>,
 }
 
 impl RootFs {
-    /// The skeleton every Cameleer image has: the non-root runtime user in
-    /// `/etc/passwd` and `/etc/group` (so `user.home` and `user.name`
-    /// resolve), `nsswitch.conf` for glibc's lookups, a sticky
-    /// world-writable `/tmp` (the JVM's perf data and temp files; the runtime
-    /// mounts a tmpfs over it when the root is read-only), and the user's home.
-    pub(crate) fn skeleton() -> RootFs {
+    /// The skeleton every Cameleer image has: the non-root runtime user
+    /// ([`IMAGE_USER`], uid [`IMAGE_UID`]) in `/etc/passwd` and `/etc/group`
+    /// (so `user.home` and `user.name` resolve), `nsswitch.conf` for glibc's
+    /// lookups, a sticky world-writable `/tmp` (the JVM's perf data and temp
+    /// files; the runtime mounts a tmpfs over it when the root is
+    /// read-only), and the user's home.
+    pub fn skeleton() -> RootFs {
         let mut fs = RootFs::default();
         let passwd = format!(
             "root:x:0:0:root:/root:/sbin/nologin\n\
              nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n\
-             {RUNTIME_USER}:x:{RUNTIME_UID}:{RUNTIME_GID}:{RUNTIME_USER}:/home/{RUNTIME_USER}:/sbin/nologin\n"
+             {IMAGE_USER}:x:{IMAGE_UID}:{IMAGE_GID}:{IMAGE_USER}:/home/{IMAGE_USER}:/sbin/nologin\n"
         );
-        let group = format!("root:x:0:\nnogroup:x:65534:\n{RUNTIME_USER}:x:{RUNTIME_GID}:\n");
+        let group = format!("root:x:0:\nnogroup:x:65534:\n{IMAGE_USER}:x:{IMAGE_GID}:\n");
         fs.add_data("/etc/passwd", passwd.into_bytes(), 0o644);
         fs.add_data("/etc/group", group.into_bytes(), 0o644);
         fs.add_data(
@@ -55,22 +79,25 @@ impl RootFs {
             fs.add_dir(dir, 0o755, 0);
         }
         fs.add_dir("/tmp", 0o1777, 0);
-        fs.add_dir(&format!("/home/{RUNTIME_USER}"), 0o755, RUNTIME_UID.into());
+        fs.add_dir(&format!("/home/{IMAGE_USER}"), 0o755, IMAGE_UID.into());
         fs
     }
 
-    pub(crate) fn add_dir(&mut self, path: &str, mode: u32, uid: u64) {
+    /// A directory with its mode, owned by `uid:uid`.
+    pub fn add_dir(&mut self, path: &str, mode: u32, uid: u64) {
         self.entries
             .insert(normalize(path), Entry::Dir { mode, uid });
     }
 
-    pub(crate) fn add_data(&mut self, path: &str, bytes: Vec<u8>, mode: u32) {
+    /// A file with the given bytes and mode.
+    pub fn add_data(&mut self, path: &str, bytes: Vec<u8>, mode: u32) {
         self.entries
             .insert(normalize(path), Entry::Data { bytes, mode });
     }
 
-    /// A host file, copied with its content (symlinks followed).
-    pub(crate) fn add_host_file(&mut self, path: &str, source: &Path, mode: u32) {
+    /// A host file, copied with its content (symlinks followed) when the
+    /// tree is written.
+    pub fn add_host_file(&mut self, path: &str, source: &Path, mode: u32) {
         self.entries.insert(
             normalize(path),
             Entry::HostFile {
@@ -80,7 +107,8 @@ impl RootFs {
         );
     }
 
-    pub(crate) fn add_symlink(&mut self, path: &str, target: &str) {
+    /// A symbolic link to `target`, kept verbatim.
+    pub fn add_symlink(&mut self, path: &str, target: &str) {
         self.entries.insert(
             normalize(path),
             Entry::Symlink {
@@ -91,26 +119,25 @@ impl RootFs {
 
     /// Copies the host tree at `source` to `dest`, keeping permission bits
     /// and symlinks (jlink writes relative ones for shared legal notices).
-    pub(crate) fn add_tree(&mut self, source: &Path, dest: &str) -> Result<(), BaseImageError> {
+    pub fn add_tree(&mut self, source: &Path, dest: &str) -> Result<(), JreError> {
         use std::os::unix::fs::PermissionsExt;
         let entries = std::fs::read_dir(source)
-            .map_err(BaseImageError::io(format!("reading {}", source.display())))?;
+            .map_err(JreError::io(format!("reading {}", source.display())))?;
         self.add_dir(dest, 0o755, 0);
         for entry in entries {
-            let entry =
-                entry.map_err(BaseImageError::io(format!("reading {}", source.display())))?;
+            let entry = entry.map_err(JreError::io(format!("reading {}", source.display())))?;
             let path = entry.path();
             let name = entry.file_name();
-            let name = name.to_str().ok_or_else(|| BaseImageError::InvalidConfig {
+            let name = name.to_str().ok_or_else(|| JreError::InvalidConfig {
                 field: "jdk".into(),
                 reason: format!("{} is not a UTF-8 path", path.display()),
             })?;
             let target = format!("{}/{name}", dest.trim_end_matches('/'));
             let meta = std::fs::symlink_metadata(&path)
-                .map_err(BaseImageError::io(format!("reading {}", path.display())))?;
+                .map_err(JreError::io(format!("reading {}", path.display())))?;
             if meta.file_type().is_symlink() {
                 let link = std::fs::read_link(&path)
-                    .map_err(BaseImageError::io(format!("reading {}", path.display())))?;
+                    .map_err(JreError::io(format!("reading {}", path.display())))?;
                 self.add_symlink(&target, &link.to_string_lossy());
             } else if meta.is_dir() {
                 self.add_tree(&path, &target)?;
@@ -121,9 +148,10 @@ impl RootFs {
         Ok(())
     }
 
-    /// Writes the tree as an uncompressed tar with `root:root` ownership
-    /// (but for explicit directory owners), sorted paths and fixed times.
-    pub(crate) fn write_tar(&self, out: impl Write) -> Result<(), BaseImageError> {
+    /// Writes the tree as an uncompressed tar for `docker import`, with
+    /// `root:root` ownership (but for explicit directory owners), sorted
+    /// paths, every parent as an entry and a fixed mtime.
+    pub fn write_tar(&self, out: impl Write) -> Result<(), JreError> {
         let mut all: BTreeMap<String, Entry> = self.entries.clone();
         // Parents of every entry, unless given explicitly.
         for path in self.entries.keys() {
@@ -138,7 +166,7 @@ impl RootFs {
             }
         }
         let mut tar = tar::Builder::new(out);
-        let err = |path: &str| BaseImageError::io(format!("writing {path} to the image tar"));
+        let err = |path: &str| JreError::io(format!("writing {path} to the image tar"));
         for (path, entry) in &all {
             let mut header = tar::Header::new_gnu();
             header.set_mtime(MTIME);
@@ -156,10 +184,10 @@ impl RootFs {
                 }
                 Entry::HostFile { source, mode } => {
                     let file = File::open(source)
-                        .map_err(BaseImageError::io(format!("opening {}", source.display())))?;
+                        .map_err(JreError::io(format!("opening {}", source.display())))?;
                     let len = file
                         .metadata()
-                        .map_err(BaseImageError::io(format!("reading {}", source.display())))?
+                        .map_err(JreError::io(format!("reading {}", source.display())))?
                         .len();
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_mode(*mode);
@@ -189,6 +217,47 @@ impl RootFs {
             .map_err(err("the end"))?;
         Ok(())
     }
+
+    /// The tree as an OCI layer, with the layer's normalisation: files are
+    /// 0755 when any `x` bit is set and 0644 otherwise, directories keep
+    /// their mode and owner only when they are not 0755 root (a sticky
+    /// `/tmp`, the user's home), mtime and owners come from `options`.
+    /// Host files are read when the layer is written.
+    pub fn to_layer(&self, options: LayerOptions) -> Result<LayerBuilder<'static>, OciError> {
+        let mut layer = LayerBuilder::with_options(options);
+        for (path, entry) in &self.entries {
+            let path = format!("/{path}");
+            match entry {
+                Entry::Dir {
+                    mode: 0o755,
+                    uid: 0,
+                } => {
+                    layer.add_dir(&path)?;
+                }
+                Entry::Dir { mode, uid } => {
+                    layer.add_dir_with(&path, *mode, *uid, *uid)?;
+                }
+                Entry::HostFile { source, mode } => {
+                    layer.add_file(&path, source, file_mode(*mode))?;
+                }
+                Entry::Data { bytes, mode } => {
+                    layer.add_bytes(&path, bytes.clone(), file_mode(*mode))?;
+                }
+                Entry::Symlink { target } => {
+                    layer.add_symlink(&path, target)?;
+                }
+            }
+        }
+        Ok(layer)
+    }
+}
+
+fn file_mode(mode: u32) -> FileMode {
+    if mode & 0o111 != 0 {
+        FileMode::Executable
+    } else {
+        FileMode::Regular
+    }
 }
 
 /// Tar paths are relative: `/etc/passwd` → `etc/passwd`.
@@ -200,7 +269,7 @@ fn normalize(path: &str) -> String {
 
 /// One shared library a binary needs, as `ldd` resolved it on this host.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Needed {
+pub enum Needed {
     /// Found at this path (which the image gets at the same path).
     Found(PathBuf),
     /// Not found on this host.
@@ -209,9 +278,7 @@ pub(crate) enum Needed {
 
 /// Runs `ldd` on `files` and returns what each needs, transitively (ldd
 /// lists the whole load closure). The kernel's vDSO is left out.
-pub(crate) fn ldd(
-    files: &[PathBuf],
-) -> Result<BTreeMap<PathBuf, BTreeSet<Needed>>, BaseImageError> {
+pub fn ldd(files: &[PathBuf]) -> Result<BTreeMap<PathBuf, BTreeSet<Needed>>, JreError> {
     let mut out = BTreeMap::new();
     if files.is_empty() {
         return Ok(out);
@@ -220,7 +287,7 @@ pub(crate) fn ldd(
     let output = Command::new("ldd")
         .args(files)
         .output()
-        .map_err(BaseImageError::io(
+        .map_err(JreError::io(
             "running ldd (the image needs the host's dynamic libraries)",
         ))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -266,11 +333,11 @@ fn parse_ldd_line(line: &str) -> Option<Needed> {
 /// supplies. A library that cannot be found is an error when one of
 /// `essential` needs it, and a warning otherwise (the binary needing it
 /// would fail only when loaded, e.g. a GUI library in a headless JVM).
-pub(crate) fn host_libraries(
+pub fn host_libraries(
     binaries: &[PathBuf],
     provided_root: Option<&Path>,
     essential: &dyn Fn(&Path) -> bool,
-) -> Result<BTreeSet<PathBuf>, BaseImageError> {
+) -> Result<BTreeSet<PathBuf>, JreError> {
     let provided: BTreeSet<String> = binaries
         .iter()
         .filter_map(|b| Some(b.file_name()?.to_string_lossy().into_owned()))
@@ -286,7 +353,7 @@ pub(crate) fn host_libraries(
                 }
                 Needed::Missing(name) if provided.contains(&name) => {}
                 Needed::Missing(name) if essential(&binary) => {
-                    return Err(BaseImageError::MissingLibrary {
+                    return Err(JreError::MissingLibrary {
                         library: name,
                         needed_by: binary.display().to_string(),
                     });
@@ -301,15 +368,15 @@ pub(crate) fn host_libraries(
 }
 
 /// Every regular file under `dir`, recursively (symlinks are not followed).
-pub(crate) fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), BaseImageError> {
+pub fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), JreError> {
     for entry in
-        std::fs::read_dir(dir).map_err(BaseImageError::io(format!("reading {}", dir.display())))?
+        std::fs::read_dir(dir).map_err(JreError::io(format!("reading {}", dir.display())))?
     {
         let path = entry
-            .map_err(BaseImageError::io(format!("reading {}", dir.display())))?
+            .map_err(JreError::io(format!("reading {}", dir.display())))?
             .path();
         let meta = std::fs::symlink_metadata(&path)
-            .map_err(BaseImageError::io(format!("reading {}", path.display())))?;
+            .map_err(JreError::io(format!("reading {}", path.display())))?;
         if meta.is_dir() {
             collect_files(&path, out)?;
         } else if meta.is_file() {
@@ -319,17 +386,14 @@ pub(crate) fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Ba
     Ok(())
 }
 
-/// `(path, SHA-256 of the content)` of each file, for content keys.
-pub(crate) fn hash_files(
-    files: &BTreeSet<PathBuf>,
-    hasher: &mut Sha256,
-) -> Result<(), BaseImageError> {
+/// Feeds `(path, SHA-256 of the content)` of each file to `hasher`, each
+/// field length-prefixed: content keys of images made of host files.
+pub fn hash_files(files: &BTreeSet<PathBuf>, hasher: &mut Sha256) -> Result<(), JreError> {
     for file in files {
         let mut f =
-            File::open(file).map_err(BaseImageError::io(format!("opening {}", file.display())))?;
+            File::open(file).map_err(JreError::io(format!("opening {}", file.display())))?;
         let mut h = Sha256::new();
-        io::copy(&mut f, &mut h)
-            .map_err(BaseImageError::io(format!("reading {}", file.display())))?;
+        io::copy(&mut f, &mut h).map_err(JreError::io(format!("reading {}", file.display())))?;
         super::hash_field(hasher, file.to_string_lossy().as_bytes());
         super::hash_field(hasher, &h.finalize());
     }
@@ -386,9 +450,37 @@ mod tests {
         }
         assert_eq!(seen["tmp/"], (0o1777, 0));
         assert_eq!(seen["opt/"], (0o755, 0));
-        assert_eq!(seen["home/cameleer/"], (0o755, u64::from(RUNTIME_UID)));
+        assert_eq!(seen["home/cameleer/"], (0o755, u64::from(IMAGE_UID)));
         assert!(seen.contains_key("opt/java/legal/LICENSE"));
         assert!(seen.contains_key("etc/passwd"));
+    }
+
+    #[test]
+    fn the_layer_keeps_tmp_sticky_and_home_owned_by_the_user() {
+        let mut fs = RootFs::skeleton();
+        fs.add_data("/opt/java/bin/java", b"#!".to_vec(), 0o750);
+        let blob = fs.to_layer(LayerOptions::default()).unwrap();
+        let blob = blob.build_in_memory().unwrap();
+        let crate::oci::BlobSource::Memory(gz) = &blob.source else {
+            panic!("in memory")
+        };
+        let tar = flate2::read::GzDecoder::new(gz.as_slice());
+        let mut archive = tar::Archive::new(tar);
+        let mut seen = BTreeMap::new();
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            let h = entry.header();
+            seen.insert(
+                entry.path().unwrap().to_string_lossy().into_owned(),
+                (h.mode().unwrap(), h.uid().unwrap()),
+            );
+        }
+        assert_eq!(seen["tmp/"], (0o1777, 0));
+        assert_eq!(seen["home/cameleer/"], (0o755, u64::from(IMAGE_UID)));
+        assert_eq!(seen["opt/java/bin/java"], (0o755, 0));
+        assert_eq!(seen["etc/passwd"], (0o644, 0));
+        let again = fs.to_layer(LayerOptions::default()).unwrap();
+        assert_eq!(again.build_in_memory().unwrap().layer, blob.layer);
     }
 
     #[test]
