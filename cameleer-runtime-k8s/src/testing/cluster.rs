@@ -524,7 +524,7 @@ fn watch_line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(line)
 }
 
-type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
+pub(super) type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
 fn full(code: StatusCode, value: &Value) -> Response<Body> {
     let body = http_body_util::Full::new(Bytes::from(value.to_string()));
@@ -906,7 +906,12 @@ impl FakeCluster {
         s.settle();
     }
 
-    async fn handle(&self, req: Request<kube::client::Body>) -> Response<Body> {
+    /// Answers one request: the kube client's in process, or one read off
+    /// a socket ([`FakeCluster::serve`]).
+    pub(super) async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes>,
+    {
         let (parts, body) = req.into_parts();
         let bytes = body
             .collect()

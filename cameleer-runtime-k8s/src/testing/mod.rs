@@ -5,7 +5,11 @@
 pub mod cluster;
 pub mod kubelet;
 pub mod restricted;
+#[cfg(feature = "testing")]
+pub mod serve;
 
 #[cfg(feature = "testing")]
 pub use cluster::{FakeCluster, Recorded};
 pub use kubelet::PodScript;
+#[cfg(feature = "testing")]
+pub use serve::ServedCluster;
