@@ -3,12 +3,15 @@
 //! `cargo run -p cameleer-examples --bin server -- [--listen ADDR]
 //! [--data-dir DIR] [--agent-jar PATH] [--agent-args STR] [--base-image REF]
 //! [--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]]
-//! [--backend docker|kubernetes] [--push-secret NAME] [--insecure-registry]`
+//! [--backend docker|kubernetes] [--image-builder registry|kaniko]
+//! [--pull-secret NAME]… [--push-secret NAME] [--insecure-registry]`
 //!
 //! It wires the crates exactly as a host application would: SQLite and
 //! content-addressed files under the data dir for storage, the local Docker
 //! engine (or, with `--backend kubernetes` and the `kubernetes` feature, the
-//! cluster of the kubeconfig or the in-cluster config) for containers, and
+//! cluster of the kubeconfig or the in-cluster config, images pushed to
+//! `--registry` by the same daemonless builder, or built in the cluster by
+//! a Kaniko Job with `--image-builder kaniko`) for containers, and
 //! the [`api`](crate::api) router on top of a
 //! [`Platform`](cameleer_runtime::Platform). On Docker, images are built by
 //! the engine (the default), or, with `--registry`, without it: assembled by
@@ -40,20 +43,40 @@ pub struct ServerArgs {
     pub base_image: Option<ImageRef>,
     /// Where apps run.
     pub backend: Backend,
-    /// Docker: push images to this registry (`https://host[:port]`, or
-    /// `http://` on loopback) instead of building them in the engine.
-    /// Kubernetes: the repository prefix images are pushed under
-    /// (`{registry}/{tenant}/{app}:v{version}`).
+    /// The registry images are pushed to (`https://host[:port]`, or
+    /// `http://` on loopback), by the daemonless builder: on Docker instead
+    /// of building them in the engine, on Kubernetes always. With
+    /// `--image-builder kaniko`: the repository prefix the build Job pushes
+    /// under (`{registry}/{tenant}/{app}:v{version}`).
     pub registry: Option<String>,
     /// A file whose first line is `username:password` for the registry.
     pub registry_credentials_file: Option<PathBuf>,
     /// A PEM file of the CA that signed the registry's certificate.
     pub registry_ca: Option<PathBuf>,
-    /// Kubernetes: the Secret with the push credentials, in the build
-    /// namespace.
+    /// Kubernetes: how images are made. Default
+    /// [`ImageBuilderKind::Registry`].
+    pub image_builder: ImageBuilderKind,
+    /// Kubernetes: Secrets (in each tenant namespace) the cluster pulls
+    /// images with.
+    pub pull_secrets: Vec<String>,
+    /// Kubernetes with Kaniko: the Secret with the push credentials, in the
+    /// build namespace.
     pub push_secret: Option<String>,
-    /// Kubernetes: push over plain HTTP (a local registry).
+    /// Kubernetes with Kaniko: push over plain HTTP (a local registry).
     pub insecure_registry: bool,
+}
+
+/// How the Kubernetes backend makes images.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ImageBuilderKind {
+    /// Assembled in this process without a container engine and pushed to
+    /// `--registry` (`cameleer-registry`): the default.
+    #[default]
+    Registry,
+    /// A Kaniko-compatible build Job in the cluster, pushing to
+    /// `--registry` (upstream Kaniko is archived; the executor image is
+    /// configurable in the library).
+    Kaniko,
 }
 
 /// Which backend the server runs apps on.
@@ -78,6 +101,8 @@ impl Default for ServerArgs {
             registry: None,
             registry_credentials_file: None,
             registry_ca: None,
+            image_builder: ImageBuilderKind::Registry,
+            pull_secrets: Vec::new(),
             push_secret: None,
             insecure_registry: false,
         }
@@ -88,11 +113,14 @@ impl Default for ServerArgs {
 pub const USAGE: &str = "usage: server [--listen ADDR] [--data-dir DIR] [--agent-jar PATH] \
 [--agent-args STR] [--base-image REF] \
 [--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]] \
-[--backend docker|kubernetes] [--push-secret NAME] [--insecure-registry]
-  --registry: on Docker, build images without the engine and push them to URL (https, or
-  http on loopback); credentials from the file (one line username:password) or from
-  CAMELEER_REGISTRY_USERNAME and CAMELEER_REGISTRY_PASSWORD. On Kubernetes, the
-  repository images are pushed under";
+[--backend docker|kubernetes] [--image-builder registry|kaniko] [--pull-secret NAME]... \
+[--push-secret NAME] [--insecure-registry]
+  --registry: build images without the engine and push them to URL (https, or http on
+  loopback); credentials from the file (one line username:password) or from
+  CAMELEER_REGISTRY_USERNAME and CAMELEER_REGISTRY_PASSWORD. Needed on Kubernetes.
+  --image-builder kaniko (Kubernetes): build in the cluster with a Kaniko Job instead;
+  then --registry is the repository prefix the Job pushes under, and --base-image,
+  --push-secret and --insecure-registry apply";
 
 impl ServerArgs {
     /// Parses the arguments after the program name. `Ok(None)` for
@@ -160,34 +188,68 @@ impl ServerArgs {
                     out.registry_credentials_file = Some(PathBuf::from(value()?))
                 }
                 "--registry-ca" => out.registry_ca = Some(PathBuf::from(value()?)),
+                "--image-builder" => {
+                    out.image_builder = match value()?.as_str() {
+                        "registry" => ImageBuilderKind::Registry,
+                        "kaniko" => ImageBuilderKind::Kaniko,
+                        v => return Err(format!("--image-builder {v:?}: registry or kaniko")),
+                    };
+                }
+                "--pull-secret" => out.pull_secrets.push(value()?),
                 "--push-secret" => out.push_secret = Some(value()?),
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
-        if out.registry.is_none()
-            && (out.registry_credentials_file.is_some() || out.registry_ca.is_some())
+        out.check()?;
+        Ok(Some(out))
+    }
+
+    /// The rules between flags, per backend and image builder.
+    fn check(&self) -> Result<(), String> {
+        let kaniko =
+            self.backend == Backend::Kubernetes && self.image_builder == ImageBuilderKind::Kaniko;
+        if self.registry.is_none()
+            && (self.registry_credentials_file.is_some() || self.registry_ca.is_some())
         {
             return Err("--registry-credentials-file and --registry-ca need --registry".into());
         }
-        if out.backend == Backend::Kubernetes {
-            if out.registry.is_none() {
+        if self.backend == Backend::Docker {
+            if self.image_builder == ImageBuilderKind::Kaniko {
+                return Err("--image-builder kaniko needs --backend kubernetes".into());
+            }
+            if !self.pull_secrets.is_empty() {
+                return Err("--pull-secret is for --backend kubernetes".into());
+            }
+        }
+        if !kaniko && (self.push_secret.is_some() || self.insecure_registry) {
+            return Err(
+                "--push-secret and --insecure-registry are for --image-builder kaniko (Kubernetes)"
+                    .into(),
+            );
+        }
+        if self.backend == Backend::Kubernetes && self.registry.is_none() {
+            return Err("--backend kubernetes needs --registry (where images are pushed)".into());
+        }
+        if kaniko {
+            if self.base_image.is_none() {
                 return Err(
-                    "--backend kubernetes needs --registry REPO (where images are pushed)".into(),
+                    "--image-builder kaniko needs --base-image REF (a JRE image the cluster can pull)"
+                        .into(),
                 );
             }
-            if out.base_image.is_none() {
-                return Err("--backend kubernetes needs --base-image REF (a JRE image the cluster can pull)".into());
+            if self.registry_credentials_file.is_some() || self.registry_ca.is_some() {
+                return Err("with --image-builder kaniko the build Job pushes: credentials come from --push-secret".into());
             }
-        } else if let Some(v) = &out.registry {
+        } else if let Some(v) = &self.registry {
             cameleer_registry::RegistryConfig::new(v).map_err(|e| format!("--registry: {e}"))?;
-            if out.base_image.is_some() {
+            if self.base_image.is_some() {
                 return Err(
-                    "--base-image is for engine builds; with --registry the JRE layer is built with jlink"
+                    "--base-image is for engine and Kaniko builds; with --registry the JRE layer is built with jlink"
                         .into(),
                 );
             }
         }
-        Ok(Some(out))
+        Ok(())
     }
 }
 
@@ -224,6 +286,22 @@ mod tests {
             "--backend",
             "kubernetes",
             "--registry",
+            "https://registry.example.com",
+            "--pull-secret",
+            "pull-a",
+            "--pull-secret=pull-b",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(k.backend, Backend::Kubernetes);
+        assert_eq!(k.image_builder, ImageBuilderKind::Registry, "the default");
+        assert_eq!(k.pull_secrets, ["pull-a", "pull-b"]);
+        let k = ServerArgs::parse([
+            "--backend",
+            "kubernetes",
+            "--image-builder",
+            "kaniko",
+            "--registry",
             "localhost:5001/cameleer",
             "--base-image",
             "eclipse-temurin:17-jre",
@@ -233,7 +311,7 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(k.backend, Backend::Kubernetes);
+        assert_eq!(k.image_builder, ImageBuilderKind::Kaniko);
         assert_eq!(k.registry.as_deref(), Some("localhost:5001/cameleer"));
         assert_eq!(k.push_secret.as_deref(), Some("push"));
         assert!(k.insecure_registry);
@@ -266,6 +344,35 @@ mod tests {
             (vec!["serve"], "unknown argument"),
             (vec!["--backend", "podman"], "--backend"),
             (vec!["--backend", "kubernetes"], "--registry"),
+            (
+                vec!["--backend", "kubernetes", "--registry", "localhost:5001/c"],
+                "--registry",
+            ),
+            (
+                vec![
+                    "--backend",
+                    "kubernetes",
+                    "--image-builder",
+                    "kaniko",
+                    "--registry",
+                    "localhost:5001/c",
+                ],
+                "--base-image",
+            ),
+            (
+                vec![
+                    "--backend",
+                    "kubernetes",
+                    "--registry",
+                    "https://r.example.com",
+                    "--push-secret",
+                    "p",
+                ],
+                "kaniko",
+            ),
+            (vec!["--image-builder", "kaniko"], "--backend kubernetes"),
+            (vec!["--image-builder", "buildah"], "--image-builder"),
+            (vec!["--pull-secret", "p"], "--backend kubernetes"),
             (vec!["--registry", "http://10.0.0.1:5000"], "loopback"),
             (vec!["--registry-ca", "/ca.pem"], "need --registry"),
             (

@@ -5,7 +5,9 @@
 //!     [--agent-jar PATH] [--agent-args STR] [--base-image REF] \
 //!     [--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]]
 //! cargo run -p cameleer-examples --features kubernetes --bin server -- --backend kubernetes \
-//!     --registry REPO --base-image REF [--push-secret NAME] [--insecure-registry]
+//!     --registry URL [--registry-credentials-file PATH] [--registry-ca PATH] [--pull-secret NAME]
+//! cargo run -p cameleer-examples --features kubernetes --bin server -- --backend kubernetes \
+//!     --image-builder kaniko --registry REPO --base-image REF [--push-secret NAME] [--insecure-registry]
 //! ```
 //!
 //! Storage is SQLite and content-addressed files under the data dir;
@@ -121,32 +123,15 @@ async fn docker_backend(
     let mut orchestrator_options = DockerOrchestratorOptions::default();
     let builder: Arc<dyn ImageBuilder> = match &args.registry {
         Some(url) => {
-            let mut config = RegistryConfig::new(url)?;
-            if let Some(ca) = &args.registry_ca {
-                config = config.with_ca_file(ca)?;
-            }
-            let credentials = match &args.registry_credentials_file {
-                Some(file) => Some(Credentials::from_file(file)?),
-                None => Credentials::from_env()?,
-            };
+            let (builder, credentials) = registry_builder(args, url, agent_jar).await?;
             if let Some(c) = credentials {
                 // The engine pulls with the same login.
                 orchestrator_options.registry_logins.push(RegistryLogin {
-                    registry: config.host().to_string(),
+                    registry: builder.client().config().host().to_string(),
                     username: c.username().to_string(),
                     password: c.password().to_string(),
                 });
-                config = config.with_credentials(c);
             }
-            let mut options = RegistryBuilderOptions::new(config, agent_jar);
-            options.agent_args = args.agent_args.clone();
-            let builder = RegistryImageBuilder::new(options)?;
-            // Fail fast on a wrong password or an untrusted certificate, and
-            // push the JRE and agent layers once, before the first upload.
-            builder.client().check().await?;
-            tracing::info!(registry = %url, "preparing the base layers (jlink the first time)");
-            let base = builder.prepare().await?;
-            tracing::info!(%base, "images are pushed to the registry");
             Arc::new(builder)
         }
         None => {
@@ -166,29 +151,81 @@ async fn docker_backend(
     Ok((Arc::new(orchestrator), builder))
 }
 
+/// The daemonless builder pushing to `url` (both backends), checked and
+/// with its base layers pushed before the first upload; and the
+/// credentials it pushes with, for whoever pulls.
+async fn registry_builder(
+    args: &ServerArgs,
+    url: &str,
+    agent_jar: std::path::PathBuf,
+) -> Result<(RegistryImageBuilder, Option<Credentials>), BoxError> {
+    let mut config = RegistryConfig::new(url)?;
+    if let Some(ca) = &args.registry_ca {
+        config = config.with_ca_file(ca)?;
+    }
+    let credentials = match &args.registry_credentials_file {
+        Some(file) => Some(Credentials::from_file(file)?),
+        None => Credentials::from_env()?,
+    };
+    if let Some(c) = &credentials {
+        config = config.with_credentials(c.clone());
+    }
+    let mut options = RegistryBuilderOptions::new(config, agent_jar);
+    options.agent_args = args.agent_args.clone();
+    let builder = RegistryImageBuilder::new(options)?;
+    // Fail fast on a wrong password or an untrusted certificate, and push
+    // the JRE and agent layers once, before the first upload.
+    builder.client().check().await?;
+    tracing::info!(registry = %url, "preparing the base layers (jlink the first time)");
+    let base = builder.prepare().await?;
+    tracing::info!(%base, "images are pushed to the registry");
+    Ok((builder, credentials))
+}
+
 /// The Kubernetes backend: the cluster of the kubeconfig (or the
-/// in-cluster config), images built by a Kaniko Job and pushed to
-/// `--registry`. (The daemonless registry builder becomes the default here
-/// once it lands in `cameleer-build`.)
+/// in-cluster config); images pushed to `--registry` by the daemonless
+/// builder, or with `--image-builder kaniko` built by a Job in the cluster.
 #[cfg(feature = "kubernetes")]
 async fn kubernetes_backend(
     args: &ServerArgs,
     agent_jar: std::path::PathBuf,
 ) -> Result<(Arc<dyn RuntimeOrchestrator>, Arc<dyn ImageBuilder>), BoxError> {
+    use cameleer_examples::server::ImageBuilderKind;
     use cameleer_runtime_k8s::{
         KanikoImageBuilder, KanikoOptions, KubernetesOptions, KubernetesRuntimeOrchestrator,
     };
-    let orchestrator = KubernetesRuntimeOrchestrator::connect(KubernetesOptions::default()).await?;
-    let (Some(registry), Some(base)) = (args.registry.clone(), args.base_image.clone()) else {
-        return Err("--backend kubernetes needs --registry and --base-image".into());
+    let options = KubernetesOptions {
+        image_pull_secrets: args.pull_secrets.clone(),
+        ..KubernetesOptions::default()
     };
-    let mut options = KanikoOptions::new(registry, base, std::fs::read(&agent_jar)?);
-    options.agent_args = args.agent_args.clone();
-    options.push_secret = args.push_secret.clone();
-    options.insecure_registry = args.insecure_registry;
-    let builder = KanikoImageBuilder::new(orchestrator.client().clone(), options);
-    tracing::info!("running apps on Kubernetes, images built in the cluster");
-    Ok((Arc::new(orchestrator), Arc::new(builder)))
+    let orchestrator = KubernetesRuntimeOrchestrator::connect(options).await?;
+    let Some(registry) = args.registry.clone() else {
+        return Err("--backend kubernetes needs --registry".into());
+    };
+    let builder: Arc<dyn ImageBuilder> = match args.image_builder {
+        ImageBuilderKind::Registry => {
+            // The cluster pulls with --pull-secret; the credentials here
+            // are only for pushing.
+            let (builder, _) = registry_builder(args, &registry, agent_jar).await?;
+            Arc::new(builder)
+        }
+        ImageBuilderKind::Kaniko => {
+            let Some(base) = args.base_image.clone() else {
+                return Err("--image-builder kaniko needs --base-image".into());
+            };
+            let mut options = KanikoOptions::new(registry, base, std::fs::read(&agent_jar)?);
+            options.agent_args = args.agent_args.clone();
+            options.push_secret = args.push_secret.clone();
+            options.insecure_registry = args.insecure_registry;
+            tracing::info!("images are built in the cluster by Kaniko Jobs");
+            Arc::new(KanikoImageBuilder::new(
+                orchestrator.client().clone(),
+                options,
+            ))
+        }
+    };
+    tracing::info!("running apps on Kubernetes");
+    Ok((Arc::new(orchestrator), builder))
 }
 
 #[cfg(not(feature = "kubernetes"))]
