@@ -68,13 +68,16 @@ pub(crate) fn is_unreachable_error(err: &Error) -> bool {
 /// A [`Error::Backend`] saying what we were doing, with the engine's error as
 /// its source.
 pub(crate) fn backend(doing: impl std::fmt::Display, err: bollard::errors::Error) -> Error {
-    let message = match &err {
-        bollard::errors::Error::DockerResponseServerError { message, .. } => {
-            format!("{doing}: {message}")
-        }
-        other => format!("{doing}: {other}"),
-    };
-    Error::backend(message, err)
+    Error::backend(format!("{doing}: {}", message(&err)), err)
+}
+
+/// What the engine said: its message alone for an error it answered with.
+pub(crate) fn message(err: &bollard::errors::Error) -> String {
+    match err {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+        bollard::errors::Error::DockerStreamError { error } => error.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Like [`backend`], naming the engine when it did not answer, so that the

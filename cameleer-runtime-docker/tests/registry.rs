@@ -17,8 +17,8 @@ use cameleer_build::java::fixtures::{self, APP_STARTED_LINE, FixtureApp};
 use cameleer_registry::testing::TestRegistry;
 use cameleer_registry::{RegistryBuilderOptions, RegistryImageBuilder};
 use cameleer_runtime::{
-    BuildSpec, DeploymentId, DeploymentStatus, HealthCheck, ImageBuilder, ProgressSink,
-    RuntimeOrchestrator, Sha256Digest,
+    BuildSpec, DeploymentId, DeploymentStatus, Error, HealthCheck, ImageBuilder, ProgressSink,
+    RuntimeOrchestrator, Sha256Digest, StatusReason,
 };
 use cameleer_runtime_docker::RegistryLogin;
 use futures::StreamExt;
@@ -154,7 +154,15 @@ async fn without_the_login_the_pull_fails_and_names_the_image() {
         .deploy_app(&env.request(&app, 1, image.clone(), config(HealthCheck::None, &[])))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "backend_error", "{err}");
-    assert!(err.to_string().contains(&image.name()), "{err}");
+    // The registry refused: the app's deployment failed, typed, naming
+    // the image; the platform is not broken.
+    assert_eq!(err.code(), "start_failed", "{err}");
+    match &err {
+        Error::StartFailed {
+            reason: StatusReason::ImagePullFailed { detail },
+            ..
+        } => assert!(detail.contains(&image.name()), "{detail}"),
+        other => panic!("not an image pull failure: {other}"),
+    }
     assert_eq!(leftovers(&env.docker, &env.tenant).await, (0, 0));
 }

@@ -509,11 +509,25 @@ impl DockerRuntimeOrchestrator {
         tracing::info!(image = %reference, "pulling");
         let mut pull = self.docker.create_image(Some(options), None, credentials);
         while let Some(progress) = pull.next().await {
-            if let Err(e) = progress {
-                return Err(backend(
-                    format!("image {reference} is not on the engine and pulling it failed"),
-                    e,
-                ));
+            match progress {
+                // The engine answered: the registry refused or has no such
+                // image. The app's deployment fails with a typed reason,
+                // as on a cluster; the platform itself is not broken.
+                Err(e) if !is_unreachable(&e) => {
+                    return Err(Error::StartFailed {
+                        reason: StatusReason::ImagePullFailed {
+                            detail: format!("{reference}: {}", crate::engine::message(&e)),
+                        },
+                        output: None,
+                    });
+                }
+                Err(e) => {
+                    return Err(backend(
+                        format!("image {reference} is not on the engine and pulling it failed"),
+                        e,
+                    ));
+                }
+                Ok(_) => {}
             }
         }
         self.inspect_image_id(&reference)
