@@ -292,6 +292,21 @@ struct GatedReconcile {
     fake: FakeOrchestrator,
     entered: tokio::sync::Notify,
     gate: tokio::sync::Semaphore,
+    /// Once let through, bring up every version the platform says should
+    /// run, as the Docker backend starts the stopped container of one after
+    /// an engine restart.
+    brings_up: bool,
+}
+
+impl GatedReconcile {
+    fn new(fake: &FakeOrchestrator, brings_up: bool) -> Arc<Self> {
+        Arc::new(Self {
+            fake: fake.clone(),
+            entered: tokio::sync::Notify::new(),
+            gate: tokio::sync::Semaphore::new(0),
+            brings_up,
+        })
+    }
 }
 
 #[async_trait]
@@ -317,7 +332,13 @@ impl RuntimeOrchestrator for GatedReconcile {
     async fn reconcile(&self, desired: &[Desired]) -> Result<ReconcileReport> {
         self.entered.notify_one();
         let _through = self.gate.acquire().await.unwrap();
-        self.fake.reconcile(desired).await
+        let report = self.fake.reconcile(desired).await?;
+        if self.brings_up {
+            for d in desired.iter().filter(|d| d.intent == Intent::Run) {
+                self.fake.restart_app(&d.deployment.app).await?;
+            }
+        }
+        Ok(report)
     }
 }
 
@@ -333,11 +354,7 @@ async fn a_restart_during_recovery_is_not_stopped_again_by_a_stale_snapshot() {
     h.platform.stop(&app("orders")).await.unwrap();
     assert_eq!(h.fake.running(&app("orders")), None);
 
-    let backend = Arc::new(GatedReconcile {
-        fake: h.fake.clone(),
-        entered: tokio::sync::Notify::new(),
-        gate: tokio::sync::Semaphore::new(0),
-    });
+    let backend = GatedReconcile::new(&h.fake, false);
     let platform = Platform::builder()
         .orchestrator(backend.clone())
         .image_builder(Arc::new(h.builder.clone()))
@@ -369,6 +386,45 @@ async fn a_restart_during_recovery_is_not_stopped_again_by_a_stale_snapshot() {
     );
     let view = platform.status(&app("orders")).await.unwrap();
     assert_eq!(view.status, Some(S::Running), "{view:#?}");
+}
+
+/// The mirror of the test above: a stop that lands between the recovery's
+/// snapshot (v1 RUNNING: run it) and the backend acting on it must not be
+/// undone by the backend starting v1 again. Stops take no lane, so they
+/// wait for the recovery itself.
+#[tokio::test(start_paused = true)]
+async fn a_stop_during_recovery_is_not_undone_by_a_stale_snapshot() {
+    let h = Harness::new();
+    let v1 = h.deploy_settled(&app("orders")).await;
+    let backend = GatedReconcile::new(&h.fake, true);
+    let platform = Platform::builder()
+        .orchestrator(backend.clone())
+        .image_builder(Arc::new(h.builder.clone()))
+        .deployment_store(h.store.clone())
+        .artifact_store(h.artifacts.clone())
+        .build();
+    let recovery = tokio::spawn({
+        let platform = platform.clone();
+        async move { platform.recover().await }
+    });
+    backend.entered.notified().await;
+    let stop = tokio::spawn({
+        let platform = platform.clone();
+        async move { platform.stop(&app("orders")).await }
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    backend.gate.add_permits(1);
+    recovery.await.unwrap().unwrap();
+    let stopped = stop.await.unwrap().unwrap();
+
+    assert_eq!(stopped.len(), 1, "{stopped:#?}");
+    assert_eq!(stopped[0].id, v1.id);
+    assert_eq!(stopped[0].status, S::Stopped);
+    assert_eq!(
+        h.fake.running(&app("orders")),
+        None,
+        "the backend runs nothing: the store says STOPPED"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -34,9 +34,13 @@ pub(crate) struct Core {
     inflight: Mutex<HashSet<DeploymentId>>,
     /// The builds under way, by deployment: a stop cancels them.
     builds: Mutex<HashMap<DeploymentId, CancellationToken>>,
-    /// One recovery at a time: a recovery queues in the lanes of many apps,
-    /// and two doing so at once could each wait for the other's turn.
-    pub(crate) recovering: tokio::sync::Mutex<()>,
+    /// One recovery at a time (written): a recovery queues in the lanes of
+    /// many apps, and two doing so at once could each wait for the other's
+    /// turn. Stops read it: they take no lane (a stop must not wait for a
+    /// build it cancels), so without it a stop could land between the
+    /// recovery's snapshot and the backend acting on it, and a backend that
+    /// brings up what the snapshot says should run would undo it.
+    pub(crate) recovering: tokio::sync::RwLock<()>,
     /// Bumped whenever a deployment stops being in flight.
     pub(crate) finished: watch::Sender<u64>,
     pub(crate) watching: AtomicBool,
@@ -63,7 +67,7 @@ impl Core {
             cancel: CancellationToken::new(),
             inflight: Mutex::default(),
             builds: Mutex::default(),
-            recovering: tokio::sync::Mutex::const_new(()),
+            recovering: tokio::sync::RwLock::const_new(()),
             finished: watch::Sender::new(0),
             watching: AtomicBool::new(false),
         }

@@ -318,6 +318,9 @@ impl Core {
     /// Stops the app in the backend, then every deployment of it that is
     /// BUILDING, STARTING or RUNNING.
     pub(crate) async fn stop(&self, app: &AppRef) -> Result<Vec<Deployment>> {
+        // After any recovery under way, never between its snapshot and the
+        // backend acting on it (see `recovering`).
+        let _after_recovery = self.recovering.read().await;
         let all = self.store.list(app).await?;
         if all.is_empty() {
             return Err(Error::not_found("app", app));

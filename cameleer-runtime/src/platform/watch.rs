@@ -148,7 +148,7 @@ impl Core {
     /// would stop it again, acting on a stale "stopped"). What is asked
     /// meanwhile waits for it.
     pub(crate) async fn recover(&self) -> Result<RecoveryReport> {
-        let _one_at_a_time = self.recovering.lock().await;
+        let _one_at_a_time = self.recovering.write().await;
         // The apps to settle, from a first look at the store.
         let mut apps: BTreeSet<AppRef> = self
             .store
