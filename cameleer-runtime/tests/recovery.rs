@@ -342,6 +342,35 @@ impl RuntimeOrchestrator for GatedReconcile {
     }
 }
 
+/// Runs `act` on a platform over `h`'s store while its recovery is held
+/// between reading the store and the backend acting on it, then lets the
+/// backend act; returns what `act` returned and the platform.
+async fn during_a_held_recovery<T, F, Fut>(h: &Harness, brings_up: bool, act: F) -> (T, Platform)
+where
+    T: Send + 'static,
+    F: FnOnce(Platform) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let backend = GatedReconcile::new(&h.fake, brings_up);
+    let platform = Platform::builder()
+        .orchestrator(backend.clone())
+        .image_builder(Arc::new(h.builder.clone()))
+        .deployment_store(h.store.clone())
+        .artifact_store(h.artifacts.clone())
+        .build();
+    let recovery = tokio::spawn({
+        let platform = platform.clone();
+        async move { platform.recover().await }
+    });
+    // The snapshot is read; the backend has not acted on it yet.
+    backend.entered.notified().await;
+    let acting = tokio::spawn(act(platform.clone()));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    backend.gate.add_permits(1);
+    recovery.await.unwrap().unwrap();
+    (acting.await.unwrap(), platform)
+}
+
 /// A recovery reads the store, then the backend acts on it. A restart of a
 /// STOPPED app that lands in between must not be undone: the backend would
 /// act on the stale "stopped" and stop what the restart brought up, while
@@ -354,28 +383,12 @@ async fn a_restart_during_recovery_is_not_stopped_again_by_a_stale_snapshot() {
     h.platform.stop(&app("orders")).await.unwrap();
     assert_eq!(h.fake.running(&app("orders")), None);
 
-    let backend = GatedReconcile::new(&h.fake, false);
-    let platform = Platform::builder()
-        .orchestrator(backend.clone())
-        .image_builder(Arc::new(h.builder.clone()))
-        .deployment_store(h.store.clone())
-        .artifact_store(h.artifacts.clone())
-        .build();
-    let recovery = tokio::spawn({
-        let platform = platform.clone();
-        async move { platform.recover().await }
-    });
-    // The snapshot is read (v1 STOPPED: keep it stopped); the backend has
-    // not acted on it yet.
-    backend.entered.notified().await;
-    let restart = tokio::spawn({
-        let platform = platform.clone();
-        async move { platform.restart(&app("orders")).await }
-    });
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    backend.gate.add_permits(1);
-    recovery.await.unwrap().unwrap();
-    let restarted = restart.await.unwrap().unwrap();
+    // v1 STOPPED in the snapshot: keep it stopped.
+    let (restarted, platform) = during_a_held_recovery(&h, false, |platform| async move {
+        platform.restart(&app("orders")).await
+    })
+    .await;
+    let restarted = restarted.unwrap();
 
     assert_eq!(restarted.id, v1.id);
     assert_eq!(restarted.status, S::Running);
@@ -396,26 +409,12 @@ async fn a_restart_during_recovery_is_not_stopped_again_by_a_stale_snapshot() {
 async fn a_stop_during_recovery_is_not_undone_by_a_stale_snapshot() {
     let h = Harness::new();
     let v1 = h.deploy_settled(&app("orders")).await;
-    let backend = GatedReconcile::new(&h.fake, true);
-    let platform = Platform::builder()
-        .orchestrator(backend.clone())
-        .image_builder(Arc::new(h.builder.clone()))
-        .deployment_store(h.store.clone())
-        .artifact_store(h.artifacts.clone())
-        .build();
-    let recovery = tokio::spawn({
-        let platform = platform.clone();
-        async move { platform.recover().await }
-    });
-    backend.entered.notified().await;
-    let stop = tokio::spawn({
-        let platform = platform.clone();
-        async move { platform.stop(&app("orders")).await }
-    });
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    backend.gate.add_permits(1);
-    recovery.await.unwrap().unwrap();
-    let stopped = stop.await.unwrap().unwrap();
+    // v1 RUNNING in the snapshot: run it.
+    let (stopped, _) = during_a_held_recovery(&h, true, |platform| async move {
+        platform.stop(&app("orders")).await
+    })
+    .await;
+    let stopped = stopped.unwrap();
 
     assert_eq!(stopped.len(), 1, "{stopped:#?}");
     assert_eq!(stopped[0].id, v1.id);
