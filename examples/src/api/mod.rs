@@ -59,7 +59,10 @@ pub fn router(platform: Platform) -> Router {
         .route(&format!("{env}/rollback"), post(handlers::rollback))
         .route(&format!("{app}/promote"), post(handlers::promote))
         .route("/api/v1/tenants/{tenant}/apps", get(handlers::list))
-        .route("/api/v1/tenants/{tenant}/events", get(streams::tenant_events))
+        .route(
+            "/api/v1/tenants/{tenant}/events",
+            get(streams::tenant_events),
+        )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(platform)
         .merge(crate::dashboard::router())

@@ -103,12 +103,7 @@ async fn file(Path(name): Path<String>) -> Response {
 }
 
 fn not_found() -> Response {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such dashboard file",
-    )
-    .into_response()
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such dashboard file").into_response()
 }
 
 fn serve(asset: &'static Asset) -> Response {

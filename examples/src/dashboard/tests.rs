@@ -90,7 +90,14 @@ fn the_page_has_no_inline_script_style_or_handler() {
         assert!(tag.contains(" src=\"/ui/"), "inline script: {tag}");
     }
     let lower = html.to_lowercase();
-    for forbidden in [" style=", "<style", "javascript:", " onclick", " onload", " onsubmit"] {
+    for forbidden in [
+        " style=",
+        "<style",
+        "javascript:",
+        " onclick",
+        " onload",
+        " onsubmit",
+    ] {
         assert!(!lower.contains(forbidden), "index.html has {forbidden}");
     }
 }
@@ -123,7 +130,11 @@ fn every_element_the_scripts_look_up_is_on_the_page() {
         let source = std::str::from_utf8(script.bytes).unwrap();
         for id in quoted_after(source, "byId(\"") {
             looked_up += 1;
-            assert!(ids.contains(id), "{}: #{id} is not in index.html", script.name);
+            assert!(
+                ids.contains(id),
+                "{}: #{id} is not in index.html",
+                script.name
+            );
         }
     }
     assert!(looked_up > 10, "{looked_up}");

@@ -65,6 +65,13 @@ async function refreshOne(app, env) {
   slot(app, env).view = view;
   render();
   if (isSelected && history) renderHistory(byId("history"), history);
+  if (isSelected && hasInstance(view)) logs.activate();
+}
+
+/** Whether the backend runs (or ran) an instance whose log can be read. */
+function hasInstance(view) {
+  const status = view?.runtime?.status;
+  return status === "STARTING" || status === "RUNNING" || status === "FAILED";
 }
 
 const pending = new Map();
@@ -105,7 +112,6 @@ function onEvent(name, event) {
     if (isSelected) {
       const reason = event.reason ? ` (${describeReason(event.reason)})` : "";
       addActivity(byId("activity"), event.at, `v${event.version} ${event.status}${reason}`);
-      if (event.status === "STARTING" || event.status === "RUNNING") logs.kick();
     }
   } else if (isSelected && name === "build_progress") {
     addActivity(byId("activity"), event.at, `v${event.version} build: ${event.message}`);
@@ -308,4 +314,6 @@ byId("confirm-no").addEventListener("click", () => byId("confirm").close("no"));
 // ---- start ----
 
 byId("deploy-config").value = JSON.stringify(DEFAULT_CONFIG, null, 2);
+// Every control is wired: tools (and tests) can tell the page is usable.
+document.documentElement.dataset.ready = "yes";
 if (session()) enter();

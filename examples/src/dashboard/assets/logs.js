@@ -4,7 +4,7 @@
 import { appPath, request } from "./api.js";
 import { curlFor } from "./curl.js";
 import { el, replace, when } from "./dom.js";
-import { Reconnecting, readNdjson } from "./streams.js";
+import { readNdjson } from "./streams.js";
 
 const MAX_LINES = 2000;
 
@@ -17,41 +17,50 @@ export class LogView {
     this.target = null;
     this.filter = "";
     this.searching = false;
-    this.stream = null;
+    this.controller = null;
   }
 
-  /** Follows the logs of `app` in `env` (from the start of what the server keeps). */
+  /**
+   * Shows the logs of `app` in `env`; the tail starts at `activate()`, once
+   * an instance exists (asking earlier would only get a 404).
+   */
   follow(app, env) {
     this.stop();
     this.target = { app, env };
     this.filter = "";
     this.searching = false;
     replace(this.pane);
-    this.say("Following the live log.");
-    const path = `${appPath(app, env)}/logs?follow=true`;
-    this.stream = new Reconnecting(
-      async (signal) => {
-        // Each connection reads from the start again: begin empty.
-        replace(this.pane);
-        await readNdjson(path, (item) => this.add(item), signal);
-        this.say("The log stream ended (the app is not running); waiting for it to start again.");
-      },
-      (state, err) => {
-        if (state === "retrying") this.say(`Log stream unavailable: ${err?.message ?? err}; retrying.`);
-        if (state === "stopped") this.say(`Log stream refused: ${err?.message ?? err}.`);
-      },
-    );
-    this.stream.start();
+    this.say("Waiting for a running instance to follow its log.");
   }
 
-  /** Reconnects now (after a status change), if following. */
-  kick() {
-    if (this.stream && !this.searching) this.stream.start();
+  /** Starts the tail if it is not running (the app has an instance now). */
+  activate() {
+    if (!this.target || this.searching || this.controller) return;
+    const controller = new AbortController();
+    this.controller = controller;
+    this.tail(controller).finally(() => {
+      if (this.controller === controller) this.controller = null;
+    });
+  }
+
+  async tail(controller) {
+    const { app, env } = this.target;
+    const path = `${appPath(app, env)}/logs?follow=true`;
+    // Each connection reads from the start of what the server keeps.
+    replace(this.pane);
+    this.say("Following the live log.");
+    try {
+      await readNdjson(path, (item) => this.add(item), controller.signal);
+      this.say("The log stream ended: the instance stopped. It resumes when one starts again.");
+    } catch (err) {
+      if (controller.signal.aborted) return;
+      this.say(`Log stream unavailable: ${err?.message ?? err}. It resumes with the next status change.`);
+    }
   }
 
   stop() {
-    this.stream?.stop();
-    this.stream = null;
+    this.controller?.abort();
+    this.controller = null;
   }
 
   say(text) {
@@ -84,6 +93,7 @@ export class LogView {
       this.filter = "";
       if (this.searching) {
         this.follow(app, env);
+        this.activate();
       } else {
         for (const row of this.pane.children) row.hidden = false;
         this.say("Following the live log.");
@@ -107,6 +117,7 @@ export class LogView {
     if (this.searching) {
       const { app, env } = this.target;
       this.follow(app, env);
+      this.activate();
     }
     this.filter = q;
     let shown = 0;
@@ -122,7 +133,7 @@ export class LogView {
   }
 
   showResults(q, lines) {
-    this.stream?.stop();
+    this.stop();
     this.searching = true;
     replace(this.pane, lines.map(lineNode));
     this.say(`${lines.length} lines match "${q}" in the log store. Clear the search to follow the live log again.`);
