@@ -4,7 +4,9 @@
 //!
 //! A user signs in, uploads a JAR (the progress bar reaches its end),
 //! deploys it, sees RUNNING appear without reloading, sees the app's first
-//! log line in the live tail, is asked before promoting to prod (and
+//! log line in the live tail, searches the log (the server's search
+//! route, or the tail filtered in the browser), is asked before promoting
+//! to prod (and
 //! cancelling sends nothing), stops the app and sees the typed reason in
 //! the history; then the same page on a phone-sized window. Screenshots
 //! (PNG) of each step are saved under `target/tmp/dashboard-screenshots/`
@@ -168,6 +170,59 @@ async fn sign_in_upload_deploy_watch_running_and_logs_then_stop_in_a_real_browse
     browser.screenshot("04-logs.png").await;
     assert_console_clean(&browser, "deploy").await;
 
+    // Search: the server's search route where it has one, else the tail
+    // filtered in the browser, which says so. Either way only matching
+    // lines show.
+    browser.fill("#log-query", "stderr line").await;
+    browser.click("#log-search button").await;
+    let note = browser
+        .wait_for(
+            "the search",
+            QUICK,
+            "return document.getElementById('log-note').textContent;",
+            json!([]),
+            |v| v.as_str().is_some_and(|n| n.contains("\"stderr line\"")),
+        )
+        .await;
+    let shown = browser
+        .execute(
+            "return [...document.querySelectorAll('#log-pane .log-line')].filter(n => !n.hidden).map(n => n.lastElementChild.textContent);",
+            json!([]),
+        )
+        .await;
+    let shown = shown.as_array().unwrap();
+    assert!(!shown.is_empty(), "{note}");
+    assert!(
+        shown
+            .iter()
+            .all(|l| l.as_str().unwrap().contains("stderr line")),
+        "{shown:?}"
+    );
+    assert!(
+        browser
+            .text("#curl")
+            .await
+            .unwrap()
+            .contains("/logs/search?q=stderr%20line"),
+        "the search shown as curl"
+    );
+    browser.screenshot("05-search.png").await;
+    // A server without the route answers it 404, which the page expects
+    // (and says so above); any other error fails.
+    let errors: Vec<_> = browser
+        .console_errors()
+        .await
+        .into_iter()
+        .filter(|e| {
+            let m = e["message"].as_str().unwrap_or_default();
+            !(m.contains("/logs/search?q=") && m.contains("404"))
+        })
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "browser console after search: {errors:#?}"
+    );
+
     // Promoting to prod asks first; cancelling sends nothing.
     browser.fill("#promote-to", "prod").await;
     browser.click("#promote-button").await;
@@ -189,7 +244,7 @@ async fn sign_in_upload_deploy_watch_running_and_logs_then_stop_in_a_real_browse
             .unwrap()
             .contains("/apps/orders/promote")
     );
-    browser.screenshot("05-confirm-prod.png").await;
+    browser.screenshot("06-confirm-prod.png").await;
     browser.click("#confirm-no").await;
     browser
         .wait_for(
@@ -241,7 +296,7 @@ async fn sign_in_upload_deploy_watch_running_and_logs_then_stop_in_a_real_browse
             .unwrap()
             .contains("/envs/dev/stop")
     );
-    browser.screenshot("06-stopped.png").await;
+    browser.screenshot("07-stopped.png").await;
 
     // A phone-sized window: one column, nothing wider than the screen.
     browser.resize(390, 844).await;
@@ -259,7 +314,7 @@ async fn sign_in_upload_deploy_watch_running_and_logs_then_stop_in_a_real_browse
             |v| v[0].as_u64().is_some_and(|w| w < 500),
         )
         .await;
-    browser.screenshot("07-narrow.png").await;
+    browser.screenshot("08-narrow.png").await;
     assert!(
         overflow[1].as_u64() <= overflow[0].as_u64(),
         "wider than the screen: {overflow}"

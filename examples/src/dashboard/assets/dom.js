@@ -63,4 +63,10 @@ export function notify(message, kind = "info") {
   bar.className = `notice notice-${kind}`;
   bar.textContent = message;
   bar.hidden = false;
+  // Good news fades; an error stays until something else is said.
+  if (kind !== "error") {
+    setTimeout(() => {
+      if (bar.textContent === message) bar.hidden = true;
+    }, 8000);
+  }
 }
