@@ -9,10 +9,9 @@
 //! loopback (htpasswd, credentials from the environment) and pulled by
 //! digest; promotion pushes nothing.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cameleer_build::java::agent::AGENT_LINE_PREFIX;
@@ -21,55 +20,8 @@ use cameleer_docker_testing::{CleanupGuard, containers_labelled};
 use cameleer_runtime_docker::connect::connect;
 use cameleer_runtime_docker::labels;
 use serde_json::{Value, json};
+use support::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The server process; killed on drop so a failing test leaves none behind.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        Self::start_with(data_dir, &[], &[])
-    }
-
-    fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(args)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the server");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("server did not say where it listens: {line:?}"));
-        Server { child, addr }
-    }
-
-    fn kill(mut self) {
-        // SIGKILL: no graceful shutdown, as in a crash.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A minimal HTTP/1.1 exchange (`Connection: close`, chunked or not).
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {

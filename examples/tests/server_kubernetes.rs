@@ -9,10 +9,9 @@
 //! the pods log: the logs route serves the line; stop: replicas 0, STOPPED.
 #![cfg(feature = "kubernetes")]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cameleer_build::java::fixtures::{FixtureApp, app_jar};
@@ -21,44 +20,31 @@ use cameleer_registry::testing::TestRegistry;
 use cameleer_runtime_k8s::namespace::namespace_name;
 use cameleer_runtime_k8s::testing::{FakeCluster, PodScript};
 use serde_json::{Value, json};
+use support::server::Server;
 
-/// The server process; killed on drop so a failing test leaves none behind.
-struct Server {
-    child: Child,
+/// The server in Kubernetes mode, and an HTTP client for it.
+struct Client {
+    _server: Server,
     base: String,
     token: Option<String>,
     http: reqwest::Client,
 }
 
-impl Server {
-    fn start(data_dir: &Path, kubeconfig: &Path, registry: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(["--backend", "kubernetes", "--registry", registry])
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr: SocketAddr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("server did not say where it listens: {line:?}"));
+impl Client {
+    fn start(data_dir: &Path, kubeconfig: &Path, registry: &str) -> Client {
+        let kubeconfig = kubeconfig.to_str().unwrap();
+        let server = Server::start_with(
+            data_dir,
+            &["--backend", "kubernetes", "--registry", registry],
+            &[("KUBECONFIG", kubeconfig)],
+        );
         // A server that asks for a token writes the admin's at first start.
         let token = std::fs::read_to_string(data_dir.join("admin-token"))
             .ok()
             .map(|t| t.trim().to_string());
-        Server {
-            child,
-            base: format!("http://{addr}"),
+        Client {
+            base: format!("http://{}", server.addr),
+            _server: server,
             token,
             http: reqwest::Client::new(),
         }
@@ -92,15 +78,8 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Waits for the env's status to read `want`, playing the kubelet meanwhile.
-async fn wait_for(server: &Server, cluster: &FakeCluster, path: &str, want: &str) -> Value {
+async fn wait_for(server: &Client, cluster: &FakeCluster, path: &str, want: &str) -> Value {
     let start = Instant::now();
     loop {
         cluster.tick();
@@ -135,7 +114,7 @@ async fn kubernetes_mode_pushes_with_the_registry_builder_and_runs_the_digest() 
     let kubeconfig = dir.path().join("kubeconfig");
     served.write_kubeconfig(&kubeconfig).unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data, &kubeconfig, &registry.url());
+    let server = Client::start(&data, &kubeconfig, &registry.url());
 
     let jar = std::fs::read(app_jar(FixtureApp::Logging).unwrap()).unwrap();
     let app = format!("/api/v1/tenants/{tenant}/apps/orders");

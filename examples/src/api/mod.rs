@@ -11,6 +11,8 @@
 //! | `POST …/envs/{env}/stop`, `…/restart`, `…/rollback` (`{"version"}`) | lifecycle |
 //! | `POST /api/v1/tenants/{tenant}/apps/{app}/promote` | `{"from", "to"}` → 202 |
 //! | `GET /api/v1/tenants/{tenant}/apps` | every app and environment with its status |
+//! | `GET /api/v1/tenants/{tenant}/events` | SSE of the events of every app and environment of the tenant |
+//! | `GET /`, `GET /ui/{file}` | the [dashboard](crate::dashboard) |
 //! | `GET /healthz` | liveness |
 //!
 //! Errors are `{"error": {"code", "message"}}` with 400, 404, 409, 413 or
@@ -57,6 +59,11 @@ pub fn router(platform: Platform) -> Router {
         .route(&format!("{env}/rollback"), post(handlers::rollback))
         .route(&format!("{app}/promote"), post(handlers::promote))
         .route("/api/v1/tenants/{tenant}/apps", get(handlers::list))
+        .route(
+            "/api/v1/tenants/{tenant}/events",
+            get(streams::tenant_events),
+        )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(platform)
+        .merge(crate::dashboard::router())
 }

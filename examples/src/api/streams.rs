@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use cameleer_runtime::{AppRef, LogOptions, Platform, PlatformEvent};
+use cameleer_runtime::{AppRef, LogOptions, Platform, PlatformEvent, TenantId};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -132,6 +132,31 @@ pub(crate) fn events_of(
     })
 }
 
+/// The events of every app and environment of `tenant`, and every
+/// `lagged` marker.
+pub(crate) fn events_of_tenant(
+    events: impl Stream<Item = PlatformEvent>,
+    tenant: TenantId,
+) -> impl Stream<Item = PlatformEvent> {
+    events.filter(move |event| {
+        let keep = event.app().is_none_or(|a| a.tenant == tenant);
+        std::future::ready(keep)
+    })
+}
+
+/// `GET /api/v1/tenants/{tenant}/events`: the events of the app route below
+/// for every app and environment of the tenant, on one connection (a
+/// dashboard's overview; browsers allow few connections per server).
+pub async fn tenant_events(
+    State(platform): State<Platform>,
+    Path(tenant): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let tenant: TenantId = tenant.parse()?;
+    let stream = events_of_tenant(platform.subscribe(), tenant)
+        .map(|event| Ok::<_, Infallible>(sse_of(&event)));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
 /// `GET …/events`: SSE of the app's status changes, build progress and
 /// health warnings. A client that falls behind gets a `lagged` event
 /// (`{"type": "lagged", "missed": N}`) in place of the events it missed, and
@@ -174,5 +199,29 @@ mod tests {
         assert_eq!(kept.len(), 2, "{kept:?}");
         assert_eq!(kept[0], PlatformEvent::Lagged { missed: 3 });
         assert_eq!(kept[1].app(), Some(&orders));
+    }
+
+    #[tokio::test]
+    async fn a_tenants_stream_keeps_every_app_of_the_tenant_and_no_other() {
+        let other = PlatformEvent::BuildProgress(BuildProgressEvent {
+            app: AppRef::parse("globex", "orders", "dev").unwrap(),
+            ..match progress("orders") {
+                PlatformEvent::BuildProgress(p) => p,
+                _ => unreachable!(),
+            }
+        });
+        let all = futures::stream::iter([
+            progress("billing"),
+            other,
+            PlatformEvent::Lagged { missed: 1 },
+            progress("orders"),
+        ]);
+        let kept: Vec<_> = events_of_tenant(all, "acme".parse().unwrap())
+            .collect()
+            .await;
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        assert_eq!(kept[0].app().unwrap().app.as_str(), "billing");
+        assert_eq!(kept[1], PlatformEvent::Lagged { missed: 1 });
+        assert_eq!(kept[2].app().unwrap().app.as_str(), "orders");
     }
 }
