@@ -145,7 +145,10 @@ fn search_query(app: AppRef, p: &SearchParams) -> Result<LogQuery, ApiError> {
     q.version = p
         .version
         .as_deref()
-        .map(|v| v.parse().map_err(|_| bad("version", format!("not a version number: {v:?}"))))
+        .map(|v| {
+            v.parse()
+                .map_err(|_| bad("version", format!("not a version number: {v:?}")))
+        })
         .transpose()?;
     if let Some(l) = p.limit.as_deref() {
         q.limit = l
@@ -256,7 +259,8 @@ fn log_line(l: StoredLine) -> LogLine {
 /// `GET …/logs` with a store: the app's history from the store (every
 /// version: from `since`, or the newest [`DEFAULT_TAIL`] lines), then, with
 /// `follow`, the live lines the backend writes after the last one of the
-/// history. Same formats as without a store (NDJSON or SSE).
+/// history (without `follow`, those the backend holds now). Same formats
+/// as without a store (NDJSON or SSE).
 pub(crate) async fn logs_with_store(
     platform: Platform,
     logs: LogsApi,
@@ -275,14 +279,13 @@ pub(crate) async fn logs_with_store(
         })
         .map_err(ApiError::from)
     });
+    // Then what the backend has beyond the store (the forwarder stores in
+    // batches, a second or so behind), following it when asked.
     let live = futures::stream::once(async move {
-        if !options.follow {
-            return futures::stream::empty().boxed();
-        }
         let after = *live_from.lock().unwrap_or_else(|p| p.into_inner());
         let read = LogOptions {
             since: after.map(Into::into),
-            follow: true,
+            follow: options.follow,
         };
         match platform.logs(&app, read).await {
             // Lines up to the history's last time were in the history.

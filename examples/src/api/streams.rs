@@ -79,7 +79,10 @@ pub async fn logs(
             .await;
     }
     let lines = platform.logs(&app, options).await?;
-    Ok(respond(lines.map(|l| l.map_err(ApiError::from)), wants_sse(&headers)))
+    Ok(respond(
+        lines.map(|l| l.map_err(ApiError::from)),
+        wants_sse(&headers),
+    ))
 }
 
 /// The response of a log route: SSE `log` events (an `error` event for an

@@ -23,12 +23,12 @@ use std::sync::Arc;
 use cameleer_build::java::agent::agent_jar;
 use cameleer_examples::api;
 use cameleer_examples::server::{Backend, LogStoreArg, ServerArgs, USAGE};
-use cameleer_logstore::{ClickHouseLogStore, ClickHouseOptions, SqliteLogStore};
-use cameleer_runtime::logs::{ForwarderOptions, LogForwarder, LogStore};
 use cameleer_examples::storage::{FsArtifactStore, SqliteDeploymentStore};
+use cameleer_logstore::{ClickHouseLogStore, ClickHouseOptions, SqliteLogStore};
 use cameleer_registry::{
     Credentials, RegistryBuilderOptions, RegistryConfig, RegistryImageBuilder,
 };
+use cameleer_runtime::logs::{ForwarderOptions, LogForwarder, LogStore};
 use cameleer_runtime::{ImageBuilder, Platform, PlatformOptions, RuntimeOrchestrator};
 use cameleer_runtime_docker::base_image::{BaseImageConfig, ensure_base_image};
 use cameleer_runtime_docker::{
@@ -127,9 +127,7 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
 /// The `--log-store`: SQLite in the data dir, or ClickHouse.
 async fn open_log_store(args: &ServerArgs) -> Result<Arc<dyn LogStore>, BoxError> {
     Ok(match &args.log_store {
-        LogStoreArg::Sqlite => {
-            Arc::new(SqliteLogStore::open(args.data_dir.join("logs.sqlite"))?)
-        }
+        LogStoreArg::Sqlite => Arc::new(SqliteLogStore::open(args.data_dir.join("logs.sqlite"))?),
         LogStoreArg::ClickHouse(url) => {
             let store = ClickHouseLogStore::connect(ClickHouseOptions::from_url(url)?).await?;
             tracing::info!(version = %store.server_version().await?, "logs are kept in ClickHouse");
