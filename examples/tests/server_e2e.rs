@@ -415,7 +415,10 @@ async fn a_replaced_versions_logs_stay_searchable() {
     .await;
     let start = Instant::now();
     while count_containers(&docker, &tenant).await > 1 {
-        assert!(start.elapsed() < patience, "v1's container is never removed");
+        assert!(
+            start.elapsed() < patience,
+            "v1's container is never removed"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
