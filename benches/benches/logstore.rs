@@ -252,7 +252,7 @@ fn stored_line(i: usize, apps: &[(AppRef, DeploymentId)], per_app: usize) -> Sto
         deployment: *deployment,
         version: 1,
         timestamp: from_nanos(T0 + (k as i128 * span as i128 / per_app as i128) as i64),
-        stream: if k % 1000 == 0 {
+        stream: if k.is_multiple_of(1000) {
             LogSource::Stderr
         } else {
             LogSource::Stdout
