@@ -499,6 +499,15 @@ impl RuntimeOrchestrator for DockerRuntimeOrchestrator {
         Ok(self.app_log_stream(app, &c.id, options))
     }
 
+    async fn deployment_logs(
+        &self,
+        app: &AppRef,
+        deployment: &cameleer_runtime::DeploymentId,
+        options: &LogOptions,
+    ) -> Result<LogStream> {
+        self.deployment_log_stream(app, deployment, options).await
+    }
+
     async fn app_status(&self, app: &AppRef) -> Result<AppStatus> {
         let c = self.newest(app).await?;
         let (status, reason) = self.observe(&c.id, &c.labels).await?;

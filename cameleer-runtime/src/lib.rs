@@ -9,6 +9,8 @@
 //! - the contracts: [`RuntimeOrchestrator`] (a backend), [`ImageBuilder`],
 //!   [`DeploymentStore`] and [`ArtifactStore`] (the host's storage);
 //! - in-memory stores ([`memory`]);
+//! - logs that outlive containers ([`logs`]): the `LogStore` contract and
+//!   the forwarder that fills it;
 //! - [`Platform`], the pipeline from an uploaded JAR to a RUNNING app, and
 //!   the [`PlatformEvent`]s it publishes;
 //! - with the `testkit` feature, fakes with fault injection and the
@@ -55,6 +57,7 @@ mod error;
 pub mod health;
 pub mod identity;
 mod ids;
+pub mod logs;
 pub mod memory;
 mod orchestrator;
 mod platform;

@@ -303,6 +303,34 @@ pub trait RuntimeOrchestrator: Send + Sync {
     /// caller.
     async fn app_logs(&self, app: &AppRef, options: &LogOptions) -> Result<LogStream>;
 
+    /// The output of one deployment of `app` (the version it ran), from
+    /// `options.since`, following new lines when `options.follow` while it
+    /// runs; readable after it stopped for as long as the backend keeps its
+    /// resources (a stopped version that was kept, or the old version in
+    /// the moments before a redeploy removes it). The
+    /// [`LogForwarder`](crate::logs::LogForwarder) reads it to copy each
+    /// deployment's lines into a [`LogStore`](crate::logs::LogStore), with
+    /// timestamps that do not go backwards within one deployment.
+    ///
+    /// The default reads [`app_logs`](Self::app_logs) when `deployment` is
+    /// the one the backend runs for the app now, and is
+    /// [`Error::NotFound`](crate::Error::NotFound) otherwise: right for a
+    /// backend that keeps one version per app, but a backend that keeps a
+    /// stopped version beside a new one should read that version's own
+    /// output.
+    async fn deployment_logs(
+        &self,
+        app: &AppRef,
+        deployment: &DeploymentId,
+        options: &LogOptions,
+    ) -> Result<LogStream> {
+        let now = self.app_status(app).await?;
+        if now.deployment != Some(*deployment) {
+            return Err(crate::Error::not_found("deployment", deployment));
+        }
+        self.app_logs(app, options).await
+    }
+
     /// What runs for `app` now, read from the runtime.
     async fn app_status(&self, app: &AppRef) -> Result<AppStatus>;
 

@@ -4,7 +4,8 @@
 //! [--data-dir DIR] [--agent-jar PATH] [--agent-args STR] [--base-image REF]
 //! [--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]]
 //! [--backend docker|kubernetes] [--image-builder registry|kaniko]
-//! [--pull-secret NAME]… [--push-secret NAME] [--insecure-registry]`
+//! [--pull-secret NAME]… [--push-secret NAME] [--insecure-registry]
+//! [--log-store sqlite|clickhouse://…]`
 //!
 //! It wires the crates exactly as a host application would: SQLite and
 //! content-addressed files under the data dir for storage, the local Docker
@@ -64,6 +65,35 @@ pub struct ServerArgs {
     pub push_secret: Option<String>,
     /// Kubernetes with Kaniko: push over plain HTTP (a local registry).
     pub insecure_registry: bool,
+    /// Where app logs are kept beyond their containers.
+    pub log_store: LogStoreArg,
+}
+
+/// `--log-store`: where app logs are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LogStoreArg {
+    /// SQLite in the data dir (`logs.sqlite`), the default.
+    #[default]
+    Sqlite,
+    /// ClickHouse at this `clickhouse://` (or `clickhouses://`) URL.
+    ClickHouse(String),
+}
+
+impl LogStoreArg {
+    /// Reads `sqlite` or `clickhouse[s]://…`.
+    pub fn parse(v: &str) -> Result<Self, String> {
+        if v == "sqlite" {
+            return Ok(Self::Sqlite);
+        }
+        if v.starts_with("clickhouse://") || v.starts_with("clickhouses://") {
+            cameleer_logstore::ClickHouseOptions::from_url(v)
+                .map_err(|e| format!("--log-store: {e}"))?;
+            return Ok(Self::ClickHouse(v.to_owned()));
+        }
+        Err(format!(
+            "--log-store {v:?}: sqlite or clickhouse://[user[:password]@]host[:port][/database]"
+        ))
+    }
 }
 
 /// How the Kubernetes backend makes images.
@@ -105,6 +135,7 @@ impl Default for ServerArgs {
             pull_secrets: Vec::new(),
             push_secret: None,
             insecure_registry: false,
+            log_store: LogStoreArg::Sqlite,
         }
     }
 }
@@ -114,7 +145,9 @@ pub const USAGE: &str = "usage: server [--listen ADDR] [--data-dir DIR] [--agent
 [--agent-args STR] [--base-image REF] \
 [--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]] \
 [--backend docker|kubernetes] [--image-builder registry|kaniko] [--pull-secret NAME]... \
-[--push-secret NAME] [--insecure-registry]
+[--push-secret NAME] [--insecure-registry] \
+[--log-store sqlite|clickhouse://[user[:password]@]host[:port][/database]]
+  --log-store: where app logs are kept beyond their containers (default: sqlite, in the data dir).
   --registry: build images without the engine and push them to URL (https, or http on
   loopback); credentials from the file (one line username:password) or from
   CAMELEER_REGISTRY_USERNAME and CAMELEER_REGISTRY_PASSWORD. Needed on Kubernetes.
@@ -197,6 +230,7 @@ impl ServerArgs {
                 }
                 "--pull-secret" => out.pull_secrets.push(value()?),
                 "--push-secret" => out.push_secret = Some(value()?),
+                "--log-store" => out.log_store = LogStoreArg::parse(&value()?)?,
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -333,6 +367,23 @@ mod tests {
             Some(PathBuf::from("/etc/cameleer/registry"))
         );
         assert_eq!(r.registry_ca, Some(PathBuf::from("/etc/cameleer/ca.pem")));
+    }
+
+    #[test]
+    fn the_log_store_is_sqlite_or_a_clickhouse_url() {
+        let a = ServerArgs::parse(["--log-store", "clickhouse://127.0.0.1:8123/logs"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            a.log_store,
+            LogStoreArg::ClickHouse("clickhouse://127.0.0.1:8123/logs".into())
+        );
+        let a = ServerArgs::parse(["--log-store=sqlite"]).unwrap().unwrap();
+        assert_eq!(a.log_store, LogStoreArg::Sqlite);
+        for bad in ["postgres://x", "clickhouse://h/bad;db"] {
+            let e = ServerArgs::parse(["--log-store", bad]).unwrap_err();
+            assert!(e.contains("--log-store"), "{e}");
+        }
     }
 
     #[test]

@@ -293,3 +293,148 @@ async fn with_a_registry_uploads_end_as_pushed_images_and_promotion_pushes_nothi
     guard.cleanup().await.unwrap();
     assert_eq!(count_containers(&docker, &tenant).await, 0);
 }
+
+/// `GET path` until `done` holds for the JSON answer (at most `limit`).
+async fn poll_json(
+    addr: SocketAddr,
+    path: &str,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let (code, body) = json_call(addr, "GET", path, Value::Null).await;
+        if code == 200 && done(&body) {
+            return body;
+        }
+        assert!(start.elapsed() < limit, "{path}: {code} {body}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_versions_logs_stay_searchable() {
+    let docker = connect().await.unwrap();
+    let tenant = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let guard = CleanupGuard::new(&docker);
+    guard.label(labels::TENANT, &tenant);
+    let data = tempfile::tempdir().unwrap();
+    let jar = std::fs::read(app_jar(FixtureApp::Logging).unwrap()).unwrap();
+    let patience = Duration::from_secs(240);
+    let server = Server::start(data.path());
+    let addr = server.addr;
+    let app = format!("/api/v1/tenants/{tenant}/apps/orders");
+    let (code, body) = http(addr, "PUT", &format!("{app}/envs/dev/artifacts"), &jar).await;
+    assert_eq!(code, 201);
+    let uploaded: Value = serde_json::from_slice(&body).unwrap();
+    let deploy = json!({
+        "artifact": uploaded["sha256"],
+        "config": {"env": {"LOG_INTERVAL_MS": "200"}, "resources": {"memory_mb": 256, "cpu_millis": 500}},
+    });
+    let (code, _) = json_call(
+        addr,
+        "POST",
+        &format!("{app}/envs/dev/deployments"),
+        deploy.clone(),
+    )
+    .await;
+    assert_eq!(code, 202);
+    let v1 = wait_for_status(addr, &format!("{app}/envs/dev"), "RUNNING", patience).await;
+    let v1_id = v1["deployment"]["id"].as_str().unwrap().to_owned();
+    // The forwarder stores v1's lines while it runs.
+    let search = format!("{app}/envs/dev/logs/search");
+    poll_json(
+        addr,
+        &format!("{search}?version=1&limit=1000"),
+        patience,
+        |page| page["lines"].as_array().is_some_and(|l| l.len() >= 3),
+    )
+    .await;
+
+    // v2 replaces it: the engine removes v1's container.
+    let (code, _) = json_call(addr, "POST", &format!("{app}/envs/dev/deployments"), deploy).await;
+    assert_eq!(code, 202);
+    poll_json(addr, &format!("{app}/envs/dev"), patience, |s| {
+        s["deployment"]["version"] == 2 && s["status"] == "RUNNING"
+    })
+    .await;
+    poll_json(
+        addr,
+        &format!("{search}?version=2&limit=5"),
+        patience,
+        |page| page["lines"].as_array().is_some_and(|l| !l.is_empty()),
+    )
+    .await;
+    let start = Instant::now();
+    while count_containers(&docker, &tenant).await > 1 {
+        assert!(
+            start.elapsed() < patience,
+            "v1's container is never removed"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // v1's lines are still there, searchable by text and paged.
+    let started = format!(
+        "{search}?version=1&q={}",
+        APP_STARTED_LINE.replace(' ', "%20")
+    );
+    let (code, page) = json_call(addr, "GET", &started, Value::Null).await;
+    assert_eq!(code, 200, "{page}");
+    let lines = page["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 1, "{page}");
+    assert_eq!(lines[0]["line"], APP_STARTED_LINE);
+    assert_eq!(lines[0]["deployment"], v1_id.as_str());
+    let (_, first) = json_call(
+        addr,
+        "GET",
+        &format!("{search}?version=1&limit=2&order=oldest"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(first["lines"].as_array().unwrap().len(), 2, "{first}");
+    let cursor = first["next"].as_str().expect("more than one page");
+    let (_, second) = json_call(
+        addr,
+        "GET",
+        &format!("{search}?version=1&limit=2&order=oldest&cursor={cursor}"),
+        Value::Null,
+    )
+    .await;
+    assert_ne!(second["lines"][0], first["lines"][0]);
+    let (code, bad) = json_call(addr, "GET", &format!("{search}?cursor=nope"), Value::Null).await;
+    assert_eq!(
+        (code, bad["error"]["code"].as_str()),
+        (400, Some("invalid_cursor"))
+    );
+
+    // The logs route serves the history of both versions from the store.
+    let (code, logs) = http(addr, "GET", &format!("{app}/envs/dev/logs"), b"").await;
+    assert_eq!(code, 200);
+    let texts: Vec<String> = String::from_utf8(logs)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["line"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let started_lines = texts
+        .iter()
+        .filter(|t| t.as_str() == APP_STARTED_LINE)
+        .count();
+    assert_eq!(
+        started_lines, 2,
+        "v1's and v2's start, once each: {texts:?}"
+    );
+
+    let (code, stats) = json_call(addr, "GET", "/api/v1/log-forwarder", Value::Null).await;
+    assert_eq!(code, 200);
+    assert_eq!(stats["store"], "sqlite");
+    assert_eq!(stats["lines_lost"], 0, "{stats}");
+    assert!(stats["lines_stored"].as_u64().unwrap() > 3, "{stats}");
+    drop(server);
+    guard.cleanup().await.unwrap();
+}

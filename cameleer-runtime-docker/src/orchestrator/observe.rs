@@ -182,6 +182,28 @@ impl DockerRuntimeOrchestrator {
     }
 
     /// The log lines of one container, as the engine has them.
+    /// The lines of `deployment`'s own container (the newest, if it was
+    /// restarted into a new one), running or stopped; a container removed
+    /// while being read ends the stream cleanly.
+    pub(super) async fn deployment_log_stream(
+        &self,
+        app: &AppRef,
+        deployment: &cameleer_runtime::DeploymentId,
+        options: &LogOptions,
+    ) -> Result<LogStream> {
+        let c = self
+            .list(labels::app_filter(app))
+            .await?
+            .into_iter()
+            .find(|c| c.labels.app == *app && c.labels.deployment == *deployment)
+            .ok_or_else(|| cameleer_runtime::Error::not_found("deployment", deployment))?;
+        let lines = self.container_lines(&c.id, options);
+        Ok(Box::pin(lines.take_while(|item| {
+            let gone = matches!(item, Err(e) if crate::engine::is_gone_error(e));
+            std::future::ready(!gone)
+        })))
+    }
+
     fn container_lines(&self, id: &str, options: &LogOptions) -> LogStream {
         let request = LogsOptionsBuilder::new()
             .stdout(true)

@@ -340,6 +340,15 @@ impl Platform {
         self.core.rollback(app, version).await
     }
 
+    /// The backend and the deployment store, for a
+    /// [`LogForwarder`](crate::logs::LogForwarder).
+    pub fn log_sources(&self) -> crate::logs::ForwarderSources {
+        crate::logs::ForwarderSources {
+            orchestrator: self.core.orchestrator.clone(),
+            deployments: self.core.store.clone(),
+        }
+    }
+
     /// Status changes, build progress and health warnings of every app from
     /// now on, for dashboards and server-sent events.
     ///

@@ -7,8 +7,12 @@
 //!   checks its input and counts builds.
 //! - [`conformance`]: the checks every backend runs, and [`FakeFixture`],
 //!   the fake's own fixture for them.
+//! - [`logs`]: the suite every `LogStore` passes
+//!   ([`log_store_conformance_tests!`](crate::log_store_conformance_tests))
+//!   and [`FlakyLogStore`](logs::FlakyLogStore) for failure tests.
 
 pub mod conformance;
+pub mod logs;
 
 mod builder;
 mod orchestrator;

@@ -75,7 +75,9 @@ struct Faults {
 #[derive(Default)]
 struct FakeApp {
     instances: Vec<Instance>,
-    logs: VecDeque<LogLine>,
+    /// Every instance's lines, oldest first, with the deployment that
+    /// wrote them.
+    logs: VecDeque<(DeploymentId, LogLine)>,
 }
 
 struct Instance {
@@ -298,6 +300,58 @@ impl FakeOrchestrator {
     }
 }
 
+impl FakeOrchestrator {
+    /// The lines of `app` (of one deployment when `only` is set) from
+    /// `options.since`, then, when following, the live lines of its current
+    /// instance (of that deployment's newest instance).
+    fn read_logs(
+        &self,
+        app: &AppRef,
+        only: Option<DeploymentId>,
+        options: &LogOptions,
+    ) -> Result<LogStream> {
+        let since = options.since.map(OffsetDateTime::from);
+        let keep = move |l: &LogLine| since.is_none_or(|s| l.ts >= s);
+        let (past, live) = {
+            let st = self.inner.lock();
+            let entry = st.apps.get(app).ok_or_else(|| gone(app))?;
+            let instance = match only {
+                None => entry.current(),
+                Some(d) => entry.instances.iter().rev().find(|i| i.deployment == d),
+            };
+            if let (Some(d), None) = (only, instance) {
+                return Err(Error::not_found("deployment", d));
+            }
+            let past: Vec<Result<LogLine>> = entry
+                .logs
+                .iter()
+                .filter(|(d, l)| only.is_none_or(|o| o == *d) && keep(l))
+                .map(|(_, l)| Ok(l.clone()))
+                .collect();
+            let live = options
+                .follow
+                .then(|| instance.and_then(|i| i.follow.as_ref()))
+                .flatten()
+                .map(broadcast::Sender::subscribe);
+            (past, live)
+        };
+        let past = futures::stream::iter(past);
+        let Some(live) = live else {
+            return Ok(Box::pin(past));
+        };
+        let live = futures::stream::unfold(live, move |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(line) if keep(&line) => return Some((Ok(line), rx)),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(Box::pin(past.chain(live)))
+    }
+}
+
 fn gone(app: &AppRef) -> Error {
     Error::not_found("app", app)
 }
@@ -313,18 +367,17 @@ impl Inner {
             stream,
             line,
         };
-        if let Some(tx) = app
-            .instances
-            .iter()
-            .find(|i| i.run == run)
-            .and_then(|i| i.follow.as_ref())
-        {
+        let Some(instance) = app.instances.iter().find(|i| i.run == run) else {
+            return;
+        };
+        if let Some(tx) = instance.follow.as_ref() {
             let _ = tx.send(line.clone());
         }
+        let deployment = instance.deployment;
         if app.logs.len() >= self.log_capacity {
             app.logs.pop_front();
         }
-        app.logs.push_back(line);
+        app.logs.push_back((deployment, line));
     }
 
     /// Writes a line for instance `run` if it is still up; false otherwise.
@@ -521,39 +574,16 @@ impl RuntimeOrchestrator for FakeOrchestrator {
     }
 
     async fn app_logs(&self, app: &AppRef, options: &LogOptions) -> Result<LogStream> {
-        let since = options.since.map(OffsetDateTime::from);
-        let keep = move |l: &LogLine| since.is_none_or(|s| l.ts >= s);
-        let (past, live) = {
-            let st = self.inner.lock();
-            let entry = st.apps.get(app).ok_or_else(|| gone(app))?;
-            let past: Vec<Result<LogLine>> = entry
-                .logs
-                .iter()
-                .filter(|l| keep(l))
-                .cloned()
-                .map(Ok)
-                .collect();
-            let live = options
-                .follow
-                .then(|| entry.current().and_then(|i| i.follow.as_ref()))
-                .flatten()
-                .map(broadcast::Sender::subscribe);
-            (past, live)
-        };
-        let past = futures::stream::iter(past);
-        let Some(live) = live else {
-            return Ok(Box::pin(past));
-        };
-        let live = futures::stream::unfold(live, move |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(line) if keep(&line) => return Some((Ok(line), rx)),
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        });
-        Ok(Box::pin(past.chain(live)))
+        self.read_logs(app, None, options)
+    }
+
+    async fn deployment_logs(
+        &self,
+        app: &AppRef,
+        deployment: &DeploymentId,
+        options: &LogOptions,
+    ) -> Result<LogStream> {
+        self.read_logs(app, Some(*deployment), options)
     }
 
     async fn app_status(&self, app: &AppRef) -> Result<AppStatus> {

@@ -6,7 +6,9 @@
 //! | `POST …/apps/{app}/envs/{env}/deployments` | `{"artifact", "config"}` → 202, the BUILDING deployment |
 //! | `GET …/apps/{app}/envs/{env}` | `{"status", "deployment"}` |
 //! | `GET …/envs/{env}/deployments` | the history, newest first |
-//! | `GET …/envs/{env}/logs?since=RFC3339&follow=bool` | NDJSON `{ts, stream, line}`, or SSE with `Accept: text/event-stream` |
+//! | `GET …/envs/{env}/logs?since=RFC3339&follow=bool` | NDJSON `{ts, stream, line}`, or SSE with `Accept: text/event-stream`; with a log store, its history first (from `since`, or the newest 1000 lines), then live lines |
+//! | `GET …/envs/{env}/logs/search?q=&from=&to=&stream=&version=&cursor=&limit=&order=` | a JSON page `{lines, next}` of the stored lines, any version (with a log store) |
+//! | `GET /api/v1/log-forwarder` | the log forwarder's stats (with a log store) |
 //! | `GET …/envs/{env}/events` | SSE of status changes and build progress |
 //! | `POST …/envs/{env}/stop`, `…/restart`, `…/rollback` (`{"version"}`) | lifecycle |
 //! | `POST /api/v1/tenants/{tenant}/apps/{app}/promote` | `{"from", "to"}` → 202 |
@@ -21,6 +23,7 @@
 
 mod error;
 mod handlers;
+pub mod logs;
 mod streams;
 
 use axum::Router;
@@ -53,6 +56,8 @@ pub fn router(platform: Platform) -> Router {
         )
         .route(env, get(handlers::status))
         .route(&format!("{env}/logs"), get(streams::logs))
+        .route(&format!("{env}/logs/search"), get(logs::search))
+        .route("/api/v1/log-forwarder", get(logs::forwarder_stats))
         .route(&format!("{env}/events"), get(streams::events))
         .route(&format!("{env}/stop"), post(handlers::stop))
         .route(&format!("{env}/restart"), post(handlers::restart))

@@ -4,11 +4,11 @@ use std::convert::Infallible;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use cameleer_runtime::{AppRef, LogOptions, Platform, PlatformEvent, TenantId};
+use cameleer_runtime::{AppRef, LogLine, LogOptions, Platform, PlatformEvent, TenantId};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -60,19 +60,38 @@ fn parse_query(q: &LogQuery) -> Result<LogOptions, ApiError> {
 }
 
 /// `GET …/logs`: NDJSON lines `{ts, stream, line}`, or SSE when asked.
+/// With a log store ([`LogsApi`](super::logs::LogsApi)), the history comes
+/// from the store first ([`logs_with_store`](super::logs::logs_with_store)).
 ///
 /// An error after the first line cannot change the status any more; it is
 /// sent as a last line `{"error": {...}}` (or an SSE `error` event).
 pub async fn logs(
     State(platform): State<Platform>,
+    store: Option<Extension<super::logs::LogsApi>>,
     Path((tenant, app, env)): Path<(String, String, String)>,
     Query(query): Query<LogQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let app = AppRef::parse(&tenant, &app, &env)?;
     let options = parse_query(&query)?;
+    if let Some(Extension(store)) = store {
+        return super::logs::logs_with_store(platform, store, app, options, wants_sse(&headers))
+            .await;
+    }
     let lines = platform.logs(&app, options).await?;
-    if wants_sse(&headers) {
+    Ok(respond(
+        lines.map(|l| l.map_err(ApiError::from)),
+        wants_sse(&headers),
+    ))
+}
+
+/// The response of a log route: SSE `log` events (an `error` event for an
+/// error), or NDJSON lines (a last `{"error": {...}}` line for an error).
+pub(crate) fn respond(
+    lines: impl Stream<Item = Result<LogLine, ApiError>> + Send + 'static,
+    sse: bool,
+) -> Response {
+    if sse {
         let events = lines.map(|item| {
             Ok::<_, Infallible>(match item {
                 Ok(line) => Event::default()
@@ -81,28 +100,28 @@ pub async fn logs(
                     .unwrap_or_default(),
                 Err(e) => Event::default()
                     .event("error")
-                    .json_data(ApiError::from(e).body())
+                    .json_data(e.body())
                     .unwrap_or_default(),
             })
         });
-        return Ok(Sse::new(events)
+        return Sse::new(events)
             .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-            .into_response());
+            .into_response();
     }
     let body = lines.map(|item| {
         let mut buf = match item {
             Ok(line) => serde_json::to_vec(&line),
-            Err(e) => serde_json::to_vec(&ApiError::from(e).body()),
+            Err(e) => serde_json::to_vec(&e.body()),
         }
         .unwrap_or_default();
         buf.push(b'\n');
         Ok::<_, Infallible>(buf)
     });
-    Ok((
+    (
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(body),
     )
-        .into_response())
+        .into_response()
 }
 
 /// The SSE event of a platform event: named by its `type`, the JSON of the

@@ -24,11 +24,13 @@ use std::sync::Arc;
 
 use cameleer_build::java::agent::agent_jar;
 use cameleer_examples::api;
-use cameleer_examples::server::{Backend, ServerArgs, USAGE};
+use cameleer_examples::server::{Backend, LogStoreArg, ServerArgs, USAGE};
 use cameleer_examples::storage::{FsArtifactStore, SqliteDeploymentStore};
+use cameleer_logstore::{ClickHouseLogStore, ClickHouseOptions, SqliteLogStore};
 use cameleer_registry::{
     Credentials, RegistryBuilderOptions, RegistryConfig, RegistryImageBuilder,
 };
+use cameleer_runtime::logs::{ForwarderOptions, LogForwarder, LogStore};
 use cameleer_runtime::{ImageBuilder, Platform, PlatformOptions, RuntimeOrchestrator};
 use cameleer_runtime_docker::base_image::{BaseImageConfig, ensure_base_image};
 use cameleer_runtime_docker::{
@@ -94,6 +96,13 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
         .artifact_store(Arc::new(artifacts))
         .options(options)
         .build();
+    // Before the platform starts: the forwarder sees recovery's events too.
+    let logs = open_log_store(&args).await?;
+    let forwarder = LogForwarder::start(&platform, logs.clone(), ForwarderOptions::default());
+    let logs_api = api::logs::LogsApi {
+        store: logs,
+        forwarder: forwarder.clone(),
+    };
     let recovered = platform.start().await?;
     tracing::info!(
         adopted = recovered.backend.adopted.len(),
@@ -108,11 +117,25 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
         "cameleer server listening on http://{}",
         listener.local_addr()?
     );
-    axum::serve(listener, api::router(platform.clone()))
+    let app = api::router(platform.clone()).layer(axum::Extension(logs_api));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     platform.shutdown().await;
+    forwarder.shutdown().await;
     Ok(())
+}
+
+/// The `--log-store`: SQLite in the data dir, or ClickHouse.
+async fn open_log_store(args: &ServerArgs) -> Result<Arc<dyn LogStore>, BoxError> {
+    Ok(match &args.log_store {
+        LogStoreArg::Sqlite => Arc::new(SqliteLogStore::open(args.data_dir.join("logs.sqlite"))?),
+        LogStoreArg::ClickHouse(url) => {
+            let store = ClickHouseLogStore::connect(ClickHouseOptions::from_url(url)?).await?;
+            tracing::info!(version = %store.server_version().await?, "logs are kept in ClickHouse");
+            Arc::new(store)
+        }
+    })
 }
 
 async fn docker_backend(

@@ -1,0 +1,71 @@
+//! The log store suite against a real clickhouse-server that the test
+//! starts on loopback (one per test binary, a database per test).
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use cameleer_logstore::testing::ClickHouseServer;
+use cameleer_logstore::{ClickHouseLogStore, ClickHouseOptions};
+use cameleer_runtime::logs::{LogQuery, LogStore};
+use cameleer_runtime::testkit::logs::line;
+use cameleer_runtime::{AppRef, DeploymentId};
+
+fn server() -> &'static ClickHouseServer {
+    static SERVER: OnceLock<ClickHouseServer> = OnceLock::new();
+    SERVER.get_or_init(|| ClickHouseServer::start().expect("clickhouse-server must start"))
+}
+
+async fn fresh() -> ClickHouseLogStore {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let db = format!(
+        "t{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let options = ClickHouseOptions::from_url(&server().store_url(&db)).unwrap();
+    ClickHouseLogStore::connect(options).await.unwrap()
+}
+
+cameleer_runtime::log_store_conformance_tests!(fresh);
+
+#[tokio::test]
+async fn the_server_is_at_least_the_oldest_supported() {
+    let store = fresh().await;
+    let v = store.server_version().await.unwrap();
+    let major_minor: Vec<u32> = v.split('.').take(2).map(|p| p.parse().unwrap()).collect();
+    assert!(major_minor >= vec![18, 16], "{v}");
+}
+
+#[tokio::test]
+async fn retention_drops_whole_old_months() {
+    let store = fresh().await;
+    let app = AppRef::parse("acme", "orders", "prod").unwrap();
+    let d = DeploymentId::new_random();
+    // T0 is 2026-01-01; 40 days later is February.
+    let day = 86_400_000_000_000i64;
+    store
+        .append(&[
+            line(&app, d, 1, 0, 0, "january"),
+            line(&app, d, 1, 1, 40 * day, "february"),
+        ])
+        .await
+        .unwrap();
+    let feb = cameleer_runtime::logs::from_nanos(1_767_225_600_000_000_000 + 40 * day);
+    assert_eq!(store.drop_months_before(feb).await.unwrap(), 1);
+    let left = store.query(&LogQuery::new(app)).await.unwrap().lines;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].line, "february");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_typed_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let options = ClickHouseOptions::from_url(&format!("clickhouse://127.0.0.1:{port}/x")).unwrap();
+    let e = ClickHouseLogStore::connect(options).await.unwrap_err();
+    assert_eq!(e.code(), "log_store_unavailable");
+    assert!(e.to_string().contains(&port.to_string()), "{e}");
+}

@@ -1,0 +1,50 @@
+//! The log store suite against SQLite, and what only a file shows.
+
+use cameleer_logstore::SqliteLogStore;
+use cameleer_runtime::logs::{LogQuery, LogStore};
+use cameleer_runtime::testkit::logs::line;
+use cameleer_runtime::{AppRef, DeploymentId};
+
+/// A fresh store in a directory that lives as long as the test process
+/// (leaked on purpose: each test's store must outlive the call).
+async fn fresh() -> SqliteLogStore {
+    let dir = tempfile::tempdir().unwrap().keep();
+    SqliteLogStore::open(dir.join("logs.db")).unwrap()
+}
+
+cameleer_runtime::log_store_conformance_tests!(fresh);
+
+#[tokio::test]
+async fn lines_survive_reopening_and_old_ones_can_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs.db");
+    let app = AppRef::parse("acme", "orders", "prod").unwrap();
+    let d = DeploymentId::new_random();
+    {
+        let store = SqliteLogStore::open(&path).unwrap();
+        let lines: Vec<_> = (0..3)
+            .map(|i| line(&app, d, 1, i, i as i64 * 1000, "kept"))
+            .collect();
+        store.append(&lines).await.unwrap();
+    }
+    let store = SqliteLogStore::open(&path).unwrap();
+    assert_eq!(store.resume_point(&d).await.unwrap().unwrap().last_seq, 2);
+    let cut = cameleer_runtime::logs::from_nanos(1_767_225_600_000_000_000 + 1500);
+    assert_eq!(store.delete_before(cut).await.unwrap(), 2);
+    let mut q = LogQuery::new(app);
+    q.text = Some("kept".into());
+    let page = store.query(&q).await.unwrap();
+    assert_eq!(
+        page.lines.len(),
+        1,
+        "the text index forgot the deleted lines"
+    );
+    assert_eq!(page.lines[0].seq, 2);
+}
+
+#[tokio::test]
+async fn an_unwritable_path_is_a_typed_error_naming_it() {
+    let e = SqliteLogStore::open("/proc/nope/logs.db").unwrap_err();
+    assert_eq!(e.code(), "log_store_unavailable");
+    assert!(e.to_string().contains("/proc/nope/logs.db"), "{e}");
+}

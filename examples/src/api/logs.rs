@@ -1,0 +1,310 @@
+//! The log routes over a [`LogStore`]: an app's history from the store,
+//! then its live lines; a search page; the forwarder's stats.
+//!
+//! They are served when the router carries a [`LogsApi`] (the server adds
+//! one as an `Extension`); without it, `…/logs` reads the backend only,
+//! and the other two answer 404 `log_store_not_configured`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Extension, Path, Query};
+use axum::http::StatusCode;
+use axum::response::Response;
+use cameleer_runtime::logs::{
+    ForwarderStats, LogCursor, LogForwarder, LogOrder, LogQuery, LogStore, LogStoreError,
+    StoredLine,
+};
+use cameleer_runtime::{AppRef, LogLine, LogOptions, LogSource, Platform};
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::ApiError;
+
+/// Lines the history of `GET …/logs` holds without `since`: the newest.
+pub const DEFAULT_TAIL: usize = 1000;
+
+/// What the log routes need: the store and the forwarder that fills it.
+#[derive(Clone)]
+pub struct LogsApi {
+    /// Where the lines are.
+    pub store: Arc<dyn LogStore>,
+    /// What fills it.
+    pub forwarder: LogForwarder,
+}
+
+impl std::fmt::Debug for LogsApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogsApi")
+            .field("store", &self.store.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<LogStoreError> for ApiError {
+    fn from(e: LogStoreError) -> Self {
+        let status = match &e {
+            LogStoreError::InvalidQuery { .. } | LogStoreError::InvalidCursor(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            LogStoreError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+fn not_configured() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "log_store_not_configured",
+        "this server keeps no log store (start it with --log-store)",
+    )
+}
+
+fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        format!("{field}: {why}"),
+    )
+}
+
+fn time_param(field: &str, v: &Option<String>) -> Result<Option<OffsetDateTime>, ApiError> {
+    v.as_deref()
+        .map(|s| {
+            OffsetDateTime::parse(s, &Rfc3339)
+                .map_err(|e| bad(field, format!("not an RFC 3339 time ({e})")))
+        })
+        .transpose()
+}
+
+/// The query of `GET …/logs/search`.
+#[derive(Debug, Deserialize)]
+pub struct SearchParams {
+    q: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    stream: Option<String>,
+    version: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+    order: Option<String>,
+}
+
+/// One line of a search page.
+#[derive(Debug, Serialize)]
+pub struct FoundLine {
+    /// When it was written.
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    /// stdout or stderr.
+    pub stream: LogSource,
+    /// The text.
+    pub line: String,
+    /// The version that wrote it.
+    pub version: u64,
+    /// Its deployment.
+    pub deployment: String,
+}
+
+impl From<StoredLine> for FoundLine {
+    fn from(l: StoredLine) -> Self {
+        Self {
+            ts: l.timestamp,
+            stream: l.stream,
+            line: l.line,
+            version: l.version,
+            deployment: l.deployment.to_string(),
+        }
+    }
+}
+
+/// A search page: `{"lines": [...], "next": "cursor" | null}`.
+#[derive(Debug, Serialize)]
+pub struct SearchPage {
+    /// The lines, newest first unless `order=oldest`.
+    pub lines: Vec<FoundLine>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next: Option<String>,
+}
+
+fn search_query(app: AppRef, p: &SearchParams) -> Result<LogQuery, ApiError> {
+    let mut q = LogQuery::new(app);
+    q.text = p.q.clone().filter(|t| !t.is_empty());
+    q.from = time_param("from", &p.from)?;
+    q.to = time_param("to", &p.to)?;
+    q.stream = match p.stream.as_deref() {
+        None | Some("") => None,
+        Some("stdout") => Some(LogSource::Stdout),
+        Some("stderr") => Some(LogSource::Stderr),
+        Some(o) => return Err(bad("stream", format!("stdout or stderr, got {o:?}"))),
+    };
+    q.version = p
+        .version
+        .as_deref()
+        .map(|v| {
+            v.parse()
+                .map_err(|_| bad("version", format!("not a version number: {v:?}")))
+        })
+        .transpose()?;
+    if let Some(l) = p.limit.as_deref() {
+        q.limit = l
+            .parse()
+            .map_err(|_| bad("limit", format!("not a number: {l:?}")))?;
+    }
+    q.cursor = p
+        .cursor
+        .as_deref()
+        .map(str::parse::<LogCursor>)
+        .transpose()?;
+    q.order = match p.order.as_deref() {
+        None | Some("newest") => LogOrder::NewestFirst,
+        Some("oldest") => LogOrder::OldestFirst,
+        Some(o) => return Err(bad("order", format!("newest or oldest, got {o:?}"))),
+    };
+    q.validate()?;
+    Ok(q)
+}
+
+/// `GET …/envs/{env}/logs/search?q=&from=&to=&stream=&version=&cursor=&limit=&order=`:
+/// one page of the app's stored lines, of every version, running or not.
+pub async fn search(
+    logs: Option<Extension<LogsApi>>,
+    Path((tenant, app, env)): Path<(String, String, String)>,
+    Query(params): Query<SearchParams>,
+) -> Result<Json<SearchPage>, ApiError> {
+    let Extension(logs) = logs.ok_or_else(not_configured)?;
+    let app = AppRef::parse(&tenant, &app, &env)?;
+    let query = search_query(app, &params)?;
+    let page = logs.store.query(&query).await?;
+    Ok(Json(SearchPage {
+        lines: page.lines.into_iter().map(FoundLine::from).collect(),
+        next: page.next.map(|c| c.to_string()),
+    }))
+}
+
+/// `GET /api/v1/log-forwarder`: what the forwarder stored, holds and lost.
+pub async fn forwarder_stats(
+    logs: Option<Extension<LogsApi>>,
+) -> Result<Json<ForwarderStats>, ApiError> {
+    let Extension(logs) = logs.ok_or_else(not_configured)?;
+    Ok(Json(logs.forwarder.stats()))
+}
+
+/// The history of `app` from the store, oldest first, as a stream of
+/// pages: from `since`, or the newest [`DEFAULT_TAIL`] lines.
+async fn history(
+    store: Arc<dyn LogStore>,
+    app: AppRef,
+    since: Option<OffsetDateTime>,
+) -> Result<impl Stream<Item = Result<StoredLine, LogStoreError>>, ApiError> {
+    let mut first = LogQuery::new(app.clone());
+    first.order = LogOrder::OldestFirst;
+    first.limit = DEFAULT_TAIL;
+    match since {
+        Some(s) => first.from = Some(s),
+        None => {
+            // The start of the tail: the oldest of the newest lines.
+            let mut tail = LogQuery::new(app);
+            tail.limit = DEFAULT_TAIL;
+            let newest = store.query(&tail).await?;
+            if let Some(oldest) = newest.lines.last() {
+                first.from = Some(oldest.timestamp);
+            }
+        }
+    }
+    // The first page is read now, so a dead store is an error status.
+    let page = store.query(&first).await?;
+    let pages = futures::stream::unfold(
+        (Some(page), first, store),
+        |(page, mut q, store)| async move {
+            let page = match page {
+                Some(p) => p,
+                None => return None,
+            };
+            let lines: Vec<Result<StoredLine, LogStoreError>> =
+                page.lines.into_iter().map(Ok).collect();
+            let next = match page.next {
+                None => None,
+                Some(c) => {
+                    q.cursor = Some(c);
+                    match store.query(&q).await {
+                        Ok(p) => Some(p),
+                        Err(e) => {
+                            let mut lines = lines;
+                            lines.push(Err(e));
+                            return Some((futures::stream::iter(lines), (None, q, store)));
+                        }
+                    }
+                }
+            };
+            Some((futures::stream::iter(lines), (next, q, store)))
+        },
+    );
+    Ok(pages.flatten())
+}
+
+/// A line as `GET …/logs` sends it: `{ts, stream, line}`.
+fn log_line(l: StoredLine) -> LogLine {
+    LogLine {
+        ts: l.timestamp,
+        stream: l.stream,
+        line: l.line,
+    }
+}
+
+/// `GET …/logs` with a store: the app's history from the store (every
+/// version: from `since`, or the newest [`DEFAULT_TAIL`] lines), then, with
+/// `follow`, the live lines the backend writes after the last one of the
+/// history (without `follow`, those the backend holds now). Same formats
+/// as without a store (NDJSON or SSE).
+pub(crate) async fn logs_with_store(
+    platform: Platform,
+    logs: LogsApi,
+    app: AppRef,
+    options: LogOptions,
+    sse: bool,
+) -> Result<Response, ApiError> {
+    let since = options.since.map(OffsetDateTime::from);
+    let history = history(logs.store.clone(), app.clone(), since).await?;
+    let live_from = std::sync::Arc::new(std::sync::Mutex::new(since));
+    let seen = live_from.clone();
+    let history = history.map(move |item| {
+        item.map(|l| {
+            *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(l.timestamp);
+            log_line(l)
+        })
+        .map_err(ApiError::from)
+    });
+    // Then what the backend has beyond the store (the forwarder stores in
+    // batches, a second or so behind), following it when asked.
+    let live = futures::stream::once(async move {
+        let after = *live_from.lock().unwrap_or_else(|p| p.into_inner());
+        let read = LogOptions {
+            since: after.map(Into::into),
+            follow: options.follow,
+        };
+        match platform.logs(&app, read).await {
+            // Lines up to the history's last time were in the history.
+            Ok(lines) => lines
+                .filter(move |l| {
+                    let keep = match (l, after) {
+                        (Ok(l), Some(a)) => l.ts > a,
+                        _ => true,
+                    };
+                    std::future::ready(keep)
+                })
+                .map(|l| l.map_err(ApiError::from))
+                .boxed(),
+            // Nothing runs: the history was all there is.
+            Err(e) if e.is_not_found() => futures::stream::empty().boxed(),
+            Err(e) => futures::stream::iter([Err(ApiError::from(e))]).boxed(),
+        }
+    })
+    .flatten();
+    let lines = history.chain(live);
+    Ok(super::streams::respond(lines, sse))
+}
