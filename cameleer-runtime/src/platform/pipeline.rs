@@ -38,7 +38,7 @@ impl Core {
             source: DeploymentSource::Build,
             config,
         };
-        let (d, turn, inflight) = self.create_queued(app, new).await?;
+        let (d, turn, inflight) = self.admit_and_create(app, new).await?;
         let core = self.clone();
         let id = d.id;
         self.spawn_for(inflight, turn, async move {
@@ -58,11 +58,23 @@ impl Core {
     ) -> Result<Deployment> {
         debug_assert!(new.image.is_some());
         new.config.validate()?;
-        let (d, turn, inflight) = self.create_queued(app, new).await?;
+        let (d, turn, inflight) = self.admit_and_create(app, new).await?;
         let core = self.clone();
         let started = d.clone();
         self.spawn_for(inflight, turn, async move { core.bring_up(started).await });
         Ok(d)
+    }
+
+    /// Checks the tenant's quotas for `new` and creates it, behind the
+    /// tenant's gate: nothing is created when a quota refuses it.
+    async fn admit_and_create(
+        self: &Arc<Self>,
+        app: &AppRef,
+        new: NewDeployment,
+    ) -> Result<(Deployment, super::lanes::Turn, super::core::InflightGuard)> {
+        let _gate = self.tenant_gate(&app.tenant).await;
+        self.admit(app, &new.config).await?;
+        self.create_queued(app, new).await
     }
 
     /// BUILDING → STARTING with the image recorded, or FAILED with the
@@ -284,7 +296,13 @@ impl Core {
         let _lane = turn.wait().await;
         let target = self.restart_target(app).await?;
         crate::transition(target.status, &DeploymentEvent::Restarted)?;
-        let Some(d) = self.apply(&target.id, &DeploymentEvent::Restarted).await? else {
+        let restarted = {
+            // A stopped or failed version claims its resources again.
+            let _gate = self.tenant_gate(&app.tenant).await;
+            self.admit(app, &target.config).await?;
+            self.apply(&target.id, &DeploymentEvent::Restarted).await?
+        };
+        let Some(d) = restarted else {
             return Err(Error::Conflict(format!(
                 "deployment {} changed while restarting",
                 target.id
@@ -401,6 +419,7 @@ impl Core {
                         "{app} v{v} has no image to roll back to (its build did not succeed)"
                     )));
                 }
+                self.check_retained(&all, d)?;
                 d
             }
             None => {
@@ -409,7 +428,8 @@ impl Core {
                     .iter()
                     .find(|d| d.status == DeploymentStatus::Running)
                     .unwrap_or(&all[0]);
-                all.iter()
+                let d = all
+                    .iter()
                     .find(|d| {
                         d.version < current.version
                             && d.image.is_some()
@@ -422,7 +442,9 @@ impl Core {
                             "{app} has no version before v{} that ran",
                             current.version
                         ))
-                    })?
+                    })?;
+                self.check_retained(&all, d)?;
+                d
             }
         };
         let new = NewDeployment {
