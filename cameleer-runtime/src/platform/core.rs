@@ -49,6 +49,10 @@ pub(crate) struct Core {
     /// deploys, promotions, rollbacks) hold it shared; a retention sweep
     /// holds it alone, so it never removes what a request is about to use.
     pub(crate) sweep_gate: tokio::sync::RwLock<()>,
+    /// Image digests this process's sweeps removed: deployment records
+    /// keep naming them, and plans leave them out. (After a restart a plan
+    /// lists them once more, and removing a gone image is a no-op.)
+    pub(crate) swept_images: Mutex<HashSet<cameleer_build::Sha256Digest>>,
 }
 
 impl Core {
@@ -80,6 +84,7 @@ impl Core {
             sweeping: AtomicBool::new(false),
             tenant_gates: Mutex::default(),
             sweep_gate: tokio::sync::RwLock::const_new(()),
+            swept_images: Mutex::default(),
         }
     }
 

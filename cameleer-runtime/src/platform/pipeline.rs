@@ -144,6 +144,13 @@ impl Core {
         match built {
             Ok(b) => {
                 let image = b.image;
+                if let Some(digest) = image.digest() {
+                    // Built again after a sweep removed it: plans list it again.
+                    self.swept_images
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(digest);
+                }
                 let done = self
                     .apply_with(id, &DeploymentEvent::BuildSucceeded, |d| {
                         d.image = Some(image.clone())

@@ -229,12 +229,16 @@ impl Core {
             Err(Error::Unsupported(_)) => None,
             Err(e) => return Err(e),
         };
-        Ok(plan(
+        let mut plan = plan(
             &apps,
             stored.as_deref(),
             &self.options.retention,
             OffsetDateTime::now_utc(),
-        ))
+        );
+        let swept = self.swept_images.lock().unwrap_or_else(|p| p.into_inner());
+        plan.images
+            .retain(|i| i.image.digest().is_none_or(|d| !swept.contains(d)));
+        Ok(plan)
     }
 
     /// Removes what [`retention_plan`](Self::retention_plan) lists, alone:
@@ -246,7 +250,15 @@ impl Core {
         for removable in plan.images {
             let image = removable.image;
             match self.builder.remove_image(&image).await {
-                Ok(()) => report.removed_images.push(image),
+                Ok(()) => {
+                    if let Some(digest) = image.digest() {
+                        self.swept_images
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(*digest);
+                    }
+                    report.removed_images.push(image)
+                }
                 Err(e) => report.skipped.push(skip(image.to_string(), &e)),
             }
         }
