@@ -3,7 +3,8 @@
 //! `cargo run -p cameleer-examples --bin server -- [--listen ADDR]
 //! [--data-dir DIR] [--agent-jar PATH] [--agent-args STR] [--base-image REF]
 //! [--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]]
-//! [--backend docker|kubernetes] [--push-secret NAME] [--insecure-registry]`
+//! [--backend docker|kubernetes] [--push-secret NAME] [--insecure-registry]
+//! [--keep-versions N]`
 //!
 //! It wires the crates exactly as a host application would: SQLite and
 //! content-addressed files under the data dir for storage, the local Docker
@@ -54,6 +55,9 @@ pub struct ServerArgs {
     pub push_secret: Option<String>,
     /// Kubernetes: push over plain HTTP (a local registry).
     pub insecure_registry: bool,
+    /// Retention: versions whose images and artifacts are kept per app and
+    /// environment. Default 10.
+    pub keep_versions: usize,
 }
 
 /// Which backend the server runs apps on.
@@ -80,6 +84,7 @@ impl Default for ServerArgs {
             registry_ca: None,
             push_secret: None,
             insecure_registry: false,
+            keep_versions: 10,
         }
     }
 }
@@ -88,7 +93,9 @@ impl Default for ServerArgs {
 pub const USAGE: &str = "usage: server [--listen ADDR] [--data-dir DIR] [--agent-jar PATH] \
 [--agent-args STR] [--base-image REF] \
 [--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]] \
-[--backend docker|kubernetes] [--push-secret NAME] [--insecure-registry]
+[--backend docker|kubernetes] [--push-secret NAME] [--insecure-registry] [--keep-versions N]
+  --keep-versions: retention keeps the images and artifacts of the newest N versions of each
+  app and environment (default 10, at least 1); older ones are swept hourly.
   --registry: on Docker, build images without the engine and push them to URL (https, or
   http on loopback); credentials from the file (one line username:password) or from
   CAMELEER_REGISTRY_USERNAME and CAMELEER_REGISTRY_PASSWORD. On Kubernetes, the
@@ -161,6 +168,14 @@ impl ServerArgs {
                 }
                 "--registry-ca" => out.registry_ca = Some(PathBuf::from(value()?)),
                 "--push-secret" => out.push_secret = Some(value()?),
+                "--keep-versions" => {
+                    let v = value()?;
+                    out.keep_versions = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| format!("--keep-versions {v:?}: a whole number, at least 1"))?;
+                }
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -211,9 +226,12 @@ mod tests {
             "x=1,y=2",
             "--base-image",
             "cameleer/jre:17",
+            "--keep-versions",
+            "3",
         ])
         .unwrap()
         .unwrap();
+        assert_eq!(a.keep_versions, 3);
         assert_eq!(a.listen.port(), 9000);
         assert_eq!(a.data_dir, PathBuf::from("/d"));
         assert_eq!(a.agent_jar, Some(PathBuf::from("/a.jar")));
@@ -265,6 +283,8 @@ mod tests {
             (vec!["--base-image", "UPPER"], "--base-image"),
             (vec!["serve"], "unknown argument"),
             (vec!["--backend", "podman"], "--backend"),
+            (vec!["--keep-versions", "0"], "--keep-versions"),
+            (vec!["--keep-versions=ten"], "--keep-versions"),
             (vec!["--backend", "kubernetes"], "--registry"),
             (vec!["--registry", "http://10.0.0.1:5000"], "loopback"),
             (vec!["--registry-ca", "/ca.pem"], "need --registry"),

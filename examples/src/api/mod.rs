@@ -11,6 +11,8 @@
 //! | `POST …/envs/{env}/stop`, `…/restart`, `…/rollback` (`{"version"}`) | lifecycle |
 //! | `POST /api/v1/tenants/{tenant}/apps/{app}/promote` | `{"from", "to"}` → 202 |
 //! | `GET /api/v1/tenants/{tenant}/apps` | every app and environment with its status |
+//! | `GET`, `PUT /api/v1/tenants/{tenant}/quota` | the tenant's quota and usage; `PUT` (admin) sets it |
+//! | `GET /api/v1/admin/retention?dry_run=true`, `POST /api/v1/admin/retention/sweep` | what a retention sweep would remove; sweep now (admin) |
 //! | `GET /healthz` | liveness |
 //!
 //! Errors are `{"error": {"code", "message"}}` with 400, 404, 409, 413 or
@@ -19,6 +21,8 @@
 
 mod error;
 mod handlers;
+mod quota;
+mod retention;
 mod streams;
 
 use axum::Router;
@@ -57,6 +61,9 @@ pub fn router(platform: Platform) -> Router {
         .route(&format!("{env}/rollback"), post(handlers::rollback))
         .route(&format!("{app}/promote"), post(handlers::promote))
         .route("/api/v1/tenants/{tenant}/apps", get(handlers::list))
+        .route("/api/v1/tenants/{tenant}/quota", get(quota::get_quota).put(quota::put_quota))
+        .route("/api/v1/admin/retention", get(retention::plan))
+        .route("/api/v1/admin/retention/sweep", post(retention::sweep))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(platform)
 }
