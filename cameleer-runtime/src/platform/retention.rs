@@ -99,7 +99,8 @@ pub struct RemovableImage {
 pub struct RetentionPlan {
     /// Versions kept per app and environment.
     pub keep_versions: usize,
-    /// Images no kept deployment uses, by digest.
+    /// Images no kept deployment uses, in the order of the versions that
+    /// used them.
     pub images: Vec<RemovableImage>,
     /// Artifacts no kept deployment uses, stored before the grace.
     pub artifacts: Vec<ArtifactInfo>,
@@ -204,6 +205,11 @@ pub(crate) fn plan(
             .used_by
             .sort_by(|a, b| (&a.app, a.version).cmp(&(&b.app, b.version)));
     }
+    // In the order of the versions that used them, oldest first.
+    images.sort_by(|a, b| {
+        let first = |i: &RemovableImage| i.used_by.first().map(|u| (u.app.clone(), u.version));
+        first(a).cmp(&first(b))
+    });
     RetentionPlan {
         keep_versions: options.keep_versions.max(1),
         images,
