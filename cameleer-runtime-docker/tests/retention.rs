@@ -93,7 +93,11 @@ async fn thirty_versions_on_the_engine_keep_exactly_the_newest_ten_and_the_promo
             .wait_settled(&d.id, Duration::from_secs(120))
             .await
             .unwrap();
-        assert_eq!((d.version, d.status), (v, DeploymentStatus::Running), "{d:?}");
+        assert_eq!(
+            (d.version, d.status),
+            (v, DeploymentStatus::Running),
+            "{d:?}"
+        );
         versions.push(d);
         if v == 5 {
             let staging = platform
@@ -135,7 +139,11 @@ async fn thirty_versions_on_the_engine_keep_exactly_the_newest_ten_and_the_promo
     assert_eq!(report.removed_images.len(), 18, "{report:?}");
     assert_eq!(report.skipped.len(), 1, "{report:?}");
     assert_eq!(report.skipped[0].code, "conflict");
-    assert!(report.skipped[0].item.contains(in_use.trim_start_matches("sha256:")));
+    assert!(
+        report.skipped[0]
+            .item
+            .contains(in_use.trim_start_matches("sha256:"))
+    );
 
     let kept: BTreeSet<String> = versions
         .iter()

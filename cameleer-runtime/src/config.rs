@@ -558,8 +558,7 @@ mod tests {
             (c.resources.memory_mb, c.resources.cpu_millis),
             (DEFAULT_MEMORY_MB, 250)
         );
-        let c: AppConfig =
-            serde_json::from_str(r#"{"resources": {"cpu_shares": 512}}"#).unwrap();
+        let c: AppConfig = serde_json::from_str(r#"{"resources": {"cpu_shares": 512}}"#).unwrap();
         assert_eq!(
             c.resources,
             Resources {
@@ -583,8 +582,7 @@ mod tests {
         );
         assert!(serde_json::from_str::<HealthCheck>(r#"{"http": {"path": "/h"}}"#).is_err());
         // A typo in a partial object is still an error.
-        let e = serde_json::from_str::<AppConfig>(r#"{"resources": {"memory": 256}}"#)
-            .unwrap_err();
+        let e = serde_json::from_str::<AppConfig>(r#"{"resources": {"memory": 256}}"#).unwrap_err();
         assert!(e.to_string().contains("memory"), "{e}");
     }
 

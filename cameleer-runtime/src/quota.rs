@@ -355,7 +355,10 @@ mod tests {
         );
         let other = Sha256Digest::of(b"other");
         assert_eq!(
-            store.charge_artifact(&a, &other, 1, Some(10)).await.unwrap(),
+            store
+                .charge_artifact(&a, &other, 1, Some(10))
+                .await
+                .unwrap(),
             ArtifactCharge::OverLimit { total: 10 }
         );
         store.release_artifact(&a, &jar).await.unwrap();

@@ -11,7 +11,8 @@ use cameleer_runtime::memory::{MemoryArtifactStore, MemoryDeploymentStore, Memor
 use cameleer_runtime::testkit::{FakeImageBuilder, FakeOrchestrator};
 use cameleer_runtime::{
     AppConfig, AppRef, ArtifactInfo, ArtifactStore, ArtifactUpload, ByteStream, Deployment,
-    DeploymentId, DeploymentStatus as S, DeploymentStore, Error, NewDeployment, Platform, Quota, QuotaKind, QuotaStore, Resources, Result, Sha256Digest, TenantId,
+    DeploymentId, DeploymentStatus as S, DeploymentStore, Error, NewDeployment, Platform, Quota,
+    QuotaKind, QuotaStore, Resources, Result, Sha256Digest, TenantId,
 };
 use common::{Harness, app, chunked, config, jar};
 use futures::StreamExt;
@@ -173,7 +174,11 @@ async fn instances_quota_counts_what_runs_and_what_a_restart_would_bring_back() 
     let e = h.platform.restart(&dev).await.unwrap_err();
     assert_eq!(e.code(), "instances_quota_exceeded");
     let newest = h.platform.history(&dev).await.unwrap();
-    assert_eq!(newest[0].status, S::Stopped, "the refused restart changed nothing");
+    assert_eq!(
+        newest[0].status,
+        S::Stopped,
+        "the refused restart changed nothing"
+    );
 }
 
 #[tokio::test(start_paused = true)]

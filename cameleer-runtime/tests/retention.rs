@@ -163,3 +163,24 @@ async fn a_fresh_upload_no_deploy_uses_yet_is_spared_for_the_grace() {
     h.platform.sweep().await.unwrap();
     assert!(h.artifacts.stat(&up.sha256).await.unwrap().is_some());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_background_sweep_runs_every_interval_after_start() {
+    let mut o = options(1, Duration::ZERO);
+    o.retention.sweep_interval = Some(Duration::from_secs(600));
+    let h = Harness::with(o);
+    h.platform.start().await.unwrap();
+    let dev = app("orders");
+    for v in 1..=3 {
+        let artifact = h.upload(&format!("com.example.Main{v}")).await;
+        let d = h.platform.deploy(&dev, artifact, config()).await.unwrap();
+        h.settled(&d.id).await;
+    }
+    assert_eq!(h.builder.images().len(), 3);
+    // Nothing before the first interval has passed.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(h.builder.images().len(), 3);
+    tokio::time::sleep(Duration::from_secs(301)).await;
+    assert_eq!(h.builder.images().len(), 1);
+    assert_eq!(h.artifacts.len(), 1);
+}

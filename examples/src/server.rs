@@ -170,11 +170,9 @@ impl ServerArgs {
                 "--push-secret" => out.push_secret = Some(value()?),
                 "--keep-versions" => {
                     let v = value()?;
-                    out.keep_versions = v
-                        .parse()
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| format!("--keep-versions {v:?}: a whole number, at least 1"))?;
+                    out.keep_versions = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        format!("--keep-versions {v:?}: a whole number, at least 1")
+                    })?;
                 }
                 other => return Err(format!("unknown argument {other:?}")),
             }

@@ -71,7 +71,10 @@ impl Api {
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = to_bytes(resp.into_body(), 16 << 20).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     async fn deploy(&self, app: &str, sha256: &Value, config: Value) -> (StatusCode, Value) {
@@ -156,24 +159,39 @@ async fn quota_routes_set_and_report_and_deploys_over_quota_are_403_with_the_quo
     let (status, up) = api.call(Method::PUT, UPLOAD, jar.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{up}");
     let (status, d) = api
-        .deploy("orders", &up["sha256"], json!({"resources": {"memory_mb": 256}}))
+        .deploy(
+            "orders",
+            &up["sha256"],
+            json!({"resources": {"memory_mb": 256}}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{d}");
     assert_eq!(d["config"]["resources"]["cpu_millis"], 1000, "the default");
     api.settle(&d).await;
 
     let (status, body) = api
-        .deploy("billing", &up["sha256"], json!({"resources": {"memory_mb": 128}}))
+        .deploy(
+            "billing",
+            &up["sha256"],
+            json!({"resources": {"memory_mb": 128}}),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(code(&body), "apps_quota_exceeded");
     let (status, body) = api
-        .deploy("orders", &up["sha256"], json!({"resources": {"memory_mb": 1024}}))
+        .deploy(
+            "orders",
+            &up["sha256"],
+            json!({"resources": {"memory_mb": 1024}}),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(code(&body), "memory_quota_exceeded");
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("memory_mb"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("memory_mb"),
         "{body}"
     );
 
@@ -205,9 +223,16 @@ async fn quota_routes_set_and_report_and_deploys_over_quota_are_403_with_the_quo
         assert_eq!(status, want, "{body}: {resp}");
     }
     let (status, body) = api
-        .call(Method::GET, "/api/v1/tenants/Not_A_Tenant/quota", Body::empty())
+        .call(
+            Method::GET,
+            "/api/v1/tenants/Not_A_Tenant/quota",
+            Body::empty(),
+        )
         .await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_id"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_id")
+    );
 }
 
 #[tokio::test]
@@ -216,7 +241,11 @@ async fn the_retention_dry_run_lists_what_a_sweep_removes() {
     let mut versions = Vec::new();
     for v in 1..=4 {
         let (_, up) = api
-            .call(Method::PUT, UPLOAD, jars::plain_jar(&format!("com.acme.Main{v}")))
+            .call(
+                Method::PUT,
+                UPLOAD,
+                jars::plain_jar(&format!("com.acme.Main{v}")),
+            )
             .await;
         let (status, d) = api.deploy("orders", &up["sha256"], json!({})).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{d}");
@@ -224,7 +253,11 @@ async fn the_retention_dry_run_lists_what_a_sweep_removes() {
         versions.push(up["sha256"].clone());
     }
     let (status, plan) = api
-        .call(Method::GET, "/api/v1/admin/retention?dry_run=true", Body::empty())
+        .call(
+            Method::GET,
+            "/api/v1/admin/retention?dry_run=true",
+            Body::empty(),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{plan}");
     assert_eq!(plan["keep_versions"], 2);
@@ -246,9 +279,16 @@ async fn the_retention_dry_run_lists_what_a_sweep_removes() {
     assert_eq!(api.files("sha256"), 4, "a dry run removes nothing");
 
     let (status, body) = api
-        .call(Method::GET, "/api/v1/admin/retention?dry_run=false", Body::empty())
+        .call(
+            Method::GET,
+            "/api/v1/admin/retention?dry_run=false",
+            Body::empty(),
+        )
         .await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_query"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_query")
+    );
 
     let (status, report) = api
         .call(Method::POST, "/api/v1/admin/retention/sweep", Body::empty())
@@ -335,7 +375,11 @@ async fn a_body_cut_off_mid_stream_leaves_no_file_and_no_charge() {
     assert_eq!(api.files("sha256"), 0);
     let tenant: TenantId = "acme".parse().unwrap();
     assert_eq!(
-        api.platform.quota_usage(&tenant).await.unwrap().artifact_bytes,
+        api.platform
+            .quota_usage(&tenant)
+            .await
+            .unwrap()
+            .artifact_bytes,
         0
     );
     // The same JAR, whole, is then accepted.
@@ -412,7 +456,11 @@ async fn a_full_disk_is_507_insufficient_storage_and_leaves_nothing() {
     assert_eq!(api.files("sha256"), 0);
     let tenant: TenantId = "acme".parse().unwrap();
     assert_eq!(
-        api.platform.quota_usage(&tenant).await.unwrap().artifact_bytes,
+        api.platform
+            .quota_usage(&tenant)
+            .await
+            .unwrap()
+            .artifact_bytes,
         0
     );
     // The disk is usable again: a JAR that fits is stored.

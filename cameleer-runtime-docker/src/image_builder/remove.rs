@@ -35,7 +35,10 @@ pub(super) async fn remove_image(docker: &Docker, image: &ImageRef) -> Result<()
     // Never forced: a container made meanwhile makes the engine refuse.
     let options = RemoveImageOptionsBuilder::new().build();
     for reference in tags.iter().map(String::as_str).chain([id.as_str()]) {
-        match docker.remove_image(reference, Some(options.clone()), None).await {
+        match docker
+            .remove_image(reference, Some(options.clone()), None)
+            .await
+        {
             Ok(_) => {}
             // The last tag took the image with it.
             Err(e) if is_not_found(&e) => {}

@@ -14,9 +14,7 @@ use std::sync::Arc;
 use tokio::sync::OwnedMutexGuard;
 
 use super::core::Core;
-use crate::{
-    AppConfig, AppRef, Error, QuotaKind, QuotaUsage, Result, TenantId,
-};
+use crate::{AppConfig, AppRef, Error, QuotaKind, QuotaUsage, Result, TenantId};
 
 /// The kinds a deployment can use more of.
 const DEPLOY_KINDS: [QuotaKind; 4] = [

@@ -136,7 +136,7 @@ pub struct SweepReport {
 pub(crate) fn kept(all: &[Deployment], keep_versions: usize) -> Vec<&Deployment> {
     let current = all.iter().find(|d| d.image.is_some()).map(|d| d.id);
     let mut by_version: Vec<&Deployment> = all.iter().collect();
-    by_version.sort_by(|a, b| b.version.cmp(&a.version));
+    by_version.sort_by_key(|d| std::cmp::Reverse(d.version));
     by_version
         .iter()
         .enumerate()

@@ -61,7 +61,10 @@ pub fn router(platform: Platform) -> Router {
         .route(&format!("{env}/rollback"), post(handlers::rollback))
         .route(&format!("{app}/promote"), post(handlers::promote))
         .route("/api/v1/tenants/{tenant}/apps", get(handlers::list))
-        .route("/api/v1/tenants/{tenant}/quota", get(quota::get_quota).put(quota::put_quota))
+        .route(
+            "/api/v1/tenants/{tenant}/quota",
+            get(quota::get_quota).put(quota::put_quota),
+        )
         .route("/api/v1/admin/retention", get(retention::plan))
         .route("/api/v1/admin/retention/sweep", post(retention::sweep))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))

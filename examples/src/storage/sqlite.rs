@@ -51,7 +51,6 @@ CREATE TABLE IF NOT EXISTS deployments (
 CREATE INDEX IF NOT EXISTS deployments_status ON deployments (status);
 ";
 
-
 impl SqliteDeploymentStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {

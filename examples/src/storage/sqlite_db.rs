@@ -53,10 +53,11 @@ impl Db {
     {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
-            let mut guard: MutexGuard<'_, Connection> = conn.lock().map_err(|_| Error::Storage {
-                message: "sqlite connection lock poisoned".into(),
-                source: None,
-            })?;
+            let mut guard: MutexGuard<'_, Connection> =
+                conn.lock().map_err(|_| Error::Storage {
+                    message: "sqlite connection lock poisoned".into(),
+                    source: None,
+                })?;
             f(&mut guard)
         })
         .await

@@ -3,9 +3,7 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use cameleer_runtime::{
-    ArtifactCharge, Error, Quota, QuotaStore, Result, Sha256Digest, TenantId,
-};
+use cameleer_runtime::{ArtifactCharge, Error, Quota, QuotaStore, Result, Sha256Digest, TenantId};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::sqlite_db::{Db, db_err};
