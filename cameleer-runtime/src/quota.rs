@@ -335,37 +335,10 @@ impl QuotaStore for MemoryQuotaStore {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "testkit")]
     #[tokio::test]
-    async fn charges_are_per_tenant_once_and_released() {
-        let store = MemoryQuotaStore::new();
-        let (a, b): (TenantId, TenantId) = ("a".parse().unwrap(), "b".parse().unwrap());
-        let jar = Sha256Digest::of(b"jar");
-        assert_eq!(
-            store.charge_artifact(&a, &jar, 10, Some(10)).await.unwrap(),
-            ArtifactCharge::Charged { total: 10 }
-        );
-        assert_eq!(
-            store.charge_artifact(&a, &jar, 10, Some(10)).await.unwrap(),
-            ArtifactCharge::AlreadyCharged { total: 10 }
-        );
-        // Another tenant uploading the same JAR is charged too.
-        assert_eq!(
-            store.charge_artifact(&b, &jar, 10, None).await.unwrap(),
-            ArtifactCharge::Charged { total: 10 }
-        );
-        let other = Sha256Digest::of(b"other");
-        assert_eq!(
-            store
-                .charge_artifact(&a, &other, 1, Some(10))
-                .await
-                .unwrap(),
-            ArtifactCharge::OverLimit { total: 10 }
-        );
-        store.release_artifact(&a, &jar).await.unwrap();
-        assert_eq!(store.artifact_bytes(&a).await.unwrap(), 0);
-        assert_eq!(store.artifact_bytes(&b).await.unwrap(), 10);
-        store.forget_artifact(&jar).await.unwrap();
-        assert_eq!(store.artifact_bytes(&b).await.unwrap(), 0);
+    async fn the_memory_store_keeps_the_contract() {
+        crate::testkit::check_quota_store(&MemoryQuotaStore::new()).await;
     }
 
     #[test]

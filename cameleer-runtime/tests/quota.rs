@@ -28,6 +28,20 @@ fn quota_kind(e: &Error) -> QuotaKind {
     }
 }
 
+/// Deploys `app` with `config` and waits until it settles, or returns the
+/// refusal's code.
+async fn deploy(
+    h: &Harness,
+    app: &AppRef,
+    artifact: Sha256Digest,
+    config: AppConfig,
+) -> std::result::Result<S, &'static str> {
+    match h.platform.deploy(app, artifact, config).await {
+        Ok(d) => Ok(h.settled(&d.id).await.status),
+        Err(e) => Err(e.code()),
+    }
+}
+
 fn sized(memory_mb: u32, cpu_millis: u32) -> AppConfig {
     AppConfig {
         resources: Resources {
@@ -196,30 +210,23 @@ async fn memory_and_cpu_quotas_sum_the_resources_of_every_claim() {
         .await
         .unwrap();
     let artifact = h.upload("com.example.Main").await;
-    let a = h
-        .platform
-        .deploy(&app("a"), artifact, sized(512, 500))
-        .await
-        .unwrap();
-    h.settled(&a.id).await;
-    let e = h
-        .platform
-        .deploy(&app("b"), artifact, sized(512, 500))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), "memory_quota_exceeded");
-    let e = h
-        .platform
-        .deploy(&app("b"), artifact, sized(256, 1001))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), "cpu_quota_exceeded");
-    let b = h
-        .platform
-        .deploy(&app("b"), artifact, sized(256, 1000))
-        .await
-        .unwrap();
-    h.settled(&b.id).await;
+    let (a, b) = (app("a"), app("b"));
+    assert_eq!(
+        deploy(&h, &a, artifact, sized(512, 500)).await,
+        Ok(S::Running)
+    );
+    assert_eq!(
+        deploy(&h, &b, artifact, sized(512, 500)).await,
+        Err("memory_quota_exceeded")
+    );
+    assert_eq!(
+        deploy(&h, &b, artifact, sized(256, 1001)).await,
+        Err("cpu_quota_exceeded")
+    );
+    assert_eq!(
+        deploy(&h, &b, artifact, sized(256, 1000)).await,
+        Ok(S::Running)
+    );
     let usage = h.platform.quota_usage(&tenant()).await.unwrap();
     assert_eq!((usage.memory_mb, usage.cpu_millis), (768, 1500));
     // Lowering the quota below the usage removes nothing and still lets an
@@ -234,18 +241,14 @@ async fn memory_and_cpu_quotas_sum_the_resources_of_every_claim() {
         )
         .await
         .unwrap();
-    let again = h
-        .platform
-        .deploy(&app("a"), artifact, sized(512, 500))
-        .await
-        .unwrap();
-    assert_eq!(h.settled(&again.id).await.status, S::Running);
-    let e = h
-        .platform
-        .deploy(&app("a"), artifact, sized(640, 500))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), "memory_quota_exceeded");
+    assert_eq!(
+        deploy(&h, &a, artifact, sized(512, 500)).await,
+        Ok(S::Running)
+    );
+    assert_eq!(
+        deploy(&h, &a, artifact, sized(640, 500)).await,
+        Err("memory_quota_exceeded")
+    );
 }
 
 /// A deployment store whose reads take a while, as a database's do: without the tenant's gate, racing checks would all read

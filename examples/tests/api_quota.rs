@@ -4,6 +4,8 @@
 //! JAR uploaded many times at once.
 
 use std::path::{Path, PathBuf};
+
+use cameleer_runtime::ArtifactStore;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ const UPLOAD: &str = "/api/v1/tenants/acme/apps/orders/envs/dev/artifacts";
 struct Api {
     router: Router,
     platform: Platform,
+    store: Arc<FsArtifactStore>,
     artifacts: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -42,13 +45,12 @@ async fn api_at(artifacts: Option<PathBuf>, keep_versions: usize) -> Api {
         },
         ..PlatformOptions::default()
     };
+    let store = Arc::new(FsArtifactStore::open(&artifacts, 1 << 30).await.unwrap());
     let platform = Platform::builder()
         .orchestrator(Arc::new(FakeOrchestrator::new()))
         .image_builder(Arc::new(FakeImageBuilder::new()))
         .deployment_store(Arc::new(SqliteDeploymentStore::open(&db).unwrap()))
-        .artifact_store(Arc::new(
-            FsArtifactStore::open(&artifacts, 1 << 30).await.unwrap(),
-        ))
+        .artifact_store(store.clone())
         .quota_store(Arc::new(SqliteQuotaStore::open(&db).unwrap()))
         .options(options)
         .build();
@@ -56,6 +58,7 @@ async fn api_at(artifacts: Option<PathBuf>, keep_versions: usize) -> Api {
     Api {
         router: router(platform.clone()),
         platform,
+        store,
         artifacts,
         _dir: dir,
     }
@@ -95,25 +98,17 @@ impl Api {
             .unwrap();
     }
 
-    fn files(&self, sub: &str) -> usize {
-        walk(&self.artifacts.join(sub))
+    /// Artifacts stored where readers look.
+    async fn stored(&self) -> usize {
+        self.store.list().await.unwrap().len()
     }
-}
 
-fn walk(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .map(|e| {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                walk(&e.path())
-            } else {
-                1
-            }
-        })
-        .sum()
+    /// Temporary files of uploads under way (or left behind).
+    fn temp_files(&self) -> usize {
+        std::fs::read_dir(self.artifacts.join("tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
 }
 
 fn code(body: &Value) -> &str {
@@ -169,32 +164,20 @@ async fn quota_routes_set_and_report_and_deploys_over_quota_are_403_with_the_quo
     assert_eq!(d["config"]["resources"]["cpu_millis"], 1000, "the default");
     api.settle(&d).await;
 
-    let (status, body) = api
-        .deploy(
-            "billing",
-            &up["sha256"],
-            json!({"resources": {"memory_mb": 128}}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(code(&body), "apps_quota_exceeded");
-    let (status, body) = api
-        .deploy(
-            "orders",
-            &up["sha256"],
-            json!({"resources": {"memory_mb": 1024}}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(code(&body), "memory_quota_exceeded");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("memory_mb"),
-        "{body}"
-    );
-
+    for (app, memory_mb, want) in [
+        ("billing", 128, "apps_quota_exceeded"),
+        ("orders", 1024, "memory_quota_exceeded"),
+    ] {
+        let config = json!({"resources": {"memory_mb": memory_mb}});
+        let (status, body) = api.deploy(app, &up["sha256"], config).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::FORBIDDEN, want),
+            "{body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("quota of tenant acme"), "{body}");
+    }
     let (_, body) = api
         .call(Method::GET, "/api/v1/tenants/acme/quota", Body::empty())
         .await;
@@ -276,7 +259,7 @@ async fn the_retention_dry_run_lists_what_a_sweep_removes() {
         .collect();
     assert_eq!(artifacts.len(), 2);
     assert!(artifacts.contains(&&versions[0]) && artifacts.contains(&&versions[1]));
-    assert_eq!(api.files("sha256"), 4, "a dry run removes nothing");
+    assert_eq!(api.stored().await, 4, "a dry run removes nothing");
 
     let (status, body) = api
         .call(
@@ -296,7 +279,7 @@ async fn the_retention_dry_run_lists_what_a_sweep_removes() {
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["removed_images"].as_array().unwrap().len(), 2);
     assert_eq!(report["removed_artifacts"].as_array().unwrap().len(), 2);
-    assert_eq!(api.files("sha256"), 2);
+    assert_eq!(api.stored().await, 2);
     // The tenant is no longer charged for what was removed.
     let usage = api
         .platform
@@ -326,8 +309,8 @@ async fn the_same_jar_uploaded_at_once_is_stored_and_charged_once() {
     for u in uploads {
         assert_eq!(u.await.unwrap(), StatusCode::CREATED);
     }
-    assert_eq!(api.files("sha256"), 1);
-    assert_eq!(api.files("tmp"), 0);
+    assert_eq!(api.stored().await, 1);
+    assert_eq!(api.temp_files(), 0);
     let usage = api
         .platform
         .quota_usage(&"acme".parse::<TenantId>().unwrap())
@@ -355,7 +338,7 @@ async fn a_body_cut_off_mid_stream_leaves_no_file_and_no_charge() {
     // The store has started writing: the upload is under way.
     let mut started = false;
     for _ in 0..1000 {
-        if api.files("tmp") > 0 {
+        if api.temp_files() > 0 {
             started = true;
             break;
         }
@@ -365,14 +348,14 @@ async fn a_body_cut_off_mid_stream_leaves_no_file_and_no_charge() {
     drop(conn);
     let mut cleaned = false;
     for _ in 0..1000 {
-        if api.files("tmp") == 0 {
+        if api.temp_files() == 0 {
             cleaned = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(cleaned, "the temporary file was left behind");
-    assert_eq!(api.files("sha256"), 0);
+    assert_eq!(api.stored().await, 0);
     let tenant: TenantId = "acme".parse().unwrap();
     assert_eq!(
         api.platform
@@ -452,8 +435,8 @@ async fn a_full_disk_is_507_insufficient_storage_and_leaves_nothing() {
             .contains("artifact store"),
         "{body}"
     );
-    assert_eq!(api.files("tmp"), 0);
-    assert_eq!(api.files("sha256"), 0);
+    assert_eq!(api.temp_files(), 0);
+    assert_eq!(api.stored().await, 0);
     let tenant: TenantId = "acme".parse().unwrap();
     assert_eq!(
         api.platform
@@ -468,5 +451,5 @@ async fn a_full_disk_is_507_insufficient_storage_and_leaves_nothing() {
         .call(Method::PUT, UPLOAD, jars::plain_jar("com.acme.Small"))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(api.files("sha256"), 1);
+    assert_eq!(api.stored().await, 1);
 }

@@ -7,12 +7,15 @@
 //!   checks its input and counts builds.
 //! - [`conformance`]: the checks every backend runs, and [`FakeFixture`],
 //!   the fake's own fixture for them.
+//! - [`check_quota_store`]: the contract every
+//!   [`QuotaStore`](crate::QuotaStore) keeps.
 
 pub mod conformance;
 
 mod builder;
 mod orchestrator;
 mod program;
+mod quota_store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +26,7 @@ pub use self::builder::FakeImageBuilder;
 pub use self::conformance::{ConformanceFixture, FixtureApp};
 pub use self::orchestrator::FakeOrchestrator;
 pub use self::program::FakeProgram;
+pub use self::quota_store::check_quota_store;
 use crate::{AppConfig, AppRef, ImageRef, RuntimeOrchestrator, Sha256Digest, TenantId};
 
 /// The [`ConformanceFixture`] of [`FakeOrchestrator`]: fake images whose

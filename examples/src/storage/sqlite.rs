@@ -27,9 +27,6 @@ pub struct SqliteDeploymentStore {
 }
 
 const SCHEMA: &str = "
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
-PRAGMA foreign_keys = ON;
 CREATE TABLE IF NOT EXISTS versions (
     tenant TEXT NOT NULL,
     app TEXT NOT NULL,

@@ -7,6 +7,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use cameleer_runtime::{Error, Result};
 use rusqlite::Connection;
 
+/// Every connection's settings: a write-ahead log (readers never wait for
+/// the writer; several connections may share the file), synced at commits
+/// that matter, foreign keys enforced.
+const PRAGMAS: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA foreign_keys = ON;
+";
+
 /// A storage error from SQLite.
 pub(crate) fn db_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::storage("sqlite", e)
@@ -33,6 +42,7 @@ impl Db {
     fn from_connection(conn: Connection, schema: &str) -> Result<Self> {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db_err)?;
+        conn.execute_batch(PRAGMAS).map_err(db_err)?;
         conn.execute_batch(schema).map_err(db_err)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
