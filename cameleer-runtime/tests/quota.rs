@@ -21,6 +21,10 @@ fn tenant() -> TenantId {
     "acme".parse().unwrap()
 }
 
+async fn set_quota(platform: &Platform, quota: Quota) {
+    platform.set_quota(&tenant(), quota).await.unwrap();
+}
+
 fn quota_kind(e: &Error) -> QuotaKind {
     match e {
         Error::QuotaExceeded { kind, .. } => *kind,
@@ -58,16 +62,14 @@ async fn artifact_bytes_are_charged_once_and_an_upload_over_quota_stores_nothing
     let h = Harness::new();
     let first = jar("com.example.First");
     let size = first.len() as u64;
-    h.platform
-        .set_quota(
-            &tenant(),
-            Quota {
-                artifact_bytes: Some(size + 10),
-                ..Quota::default()
-            },
-        )
-        .await
-        .unwrap();
+    set_quota(
+        &h.platform,
+        Quota {
+            artifact_bytes: Some(size + 10),
+            ..Quota::default()
+        },
+    )
+    .await;
     let orders = app("orders");
     let up = h
         .platform
@@ -115,16 +117,14 @@ async fn artifact_bytes_are_charged_once_and_an_upload_over_quota_stores_nothing
 #[tokio::test(start_paused = true)]
 async fn apps_quota_refuses_a_new_app_and_creates_nothing() {
     let h = Harness::new();
-    h.platform
-        .set_quota(
-            &tenant(),
-            Quota {
-                apps: Some(1),
-                ..Quota::default()
-            },
-        )
-        .await
-        .unwrap();
+    set_quota(
+        &h.platform,
+        Quota {
+            apps: Some(1),
+            ..Quota::default()
+        },
+    )
+    .await;
     h.deploy_settled(&app("orders")).await;
     // The same app in another environment is the same app.
     let artifact = h.upload("com.example.Main").await;
@@ -158,16 +158,14 @@ async fn apps_quota_refuses_a_new_app_and_creates_nothing() {
 #[tokio::test(start_paused = true)]
 async fn instances_quota_counts_what_runs_and_what_a_restart_would_bring_back() {
     let h = Harness::new();
-    h.platform
-        .set_quota(
-            &tenant(),
-            Quota {
-                instances: Some(1),
-                ..Quota::default()
-            },
-        )
-        .await
-        .unwrap();
+    set_quota(
+        &h.platform,
+        Quota {
+            instances: Some(1),
+            ..Quota::default()
+        },
+    )
+    .await;
     let dev = app("orders");
     let prod = dev.in_env("prod".parse().unwrap());
     h.deploy_settled(&dev).await;
@@ -198,17 +196,15 @@ async fn instances_quota_counts_what_runs_and_what_a_restart_would_bring_back() 
 #[tokio::test(start_paused = true)]
 async fn memory_and_cpu_quotas_sum_the_resources_of_every_claim() {
     let h = Harness::new();
-    h.platform
-        .set_quota(
-            &tenant(),
-            Quota {
-                memory_mb: Some(768),
-                cpu_millis: Some(1500),
-                ..Quota::default()
-            },
-        )
-        .await
-        .unwrap();
+    set_quota(
+        &h.platform,
+        Quota {
+            memory_mb: Some(768),
+            cpu_millis: Some(1500),
+            ..Quota::default()
+        },
+    )
+    .await;
     let artifact = h.upload("com.example.Main").await;
     let (a, b) = (app("a"), app("b"));
     assert_eq!(
@@ -231,16 +227,14 @@ async fn memory_and_cpu_quotas_sum_the_resources_of_every_claim() {
     assert_eq!((usage.memory_mb, usage.cpu_millis), (768, 1500));
     // Lowering the quota below the usage removes nothing and still lets an
     // app be redeployed as it is; growing it is refused.
-    h.platform
-        .set_quota(
-            &tenant(),
-            Quota {
-                memory_mb: Some(256),
-                ..Quota::default()
-            },
-        )
-        .await
-        .unwrap();
+    set_quota(
+        &h.platform,
+        Quota {
+            memory_mb: Some(256),
+            ..Quota::default()
+        },
+    )
+    .await;
     assert_eq!(
         deploy(&h, &a, artifact, sized(512, 500)).await,
         Ok(S::Running)
@@ -298,16 +292,14 @@ async fn racing_deploys_for_the_last_instance_do_not_both_pass() {
         .artifact_store(Arc::new(MemoryArtifactStore::new()))
         .build();
     let h = Racing { platform };
-    h.platform
-        .set_quota(
-            &tenant(),
-            Quota {
-                instances: Some(1),
-                ..Quota::default()
-            },
-        )
-        .await
-        .unwrap();
+    set_quota(
+        &h.platform,
+        Quota {
+            instances: Some(1),
+            ..Quota::default()
+        },
+    )
+    .await;
     let artifact = h.upload("com.example.Main").await;
     let racers: Vec<_> = (0..10)
         .map(|i| {
@@ -349,16 +341,14 @@ impl Racing {
 async fn racing_uploads_for_the_last_bytes_do_not_both_pass() {
     let h = Harness::new();
     let size = jar("com.example.A").len() as u64;
-    h.platform
-        .set_quota(
-            &tenant(),
-            Quota {
-                artifact_bytes: Some(size + size / 2),
-                ..Quota::default()
-            },
-        )
-        .await
-        .unwrap();
+    set_quota(
+        &h.platform,
+        Quota {
+            artifact_bytes: Some(size + size / 2),
+            ..Quota::default()
+        },
+    )
+    .await;
     let racers: Vec<_> = ["com.example.A", "com.example.B", "com.example.C"]
         .into_iter()
         .map(|main| {
