@@ -36,6 +36,7 @@
 
 mod classic;
 mod commit;
+mod remove;
 
 pub use commit::AGENT_BASE_REPOSITORY;
 
@@ -404,6 +405,15 @@ impl ImageBuilder for DockerImageBuilder {
             }
         };
         self.finish(spec, &id, false, &progress).await
+    }
+
+    /// Removes the image with the digest `image` is pinned to (the engine's
+    /// image id): every tag it has is removed, then the image. Never forced:
+    /// an image a container still uses (even a stopped one) is left whole,
+    /// and the answer is `conflict`. The cached base+agent image it was
+    /// committed on stays. See `image_builder/remove.rs`.
+    async fn remove_image(&self, image: &ImageRef) -> Result<()> {
+        remove::remove_image(&self.docker, image).await
     }
 }
 

@@ -123,4 +123,23 @@ pub trait ImageBuilder: Send + Sync {
         jar: ByteStream,
         progress: ProgressSink,
     ) -> Result<BuiltImage>;
+
+    /// Removes an image this builder built (the retention sweep's way to
+    /// free what old versions took). `image` is pinned to its digest, and
+    /// every image with that digest goes: all the tags the builder gave it.
+    ///
+    /// An image that is gone already is `Ok`. One still in use (a container
+    /// of it exists) must not be removed: the answer is
+    /// [`Error::Conflict`](crate::Error::Conflict), and the sweep tries
+    /// again next time. Provided: a builder that cannot remove images
+    /// answers [`Error::Unsupported`](crate::Error::Unsupported), and the
+    /// sweep leaves images alone.
+    ///
+    /// It is the builder's, not the backend's: the builder decided where
+    /// images live (an engine's cache, a registry) and knows how to remove
+    /// them there, while a backend only pulls them.
+    async fn remove_image(&self, image: &ImageRef) -> Result<()> {
+        let _ = image;
+        Err(crate::Error::Unsupported("removing images"))
+    }
 }

@@ -93,24 +93,59 @@ impl Default for AppConfig {
     }
 }
 
+/// The memory limit when a config gives none, in MiB.
+pub const DEFAULT_MEMORY_MB: u32 = 512;
+/// The CPU limit when a config gives none, in thousandths of a core.
+pub const DEFAULT_CPU_MILLIS: u32 = 1000;
+
 /// Memory and CPU limits of the app's container.
+///
+/// Every field may be left out: a partial object takes the defaults for the
+/// rest, so `{"memory_mb": 256}` is 256 MiB and one core.
+///
+/// | field | default |
+/// | --- | --- |
+/// | `memory_mb` | [`DEFAULT_MEMORY_MB`] (512) |
+/// | `cpu_millis` | [`DEFAULT_CPU_MILLIS`] (1000, one core) |
+/// | `cpu_shares` | none (the engine's default weight) |
+///
+/// # Examples
+///
+/// ```
+/// use cameleer_runtime::Resources;
+///
+/// let r: Resources = serde_json::from_str(r#"{"memory_mb": 256}"#).unwrap();
+/// assert_eq!((r.memory_mb, r.cpu_millis, r.cpu_shares), (256, 1000, None));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// Memory limit in MiB; swap is not allowed on top of it. At least 64.
+    /// Default [`DEFAULT_MEMORY_MB`].
+    #[serde(default = "default_memory_mb")]
     pub memory_mb: u32,
-    /// CPU limit in thousandths of a core (`500` = half a core).
+    /// CPU limit in thousandths of a core (`500` = half a core). Default
+    /// [`DEFAULT_CPU_MILLIS`].
+    #[serde(default = "default_cpu_millis")]
     pub cpu_millis: u32,
     /// Relative CPU weight when cores are contended (Docker `CpuShares`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_shares: Option<u32>,
 }
 
+fn default_memory_mb() -> u32 {
+    DEFAULT_MEMORY_MB
+}
+
+fn default_cpu_millis() -> u32 {
+    DEFAULT_CPU_MILLIS
+}
+
 impl Default for Resources {
     fn default() -> Self {
         Self {
-            memory_mb: 512,
-            cpu_millis: 1000,
+            memory_mb: DEFAULT_MEMORY_MB,
+            cpu_millis: DEFAULT_CPU_MILLIS,
             cpu_shares: None,
         }
     }
@@ -119,7 +154,7 @@ impl Default for Resources {
 /// How the runtime decides that a started app is up (RUNNING).
 ///
 /// On the wire: `{"tcp_port": 9092}`, `{"http": {"port": 8080, "path":
-/// "/health"}}` or `"none"`. With `none`, the app is up once its process has
+/// "/health"}}` (the path defaults to `/`) or `"none"`. With `none`, the app is up once its process has
 /// stayed alive through a short grace period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -128,14 +163,19 @@ pub enum HealthCheck {
     TcpPort(u16),
     /// An HTTP GET of `path` on `port` answers 2xx or 3xx.
     Http {
-        /// The port.
+        /// The port (required).
         port: u16,
-        /// The path, starting with `/`.
+        /// The path, starting with `/`. Default `/`.
+        #[serde(default = "root_path")]
         path: String,
     },
     /// No probe: the process staying up through a grace period counts.
     #[default]
     None,
+}
+
+fn root_path() -> String {
+    "/".into()
 }
 
 impl AppConfig {
@@ -499,6 +539,51 @@ mod tests {
         );
         let h: HealthCheck = serde_json::from_str(r#""none""#).unwrap();
         assert_eq!(h, HealthCheck::None);
+    }
+
+    #[test]
+    fn partial_resources_take_the_defaults_for_what_is_left_out() {
+        let c: AppConfig = serde_json::from_str(r#"{"resources": {"memory_mb": 256}}"#).unwrap();
+        assert_eq!(
+            c.resources,
+            Resources {
+                memory_mb: 256,
+                cpu_millis: DEFAULT_CPU_MILLIS,
+                cpu_shares: None
+            }
+        );
+        c.validate().unwrap();
+        let c: AppConfig = serde_json::from_str(r#"{"resources": {"cpu_millis": 250}}"#).unwrap();
+        assert_eq!(
+            (c.resources.memory_mb, c.resources.cpu_millis),
+            (DEFAULT_MEMORY_MB, 250)
+        );
+        let c: AppConfig = serde_json::from_str(r#"{"resources": {"cpu_shares": 512}}"#).unwrap();
+        assert_eq!(
+            c.resources,
+            Resources {
+                cpu_shares: Some(512),
+                ..Resources::default()
+            }
+        );
+        let c: AppConfig = serde_json::from_str(r#"{"resources": {}}"#).unwrap();
+        assert_eq!(c.resources, Resources::default());
+        // The whole config may be partial too, and an empty one is the default.
+        let c: AppConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(c, AppConfig::default());
+        // An HTTP check's path defaults to `/`; its port has no default.
+        let h: HealthCheck = serde_json::from_str(r#"{"http": {"port": 8080}}"#).unwrap();
+        assert_eq!(
+            h,
+            HealthCheck::Http {
+                port: 8080,
+                path: "/".into()
+            }
+        );
+        assert!(serde_json::from_str::<HealthCheck>(r#"{"http": {"path": "/h"}}"#).is_err());
+        // A typo in a partial object is still an error.
+        let e = serde_json::from_str::<AppConfig>(r#"{"resources": {"memory": 256}}"#).unwrap_err();
+        assert!(e.to_string().contains("memory"), "{e}");
     }
 
     #[test]

@@ -138,6 +138,25 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A tenant's quota does not allow the request; nothing was created.
+    /// The code names the quota (see [`QuotaKind::code`](crate::QuotaKind::code)).
+    #[error("{kind} quota of tenant {tenant} exceeded: {requested} {unit} needed, the quota is {limit}", unit = kind.unit())]
+    QuotaExceeded {
+        /// The tenant.
+        tenant: crate::TenantId,
+        /// Which quota.
+        kind: crate::QuotaKind,
+        /// The quota.
+        limit: u64,
+        /// What the tenant would use with the request.
+        requested: u64,
+    },
+
+    /// The storage has no room left (a full disk: `ENOSPC`, or a file
+    /// system quota): nothing was stored.
+    #[error("insufficient storage: {0}")]
+    InsufficientStorage(String),
+
     /// The platform is shutting down and takes no new work.
     #[error("the platform is shutting down")]
     ShuttingDown,
@@ -178,6 +197,8 @@ impl Error {
             Error::ChecksumMismatch { .. } => "checksum_mismatch",
             Error::ArtifactTooLarge { .. } => "artifact_too_large",
             Error::UploadFailed { .. } => "upload_failed",
+            Error::QuotaExceeded { kind, .. } => kind.code(),
+            Error::InsufficientStorage(_) => "insufficient_storage",
             Error::ShuttingDown => "shutting_down",
             Error::Internal(_) => "internal",
         }
@@ -225,6 +246,30 @@ impl Error {
         Error::Storage {
             message: message.into(),
             source: Some(source.into()),
+        }
+    }
+
+    /// An I/O error of a store, `what` saying what it was doing: a full
+    /// disk or file system quota (`ENOSPC`, `EDQUOT`) is
+    /// [`Error::InsufficientStorage`], anything else [`Error::Storage`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cameleer_runtime::Error;
+    ///
+    /// let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+    /// assert_eq!(Error::from_io("writing the artifact", full).code(), "insufficient_storage");
+    /// let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+    /// assert_eq!(Error::from_io("writing the artifact", other).code(), "storage_error");
+    /// ```
+    pub fn from_io(what: impl Into<String>, e: std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+                Error::InsufficientStorage(format!("{}: {e}", what.into()))
+            }
+            _ => Error::storage(what, e),
         }
     }
 }

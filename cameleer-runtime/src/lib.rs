@@ -7,7 +7,10 @@
 //!   per-environment [`AppConfig`];
 //! - [`Deployment`] and its state machine ([`transition`]);
 //! - the contracts: [`RuntimeOrchestrator`] (a backend), [`ImageBuilder`],
-//!   [`DeploymentStore`] and [`ArtifactStore`] (the host's storage);
+//!   [`DeploymentStore`], [`ArtifactStore`] and [`QuotaStore`] (the host's
+//!   storage);
+//! - per-tenant [`Quota`]s and retention ([`RetentionOptions`]), both
+//!   enforced by the [`Platform`];
 //! - in-memory stores ([`memory`]);
 //! - logs that outlive containers ([`logs`]): the `LogStore` contract and
 //!   the forwarder that fills it;
@@ -46,8 +49,11 @@
 //! (`not_a_zip`, `invalid_entry_name`, …), `checksum_mismatch`,
 //! `artifact_too_large`, `upload_failed`, `not_found`,
 //! `illegal_transition`, `conflict`, `build_failed`, `backend_error`,
-//! `storage_error`, `start_failed`, `timeout`, `unsupported`, `shutting_down`,
-//! `internal`.
+//! `storage_error`, `insufficient_storage`, the quota codes
+//! (`artifact_bytes_quota_exceeded`, `apps_quota_exceeded`,
+//! `instances_quota_exceeded`, `memory_quota_exceeded`,
+//! `cpu_quota_exceeded`), `start_failed`, `timeout`, `unsupported`,
+//! `shutting_down`, `internal`.
 #![deny(missing_docs)]
 
 mod builder;
@@ -61,13 +67,17 @@ pub mod logs;
 pub mod memory;
 mod orchestrator;
 mod platform;
+mod quota;
 mod reason;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use builder::{BuildProgress, BuildSpec, BuiltImage, ImageBuilder, ProgressSink};
-pub use config::{AppConfig, HealthCheck, MAX_MEMORY_MB, MIN_MEMORY_MB, RESERVED_ENV, Resources};
+pub use config::{
+    AppConfig, DEFAULT_CPU_MILLIS, DEFAULT_MEMORY_MB, HealthCheck, MAX_MEMORY_MB, MIN_MEMORY_MB,
+    RESERVED_ENV, Resources,
+};
 pub use deployment::{
     Deployment, DeploymentEvent, DeploymentSource, DeploymentStatus, StatusChange, transition,
 };
@@ -78,11 +88,14 @@ pub use orchestrator::{
     LogSource, LogStream, ReconcileReport, RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator,
 };
 pub use platform::{
-    AppView, BuildProgressEvent, Platform, PlatformBuilder, PlatformEvent, PlatformEvents,
-    PlatformOptions, RecoveryReport, StatusEvent, UnhealthyEvent, Unset, UploadedArtifact,
+    AppView, BuildProgressEvent, ImageUse, Platform, PlatformBuilder, PlatformEvent,
+    PlatformEvents, PlatformOptions, RecoveryReport, RemovableImage, RetentionOptions,
+    RetentionPlan, StatusEvent, SweepReport, SweepSkip, UnhealthyEvent, Unset, UploadedArtifact,
 };
+pub use quota::{ArtifactCharge, Quota, QuotaKind, QuotaStore, QuotaUsage, instances_of};
 pub use store::{
     ArtifactInfo, ArtifactStore, ArtifactUpload, ByteStream, DeploymentStore, NewDeployment,
+    StoredArtifact,
 };
 
 pub use reason::StatusReason;

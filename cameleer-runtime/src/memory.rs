@@ -1,5 +1,6 @@
-//! In-memory [`DeploymentStore`] and [`ArtifactStore`]: for tests, examples
-//! and hosts that do not need durability.
+//! In-memory [`DeploymentStore`], [`ArtifactStore`] and
+//! [`QuotaStore`](crate::QuotaStore): for tests, examples and hosts that do
+//! not need durability.
 //!
 //! Both keep their whole state behind one [`std::sync::Mutex`] that is never
 //! held across an `.await`, which is what makes each operation atomic.
@@ -14,9 +15,10 @@ use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
+pub use crate::quota::MemoryQuotaStore;
 use crate::{
     AppRef, ArtifactInfo, ArtifactStore, ArtifactUpload, ByteStream, Deployment, DeploymentId,
-    DeploymentStore, Error, NewDeployment, Result, TenantId,
+    DeploymentStore, Error, NewDeployment, Result, StoredArtifact, TenantId,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -232,7 +234,8 @@ impl DeploymentStore for MemoryDeploymentStore {
 /// ```
 #[derive(Debug, Default)]
 pub struct MemoryArtifactStore {
-    blobs: Mutex<HashMap<Sha256Digest, Bytes>>,
+    /// Each artifact with when it was (last) stored.
+    blobs: Mutex<HashMap<Sha256Digest, (Bytes, OffsetDateTime)>>,
     max_size: Option<u64>,
     verify: bool,
 }
@@ -308,16 +311,18 @@ impl ArtifactStore for MemoryArtifactStore {
             sha256,
             size: buf.len() as u64,
         };
+        let now = OffsetDateTime::now_utc();
         lock(&self.blobs)
             .entry(info.sha256)
-            .or_insert_with(|| buf.freeze());
+            .and_modify(|(_, at)| *at = now)
+            .or_insert_with(|| (buf.freeze(), now));
         Ok(info)
     }
 
     async fn get(&self, sha256: &Sha256Digest) -> Result<ByteStream> {
         let blob = lock(&self.blobs)
             .get(sha256)
-            .cloned()
+            .map(|(b, _)| b.clone())
             .ok_or_else(|| Error::not_found("artifact", sha256))?;
         let chunks: Vec<std::io::Result<Bytes>> = (0..blob.len())
             .step_by(READ_CHUNK)
@@ -327,10 +332,27 @@ impl ArtifactStore for MemoryArtifactStore {
     }
 
     async fn stat(&self, sha256: &Sha256Digest) -> Result<Option<ArtifactInfo>> {
-        Ok(lock(&self.blobs).get(sha256).map(|b| ArtifactInfo {
+        Ok(lock(&self.blobs).get(sha256).map(|(b, _)| ArtifactInfo {
             sha256: *sha256,
             size: b.len() as u64,
         }))
+    }
+
+    async fn list(&self) -> Result<Vec<StoredArtifact>> {
+        Ok(lock(&self.blobs)
+            .iter()
+            .map(|(sha256, (b, at))| StoredArtifact {
+                info: ArtifactInfo {
+                    sha256: *sha256,
+                    size: b.len() as u64,
+                },
+                stored_at: *at,
+            })
+            .collect())
+    }
+
+    async fn delete(&self, sha256: &Sha256Digest) -> Result<bool> {
+        Ok(lock(&self.blobs).remove(sha256).is_some())
     }
 }
 

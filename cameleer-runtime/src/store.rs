@@ -188,4 +188,33 @@ pub trait ArtifactStore: Send + Sync {
 
     /// The artifact's info, or `None` when it is not stored.
     async fn stat(&self, sha256: &Sha256Digest) -> Result<Option<ArtifactInfo>>;
+
+    /// Every stored artifact with when it was stored (or last stored
+    /// again): what the retention sweep looks through. Provided: a store
+    /// that cannot list answers [`Error::Unsupported`](crate::Error::Unsupported),
+    /// and the sweep then removes no artifact.
+    async fn list(&self) -> Result<Vec<StoredArtifact>> {
+        Err(crate::Error::Unsupported("listing artifacts"))
+    }
+
+    /// Removes the artifact; `Ok(false)` when it was not stored. A reader
+    /// that has it open may finish reading. Provided: a store that cannot
+    /// delete answers [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn delete(&self, sha256: &Sha256Digest) -> Result<bool> {
+        let _ = sha256;
+        Err(crate::Error::Unsupported("deleting artifacts"))
+    }
+}
+
+/// A stored artifact and when it was stored; see [`ArtifactStore::list`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredArtifact {
+    /// Its SHA-256 and size.
+    #[serde(flatten)]
+    pub info: ArtifactInfo,
+    /// When it was stored, or stored again by a later upload of the same
+    /// bytes: the retention sweep spares artifacts younger than its grace,
+    /// which a deploy may be about to use.
+    #[serde(with = "time::serde::rfc3339")]
+    pub stored_at: time::OffsetDateTime,
 }

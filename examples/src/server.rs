@@ -5,7 +5,7 @@
 //! [--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]]
 //! [--backend docker|kubernetes] [--image-builder registry|kaniko]
 //! [--pull-secret NAME]… [--push-secret NAME] [--insecure-registry]
-//! [--log-store sqlite|clickhouse://…]`
+//! [--log-store sqlite|clickhouse://…] [--keep-versions N]`
 //!
 //! It wires the crates exactly as a host application would: SQLite and
 //! content-addressed files under the data dir for storage, the local Docker
@@ -67,6 +67,9 @@ pub struct ServerArgs {
     pub insecure_registry: bool,
     /// Where app logs are kept beyond their containers.
     pub log_store: LogStoreArg,
+    /// Retention: versions whose images and artifacts are kept per app and
+    /// environment. Default 10.
+    pub keep_versions: usize,
 }
 
 /// `--log-store`: where app logs are kept.
@@ -136,6 +139,7 @@ impl Default for ServerArgs {
             push_secret: None,
             insecure_registry: false,
             log_store: LogStoreArg::Sqlite,
+            keep_versions: 10,
         }
     }
 }
@@ -146,8 +150,10 @@ pub const USAGE: &str = "usage: server [--listen ADDR] [--data-dir DIR] [--agent
 [--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]] \
 [--backend docker|kubernetes] [--image-builder registry|kaniko] [--pull-secret NAME]... \
 [--push-secret NAME] [--insecure-registry] \
-[--log-store sqlite|clickhouse://[user[:password]@]host[:port][/database]]
+[--log-store sqlite|clickhouse://[user[:password]@]host[:port][/database]] [--keep-versions N]
   --log-store: where app logs are kept beyond their containers (default: sqlite, in the data dir).
+  --keep-versions: retention keeps the images and artifacts of the newest N versions of each
+  app and environment (default 10, at least 1); older ones are swept hourly.
   --registry: build images without the engine and push them to URL (https, or http on
   loopback); credentials from the file (one line username:password) or from
   CAMELEER_REGISTRY_USERNAME and CAMELEER_REGISTRY_PASSWORD. Needed on Kubernetes.
@@ -231,6 +237,12 @@ impl ServerArgs {
                 "--pull-secret" => out.pull_secrets.push(value()?),
                 "--push-secret" => out.push_secret = Some(value()?),
                 "--log-store" => out.log_store = LogStoreArg::parse(&value()?)?,
+                "--keep-versions" => {
+                    let v = value()?;
+                    out.keep_versions = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        format!("--keep-versions {v:?}: a whole number, at least 1")
+                    })?;
+                }
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -307,9 +319,12 @@ mod tests {
             "x=1,y=2",
             "--base-image",
             "cameleer/jre:17",
+            "--keep-versions",
+            "3",
         ])
         .unwrap()
         .unwrap();
+        assert_eq!(a.keep_versions, 3);
         assert_eq!(a.listen.port(), 9000);
         assert_eq!(a.data_dir, PathBuf::from("/d"));
         assert_eq!(a.agent_jar, Some(PathBuf::from("/a.jar")));
@@ -394,6 +409,8 @@ mod tests {
             (vec!["--base-image", "UPPER"], "--base-image"),
             (vec!["serve"], "unknown argument"),
             (vec!["--backend", "podman"], "--backend"),
+            (vec!["--keep-versions", "0"], "--keep-versions"),
+            (vec!["--keep-versions=ten"], "--keep-versions"),
             (vec!["--backend", "kubernetes"], "--registry"),
             (
                 vec!["--backend", "kubernetes", "--registry", "localhost:5001/c"],

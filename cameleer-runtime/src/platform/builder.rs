@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{Platform, PlatformOptions};
-use crate::{ArtifactStore, DeploymentStore, ImageBuilder, RuntimeOrchestrator};
+use crate::{ArtifactStore, DeploymentStore, ImageBuilder, QuotaStore, RuntimeOrchestrator};
 
 /// A required part of a [`PlatformBuilder`] that has not been given yet.
 ///
@@ -20,7 +20,10 @@ pub struct Unset;
 /// [`image_builder`](Self::image_builder), the
 /// [`deployment_store`](Self::deployment_store) and the
 /// [`artifact_store`](Self::artifact_store) are required, in any order;
-/// [`options`](Self::options) defaults to [`PlatformOptions::default`].
+/// [`options`](Self::options) defaults to [`PlatformOptions::default`],
+/// and [`quota_store`](Self::quota_store) to a
+/// [`MemoryQuotaStore`](crate::memory::MemoryQuotaStore) (every tenant
+/// unlimited until a quota is set, nothing kept across restarts).
 /// Giving a part again replaces it.
 ///
 /// The type parameters record which required parts are given ([`Unset`]
@@ -68,6 +71,7 @@ pub struct PlatformBuilder<O = Unset, B = Unset, D = Unset, A = Unset> {
     image_builder: B,
     deployment_store: D,
     artifact_store: A,
+    quota_store: Option<Arc<dyn QuotaStore>>,
     options: PlatformOptions,
 }
 
@@ -86,6 +90,7 @@ impl PlatformBuilder {
             image_builder: Unset,
             deployment_store: Unset,
             artifact_store: Unset,
+            quota_store: None,
             options: PlatformOptions::default(),
         }
     }
@@ -102,6 +107,7 @@ impl<O, B, D, A> PlatformBuilder<O, B, D, A> {
             image_builder: self.image_builder,
             deployment_store: self.deployment_store,
             artifact_store: self.artifact_store,
+            quota_store: self.quota_store,
             options: self.options,
         }
     }
@@ -116,6 +122,7 @@ impl<O, B, D, A> PlatformBuilder<O, B, D, A> {
             image_builder,
             deployment_store: self.deployment_store,
             artifact_store: self.artifact_store,
+            quota_store: self.quota_store,
             options: self.options,
         }
     }
@@ -130,6 +137,7 @@ impl<O, B, D, A> PlatformBuilder<O, B, D, A> {
             image_builder: self.image_builder,
             deployment_store,
             artifact_store: self.artifact_store,
+            quota_store: self.quota_store,
             options: self.options,
         }
     }
@@ -144,8 +152,16 @@ impl<O, B, D, A> PlatformBuilder<O, B, D, A> {
             image_builder: self.image_builder,
             deployment_store: self.deployment_store,
             artifact_store,
+            quota_store: self.quota_store,
             options: self.options,
         }
+    }
+
+    /// Where tenants' quotas and artifact charges are kept; default an
+    /// in-memory store.
+    pub fn quota_store(mut self, quota_store: Arc<dyn QuotaStore>) -> Self {
+        self.quota_store = Some(quota_store);
+        self
     }
 
     /// Limits, validation policy and tuning; default
@@ -172,6 +188,8 @@ impl
             self.image_builder,
             self.deployment_store,
             self.artifact_store,
+            self.quota_store
+                .unwrap_or_else(|| Arc::new(crate::memory::MemoryQuotaStore::new())),
             self.options,
         )
     }

@@ -16,7 +16,7 @@ use super::events::{PlatformEvent, StatusEvent};
 use super::lanes::{Lanes, Turn};
 use crate::{
     AppRef, ArtifactStore, Deployment, DeploymentEvent, DeploymentId, DeploymentStore, Error,
-    ImageBuilder, NewDeployment, Result, RuntimeOrchestrator, StatusReason,
+    ImageBuilder, NewDeployment, QuotaStore, Result, RuntimeOrchestrator, StatusReason, TenantId,
 };
 
 pub(crate) struct Core {
@@ -24,6 +24,7 @@ pub(crate) struct Core {
     pub(crate) builder: Arc<dyn ImageBuilder>,
     pub(crate) store: Arc<dyn DeploymentStore>,
     pub(crate) artifacts: Arc<dyn ArtifactStore>,
+    pub(crate) quotas: Arc<dyn QuotaStore>,
     pub(crate) options: PlatformOptions,
     pub(crate) events: broadcast::Sender<PlatformEvent>,
     pub(crate) lanes: Lanes,
@@ -44,6 +45,18 @@ pub(crate) struct Core {
     /// Bumped whenever a deployment stops being in flight.
     pub(crate) finished: watch::Sender<u64>,
     pub(crate) watching: AtomicBool,
+    /// Whether the background retention sweep runs.
+    pub(crate) sweeping: AtomicBool,
+    /// Per tenant: quota checks and the creations they admit take turns.
+    pub(crate) tenant_gates: Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Requests that reference stored artifacts and images (uploads,
+    /// deploys, promotions, rollbacks) hold it shared; a retention sweep
+    /// holds it alone, so it never removes what a request is about to use.
+    pub(crate) sweep_gate: tokio::sync::RwLock<()>,
+    /// Image digests this process's sweeps removed: deployment records
+    /// keep naming them, and plans leave them out. (After a restart a plan
+    /// lists them once more, and removing a gone image is a no-op.)
+    pub(crate) swept_images: Mutex<HashSet<cameleer_build::Sha256Digest>>,
 }
 
 impl Core {
@@ -52,6 +65,7 @@ impl Core {
         builder: Arc<dyn ImageBuilder>,
         store: Arc<dyn DeploymentStore>,
         artifacts: Arc<dyn ArtifactStore>,
+        quotas: Arc<dyn QuotaStore>,
         options: PlatformOptions,
     ) -> Self {
         let (events, _) = broadcast::channel(options.event_capacity.max(1));
@@ -60,6 +74,7 @@ impl Core {
             builder,
             store,
             artifacts,
+            quotas,
             options,
             events,
             lanes: Lanes::default(),
@@ -70,6 +85,10 @@ impl Core {
             recovering: tokio::sync::RwLock::const_new(()),
             finished: watch::Sender::new(0),
             watching: AtomicBool::new(false),
+            sweeping: AtomicBool::new(false),
+            tenant_gates: Mutex::default(),
+            sweep_gate: tokio::sync::RwLock::const_new(()),
+            swept_images: Mutex::default(),
         }
     }
 

@@ -5,6 +5,8 @@ mod core;
 mod events;
 mod lanes;
 mod pipeline;
+mod quota;
+mod retention;
 mod upload;
 mod watch;
 
@@ -19,11 +21,15 @@ use self::core::Core;
 pub use self::events::{
     BuildProgressEvent, PlatformEvent, PlatformEvents, StatusEvent, UnhealthyEvent,
 };
+pub use self::retention::{
+    ImageUse, RemovableImage, RetentionOptions, RetentionPlan, SweepReport, SweepSkip,
+};
 pub use self::upload::UploadedArtifact;
 pub use self::watch::{AppView, RecoveryReport};
 use crate::{
     AppConfig, AppRef, ArtifactStore, ByteStream, Deployment, DeploymentId, DeploymentStore, EnvId,
-    Error, ImageBuilder, LogOptions, LogStream, Result, RuntimeOrchestrator, TenantId,
+    Error, ImageBuilder, LogOptions, LogStream, Quota, QuotaStore, QuotaUsage, Result,
+    RuntimeOrchestrator, TenantId,
 };
 
 /// Limits, validation policy and tuning of a [`Platform`].
@@ -61,6 +67,9 @@ pub struct PlatformOptions {
     /// How long to wait before subscribing again when the backend's event
     /// stream ends. Default 1 s.
     pub watcher_retry: Duration,
+    /// What the retention sweep keeps and how often it runs; see
+    /// [`RetentionOptions`].
+    pub retention: RetentionOptions,
 }
 
 impl Default for PlatformOptions {
@@ -72,6 +81,7 @@ impl Default for PlatformOptions {
             progress_capacity: 256,
             conflict_retries: 16,
             watcher_retry: Duration::from_secs(1),
+            retention: RetentionOptions::default(),
         }
     }
 }
@@ -164,9 +174,17 @@ impl Platform {
         builder: Arc<dyn ImageBuilder>,
         store: Arc<dyn DeploymentStore>,
         artifacts: Arc<dyn ArtifactStore>,
+        quotas: Arc<dyn QuotaStore>,
         options: PlatformOptions,
     ) -> Self {
-        let core = Arc::new(Core::new(orchestrator, builder, store, artifacts, options));
+        let core = Arc::new(Core::new(
+            orchestrator,
+            builder,
+            store,
+            artifacts,
+            quotas,
+            options,
+        ));
         let guard = core.cancel.clone().drop_guard();
         Self {
             core,
@@ -190,7 +208,12 @@ impl Platform {
     /// is stored unless the whole JAR is accepted. Errors: the validator's
     /// codes (`not_a_zip`, `invalid_entry_name`, `missing_main_class`, …),
     /// `artifact_too_large`, `checksum_mismatch` when `expected_sha256`
-    /// differs, `upload_failed` when `data` ends with an error.
+    /// differs, `upload_failed` when `data` ends with an error,
+    /// `insufficient_storage` when the store is full, and
+    /// `artifact_bytes_quota_exceeded` when the tenant's
+    /// [`Quota::artifact_bytes`] does not allow it (the tenant is charged an
+    /// artifact once, at its first upload; the charge is made before the
+    /// store commits, so a refused upload stores nothing).
     #[tracing::instrument(skip_all, fields(tenant = %app.tenant, app = %app.app, env = %app.env))]
     pub async fn upload_artifact(
         &self,
@@ -198,13 +221,20 @@ impl Platform {
         data: ByteStream,
         expected_sha256: Option<Sha256Digest>,
     ) -> Result<UploadedArtifact> {
+        let _no_sweep = self.core.sweep_gate.read().await;
         let mut policy = self.core.options.validation.clone();
         policy.expected_sha256 = expected_sha256;
+        let charge = upload::Charge {
+            quotas: self.core.quotas.clone(),
+            tenant: app.tenant.clone(),
+            limit: self.core.quotas.quota(&app.tenant).await?.artifact_bytes,
+        };
         let uploaded = upload::upload(
             self.core.artifacts.as_ref(),
             data,
             &policy,
             self.core.options.upload_queue_chunks,
+            charge,
         )
         .await;
         match &uploaded {
@@ -225,6 +255,10 @@ impl Platform {
     /// previous RUNNING version becomes STOPPED, superseded), or it ends
     /// FAILED with the builder's or backend's reason, the previous version
     /// still serving.
+    ///
+    /// A deploy the tenant's [`Quota`] does not allow (apps, instances,
+    /// memory, CPU) is refused with the quota's code
+    /// (`apps_quota_exceeded`, …) and creates nothing.
     #[tracing::instrument(skip_all, fields(tenant = %app.tenant, app = %app.app, env = %app.env, artifact = %artifact))]
     pub async fn deploy(
         &self,
@@ -233,6 +267,7 @@ impl Platform {
         config: AppConfig,
     ) -> Result<Deployment> {
         self.check_running()?;
+        let _no_sweep = self.core.sweep_gate.read().await;
         self.core.deploy(app, artifact, config).await
     }
 
@@ -255,7 +290,9 @@ impl Platform {
     /// for the restart, and returns the deployment as it ends.
     ///
     /// `not_found` for an unknown app, `conflict` when no version has an
-    /// image, `illegal_transition` when the version is BUILDING or STARTING.
+    /// image, `illegal_transition` when the version is BUILDING or STARTING,
+    /// a quota's code when a stopped version may not claim its resources
+    /// again.
     #[tracing::instrument(skip_all, fields(tenant = %app.tenant, app = %app.app, env = %app.env))]
     pub async fn restart(&self, app: &AppRef) -> Result<Deployment> {
         self.check_running()?;
@@ -323,6 +360,7 @@ impl Platform {
         config: Option<AppConfig>,
     ) -> Result<Deployment> {
         self.check_running()?;
+        let _no_sweep = self.core.sweep_gate.read().await;
         let target = from.in_env(to);
         self.core.promote(from, &target, config).await
     }
@@ -333,10 +371,12 @@ impl Platform {
     /// With `version: None`, the newest version that reached RUNNING and is
     /// older than the one serving now (or than the newest, when none
     /// serves). Errors: `not_found` for an unknown app or version,
-    /// `conflict` when the version has no image or there is nothing earlier.
+    /// `conflict` when the version has no image, is older than what
+    /// retention keeps ([`RetentionOptions`]), or there is nothing earlier.
     #[tracing::instrument(skip(self), fields(tenant = %app.tenant, app = %app.app, env = %app.env))]
     pub async fn rollback(&self, app: &AppRef, version: Option<u64>) -> Result<Deployment> {
         self.check_running()?;
+        let _no_sweep = self.core.sweep_gate.read().await;
         self.core.rollback(app, version).await
     }
 
@@ -369,12 +409,49 @@ impl Platform {
     }
 
     /// Starts watching the backend's events (crashes, OOM kills, health
-    /// warnings), then [`recover`](Self::recover)s. Call it once at startup;
-    /// later calls only recover.
+    /// warnings) and the background retention sweep (when
+    /// [`RetentionOptions::sweep_interval`] is set), then
+    /// [`recover`](Self::recover)s. Call it once at startup; later calls
+    /// only recover.
     #[tracing::instrument(skip(self))]
     pub async fn start(&self) -> Result<RecoveryReport> {
         self.check_running()?;
+        self.core.start_sweeping();
         self.core.start().await
+    }
+
+    /// The tenant's quota ([`Quota::unlimited`] until one is set).
+    pub async fn quota(&self, tenant: &TenantId) -> Result<Quota> {
+        self.core.quotas.quota(tenant).await
+    }
+
+    /// Sets the tenant's quota. Lowering it below what the tenant uses
+    /// removes nothing: requests that would use more are refused until
+    /// usage falls.
+    #[tracing::instrument(skip(self), fields(tenant = %tenant))]
+    pub async fn set_quota(&self, tenant: &TenantId, quota: Quota) -> Result<()> {
+        self.core.quotas.set_quota(tenant, quota).await
+    }
+
+    /// What the tenant uses now, in the units of its [`Quota`].
+    pub async fn quota_usage(&self, tenant: &TenantId) -> Result<QuotaUsage> {
+        self.core.quota_usage(tenant).await
+    }
+
+    /// What a retention sweep would remove now: a dry run of
+    /// [`sweep`](Self::sweep). See [`RetentionOptions`] for what is kept.
+    pub async fn retention_plan(&self) -> Result<RetentionPlan> {
+        self.core.retention_plan().await
+    }
+
+    /// Removes the images and artifacts retention does not keep (see
+    /// [`RetentionOptions`]). Runs alone: uploads, deploys, promotions and
+    /// rollbacks wait for it. What could not be removed (an image still in
+    /// use, a builder that cannot remove images) is listed in the report's
+    /// `skipped`, and the next sweep tries again.
+    #[tracing::instrument(skip(self))]
+    pub async fn sweep(&self) -> Result<SweepReport> {
+        self.core.sweep().await
     }
 
     /// Settles what a controller restart interrupted: the backend

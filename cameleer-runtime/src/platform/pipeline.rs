@@ -38,7 +38,7 @@ impl Core {
             source: DeploymentSource::Build,
             config,
         };
-        let (d, turn, inflight) = self.create_queued(app, new).await?;
+        let (d, turn, inflight) = self.admit_and_create(app, new).await?;
         let core = self.clone();
         let id = d.id;
         self.spawn_for(inflight, turn, async move {
@@ -58,11 +58,23 @@ impl Core {
     ) -> Result<Deployment> {
         debug_assert!(new.image.is_some());
         new.config.validate()?;
-        let (d, turn, inflight) = self.create_queued(app, new).await?;
+        let (d, turn, inflight) = self.admit_and_create(app, new).await?;
         let core = self.clone();
         let started = d.clone();
         self.spawn_for(inflight, turn, async move { core.bring_up(started).await });
         Ok(d)
+    }
+
+    /// Checks the tenant's quotas for `new` and creates it, behind the
+    /// tenant's gate: nothing is created when a quota refuses it.
+    async fn admit_and_create(
+        self: &Arc<Self>,
+        app: &AppRef,
+        new: NewDeployment,
+    ) -> Result<(Deployment, super::lanes::Turn, super::core::InflightGuard)> {
+        let _gate = self.tenant_gate(&app.tenant).await;
+        self.admit(app, &new.config).await?;
+        self.create_queued(app, new).await
     }
 
     /// BUILDING → STARTING with the image recorded, or FAILED with the
@@ -132,6 +144,13 @@ impl Core {
         match built {
             Ok(b) => {
                 let image = b.image;
+                if let Some(digest) = image.digest() {
+                    // Built again after a sweep removed it: plans list it again.
+                    self.swept_images
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(digest);
+                }
                 let done = self
                     .apply_with(id, &DeploymentEvent::BuildSucceeded, |d| {
                         d.image = Some(image.clone())
@@ -284,7 +303,13 @@ impl Core {
         let _lane = turn.wait().await;
         let target = self.restart_target(app).await?;
         crate::transition(target.status, &DeploymentEvent::Restarted)?;
-        let Some(d) = self.apply(&target.id, &DeploymentEvent::Restarted).await? else {
+        let restarted = {
+            // A stopped or failed version claims its resources again.
+            let _gate = self.tenant_gate(&app.tenant).await;
+            self.admit(app, &target.config).await?;
+            self.apply(&target.id, &DeploymentEvent::Restarted).await?
+        };
+        let Some(d) = restarted else {
             return Err(Error::Conflict(format!(
                 "deployment {} changed while restarting",
                 target.id
@@ -404,6 +429,7 @@ impl Core {
                         "{app} v{v} has no image to roll back to (its build did not succeed)"
                     )));
                 }
+                self.check_retained(&all, d)?;
                 d
             }
             None => {
@@ -412,7 +438,8 @@ impl Core {
                     .iter()
                     .find(|d| d.status == DeploymentStatus::Running)
                     .unwrap_or(&all[0]);
-                all.iter()
+                let d = all
+                    .iter()
                     .find(|d| {
                         d.version < current.version
                             && d.image.is_some()
@@ -425,7 +452,9 @@ impl Core {
                             "{app} has no version before v{} that ran",
                             current.version
                         ))
-                    })?
+                    })?;
+                self.check_retained(&all, d)?;
+                d
             }
         };
         let new = NewDeployment {

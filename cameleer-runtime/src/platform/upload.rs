@@ -11,6 +11,11 @@
 //! files the JAR under it without hashing it again: an upload is hashed
 //! once. Memory stays bounded: at most the channel's few chunks are in
 //! flight.
+//!
+//! The tenant's artifact bytes are charged at the same point, after
+//! validation and before the end is yielded: an upload over the quota ends
+//! with an error instead, so the store commits nothing, and a store that
+//! fails after the charge (a full disk) has the charge taken back.
 
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -22,7 +27,17 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::{ArtifactStore, ArtifactUpload, ByteStream, Error, Result};
+use crate::{
+    ArtifactCharge, ArtifactStore, ArtifactUpload, ByteStream, Error, QuotaKind, QuotaStore,
+    Result, TenantId,
+};
+
+/// Who an upload is charged to, and the tenant's artifact-bytes quota.
+pub(crate) struct Charge {
+    pub(crate) quotas: Arc<dyn QuotaStore>,
+    pub(crate) tenant: TenantId,
+    pub(crate) limit: Option<u64>,
+}
 
 /// An accepted and stored upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +61,7 @@ pub(crate) async fn upload(
     data: ByteStream,
     policy: &ValidationPolicy,
     queue_chunks: usize,
+    charge: Charge,
 ) -> Result<UploadedArtifact> {
     let policy = policy.clone();
     let limit = policy.limits.max_upload_bytes;
@@ -61,7 +77,12 @@ pub(crate) async fn upload(
     });
     let verdict = Arc::new(Mutex::new(None));
     let digest = Arc::new(OnceLock::new());
+    let charged = Arc::new(OnceLock::new());
+    let quotas = charge.quotas.clone();
+    let tenant = charge.tenant.clone();
     let tee = Tee {
+        charge,
+        charged: charged.clone(),
         input: data,
         to_validator: Some(tx),
         validator: Some(validator),
@@ -78,6 +99,12 @@ pub(crate) async fn upload(
         .put(ArtifactUpload::with_digest_from(Box::pin(stream), digest))
         .await;
     let verdict = verdict.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if stored.is_err()
+        && let Some(sha256) = charged.get()
+        && let Err(e) = quotas.release_artifact(&tenant, sha256).await
+    {
+        tracing::error!(%sha256, "the store failed and the charge could not be taken back: {e}");
+    }
     match (stored, verdict) {
         // Our verdict names the problem; the store only saw an I/O error.
         (_, Some(Err(e))) => Err(e),
@@ -102,6 +129,9 @@ pub(crate) async fn upload(
 
 /// The stream handed to the store.
 struct Tee {
+    charge: Charge,
+    /// Set when this upload charged the tenant for a new artifact.
+    charged: Arc<OnceLock<Sha256Digest>>,
     input: ByteStream,
     /// `None` once the validator has been told the upload ended.
     to_validator: Option<mpsc::Sender<Bytes>>,
@@ -143,7 +173,11 @@ impl Tee {
             None => {
                 // Closing the channel is the validator's end of input.
                 self.to_validator = None;
-                match self.verdict().await {
+                let accepted = match self.verdict().await {
+                    Ok(jar) => self.charge(&jar).await.map(|()| jar),
+                    Err(e) => Err(e),
+                };
+                match accepted {
                     Ok(jar) => {
                         // The store reads it once it sees the end.
                         let _ = self.digest.set(jar.sha256);
@@ -153,6 +187,31 @@ impl Tee {
                     Err(e) => Some(self.reject(e)),
                 }
             }
+        }
+    }
+
+    /// Charges the tenant for the accepted JAR, or refuses it over quota.
+    async fn charge(&mut self, jar: &ValidatedJar) -> Result<()> {
+        let Charge {
+            quotas,
+            tenant,
+            limit,
+        } = &self.charge;
+        match quotas
+            .charge_artifact(tenant, &jar.sha256, jar.size, *limit)
+            .await?
+        {
+            ArtifactCharge::Charged { .. } => {
+                let _ = self.charged.set(jar.sha256);
+                Ok(())
+            }
+            ArtifactCharge::AlreadyCharged { .. } => Ok(()),
+            ArtifactCharge::OverLimit { total } => Err(Error::QuotaExceeded {
+                tenant: tenant.clone(),
+                kind: QuotaKind::ArtifactBytes,
+                limit: limit.unwrap_or(u64::MAX),
+                requested: total.saturating_add(jar.size),
+            }),
         }
     }
 

@@ -33,6 +33,10 @@ struct State {
     failures: VecDeque<String>,
     cache: HashMap<Sha256Digest, ImageRef>,
     delay: Duration,
+    /// Digests of the images removed, in order.
+    removed: Vec<Sha256Digest>,
+    /// Digests whose removal answers `conflict` (in use).
+    in_use: std::collections::HashSet<Sha256Digest>,
 }
 
 impl FakeImageBuilder {
@@ -54,6 +58,27 @@ impl FakeImageBuilder {
     /// Every build takes `delay` (a tokio sleep, so paused time applies).
     pub fn set_delay(&self, delay: Duration) {
         self.lock().delay = delay;
+    }
+
+    /// The digests of the images it holds: built and not removed.
+    pub fn images(&self) -> std::collections::BTreeSet<Sha256Digest> {
+        self.lock()
+            .cache
+            .values()
+            .filter_map(|i| i.digest().copied())
+            .collect()
+    }
+
+    /// The digests of the images [`remove_image`](ImageBuilder::remove_image)
+    /// removed, in order.
+    pub fn removed(&self) -> Vec<Sha256Digest> {
+        self.lock().removed.clone()
+    }
+
+    /// Removing the image with `digest` answers `conflict`, as an engine
+    /// does for an image a container uses.
+    pub fn mark_in_use(&self, digest: Sha256Digest) {
+        self.lock().in_use.insert(digest);
     }
 
     /// How many times [`build`](ImageBuilder::build) was called.
@@ -127,5 +152,21 @@ impl ImageBuilder for FakeImageBuilder {
             image,
             cached: false,
         })
+    }
+
+    async fn remove_image(&self, image: &ImageRef) -> Result<()> {
+        let digest = *image
+            .digest()
+            .ok_or_else(|| Error::Conflict(format!("{image} is not pinned to a digest")))?;
+        let mut st = self.lock();
+        if st.in_use.contains(&digest) {
+            return Err(Error::Conflict(format!("{image} is in use by a container")));
+        }
+        let before = st.cache.len();
+        st.cache.retain(|_, i| i.digest() != Some(&digest));
+        if st.cache.len() < before {
+            st.removed.push(digest);
+        }
+        Ok(())
     }
 }

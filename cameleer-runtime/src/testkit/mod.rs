@@ -10,6 +10,8 @@
 //! - [`logs`]: the suite every `LogStore` passes
 //!   ([`log_store_conformance_tests!`](crate::log_store_conformance_tests))
 //!   and [`FlakyLogStore`](logs::FlakyLogStore) for failure tests.
+//! - [`check_quota_store`]: the contract every
+//!   [`QuotaStore`](crate::QuotaStore) keeps.
 
 pub mod conformance;
 pub mod logs;
@@ -17,6 +19,7 @@ pub mod logs;
 mod builder;
 mod orchestrator;
 mod program;
+mod quota_store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +30,7 @@ pub use self::builder::FakeImageBuilder;
 pub use self::conformance::{ConformanceFixture, FixtureApp};
 pub use self::orchestrator::FakeOrchestrator;
 pub use self::program::FakeProgram;
+pub use self::quota_store::check_quota_store;
 use crate::{AppConfig, AppRef, ImageRef, RuntimeOrchestrator, Sha256Digest, TenantId};
 
 /// The [`ConformanceFixture`] of [`FakeOrchestrator`]: fake images whose

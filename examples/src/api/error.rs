@@ -73,7 +73,9 @@ impl ApiError {
 /// Validation failures of an artifact (any code the validator produces) are
 /// 422; ids and headers are 400; sizes 413; missing things 404; races and
 /// wrong states 409; backend trouble 502 or 504; a platform that is shutting
-/// down 503 (`shutting_down`: retry against another instance or later).
+/// down 503 (`shutting_down`: retry against another instance or later); a
+/// quota 403 (its code names it, e.g. `memory_quota_exceeded`); a full disk
+/// 507 (`insufficient_storage`).
 pub fn status_for(err: &Error) -> StatusCode {
     match err {
         Error::InvalidId { .. } => StatusCode::BAD_REQUEST,
@@ -90,6 +92,9 @@ pub fn status_for(err: &Error) -> StatusCode {
         Error::StartFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         Error::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        // Retrying will not help until usage falls or the quota is raised.
+        Error::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
+        Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

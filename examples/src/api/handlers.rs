@@ -26,7 +26,7 @@ fn app_ref((tenant, app, env): (String, String, String)) -> ApiResult<AppRef> {
 }
 
 /// Parses a JSON body; an empty body reads as `{}`.
-fn json_body<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+pub(super) fn json_body<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {

@@ -15,6 +15,8 @@
 //! | `GET /api/v1/tenants/{tenant}/apps` | every app and environment with its status |
 //! | `GET /api/v1/tenants/{tenant}/events` | SSE of the events of every app and environment of the tenant |
 //! | `GET /`, `GET /ui/{file}` | the [dashboard](crate::dashboard) |
+//! | `GET`, `PUT /api/v1/tenants/{tenant}/quota` | the tenant's quota and usage; `PUT` (admin) sets it |
+//! | `GET /api/v1/admin/retention?dry_run=true`, `POST /api/v1/admin/retention/sweep` | what a retention sweep would remove; sweep now (admin) |
 //! | `GET /healthz` | liveness |
 //!
 //! Errors are `{"error": {"code", "message"}}` with 400, 404, 409, 413 or
@@ -24,6 +26,8 @@
 mod error;
 mod handlers;
 pub mod logs;
+mod quota;
+mod retention;
 mod streams;
 
 use axum::Router;
@@ -68,6 +72,12 @@ pub fn router(platform: Platform) -> Router {
             "/api/v1/tenants/{tenant}/events",
             get(streams::tenant_events),
         )
+        .route(
+            "/api/v1/tenants/{tenant}/quota",
+            get(quota::get_quota).put(quota::put_quota),
+        )
+        .route("/api/v1/admin/retention", get(retention::plan))
+        .route("/api/v1/admin/retention/sweep", post(retention::sweep))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(platform)
         .merge(crate::dashboard::router())

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use cameleer_build::java::agent::agent_jar;
 use cameleer_examples::api;
 use cameleer_examples::server::{Backend, LogStoreArg, ServerArgs, USAGE};
-use cameleer_examples::storage::{FsArtifactStore, SqliteDeploymentStore};
+use cameleer_examples::storage::{FsArtifactStore, SqliteDeploymentStore, SqliteQuotaStore};
 use cameleer_logstore::{ClickHouseLogStore, ClickHouseOptions, SqliteLogStore};
 use cameleer_registry::{
     Credentials, RegistryBuilderOptions, RegistryConfig, RegistryImageBuilder,
@@ -71,8 +71,10 @@ async fn main() -> ExitCode {
 
 async fn run(args: ServerArgs) -> Result<(), BoxError> {
     std::fs::create_dir_all(&args.data_dir)?;
-    let options = PlatformOptions::default();
+    let mut options = PlatformOptions::default();
+    options.retention.keep_versions = args.keep_versions;
     let store = SqliteDeploymentStore::open(&args.data_dir.join("cameleer.sqlite"))?;
+    let quotas = SqliteQuotaStore::open(&args.data_dir.join("cameleer.sqlite"))?;
     let artifacts = FsArtifactStore::open(
         args.data_dir.join("artifacts"),
         options.validation.limits.max_upload_bytes,
@@ -94,6 +96,7 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
         .image_builder(builder)
         .deployment_store(Arc::new(store))
         .artifact_store(Arc::new(artifacts))
+        .quota_store(Arc::new(quotas))
         .options(options)
         .build();
     // Before the platform starts: the forwarder sees recovery's events too.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use cameleer_runtime::{
     ArtifactInfo, ArtifactStore, ArtifactUpload, ByteStream, Error, Result, Sha256Digest,
+    StoredArtifact,
 };
 use futures::StreamExt;
 
@@ -20,6 +21,13 @@ use super::hashed_file::{Step, WriteFailure, write_file};
 /// where readers look. Leftover temporary files from a crash are removed by
 /// [`open`](Self::open). The bytes are not hashed again unless the store
 /// [`verifies`](Self::verifying) digests.
+///
+/// Concurrent uploads of the same bytes each write their own temporary
+/// file and rename it onto the same name: the last rename wins with
+/// identical content, and a reader never sees a partial file. A full disk
+/// (`ENOSPC`, `EDQUOT`) is `insufficient_storage`, with the temporary file
+/// removed. An artifact's modification time is when it was (last) stored:
+/// a rename keeps the time of its temporary file's last write.
 #[derive(Debug, Clone)]
 pub struct FsArtifactStore {
     root: PathBuf,
@@ -28,7 +36,7 @@ pub struct FsArtifactStore {
 }
 
 fn io_err(what: &str, e: io::Error) -> Error {
-    Error::storage(format!("artifact store: {what}"), e)
+    Error::from_io(format!("artifact store: {what}"), e)
 }
 
 impl FsArtifactStore {
@@ -157,6 +165,59 @@ impl ArtifactStore for FsArtifactStore {
             Err(e) => Err(io_err("stat", e)),
         }
     }
+
+    async fn list(&self) -> Result<Vec<StoredArtifact>> {
+        let root = self.root.join("sha256");
+        tokio::task::spawn_blocking(move || list_dir(&root))
+            .await
+            .map_err(|e| Error::Internal(format!("listing artifacts: {e}")))?
+            .map_err(|e| io_err("listing", e))
+    }
+
+    async fn delete(&self, sha256: &Sha256Digest) -> Result<bool> {
+        match tokio::fs::remove_file(self.path_of(sha256)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("deleting", e)),
+        }
+    }
+}
+
+/// Every file under `root/ab/abcdef…` whose name is a digest; others
+/// (nothing of ours) are left out.
+fn list_dir(root: &Path) -> io::Result<Vec<StoredArtifact>> {
+    let mut out = Vec::new();
+    for shard in std::fs::read_dir(root)? {
+        let shard = shard?;
+        if !shard.file_type()?.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(shard.path())? {
+            let file = file?;
+            let Some(sha256) = file
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<Sha256Digest>().ok())
+            else {
+                continue;
+            };
+            let meta = match file.metadata() {
+                Ok(meta) => meta,
+                // Deleted meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            out.push(StoredArtifact {
+                info: ArtifactInfo {
+                    sha256,
+                    size: meta.len(),
+                },
+                stored_at: meta.modified()?.into(),
+            });
+        }
+    }
+    out.sort_by_key(|a| a.info.sha256);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -267,6 +328,48 @@ mod tests {
         assert_eq!(files_under(&dir.path().join("sha256")), 0);
         let info = store.put(upload(vec![Ok(b"PK\x03\x04")])).await.unwrap();
         assert_eq!(info.sha256, Sha256Digest::of(b"PK\x03\x04"));
+    }
+
+    #[tokio::test]
+    async fn lists_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsArtifactStore::open(dir.path(), 1 << 20).await.unwrap();
+        assert!(store.list().await.unwrap().is_empty());
+        let a = store.put(upload(vec![Ok(b"PK\x03\x04a")])).await.unwrap();
+        let b = store.put(upload(vec![Ok(b"PK\x03\x04b")])).await.unwrap();
+        let listed = store.list().await.unwrap();
+        let mut expected = vec![a, b];
+        expected.sort_by_key(|i| i.sha256);
+        assert_eq!(listed.iter().map(|s| s.info).collect::<Vec<_>>(), expected);
+        let age = time::OffsetDateTime::now_utc() - listed[0].stored_at;
+        assert!(age < time::Duration::minutes(5) && age > -time::Duration::minutes(5));
+        assert!(store.delete(&a.sha256).await.unwrap());
+        assert!(!store.delete(&a.sha256).await.unwrap());
+        assert_eq!(store.stat(&a.sha256).await.unwrap(), None);
+        assert_eq!(store.list().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_uploads_of_the_same_bytes_keep_one_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsArtifactStore::open(dir.path(), 1 << 24).await.unwrap();
+        let body: &'static [u8] = Box::leak(vec![7u8; 1 << 20].into_boxed_slice());
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let chunks = body.chunks(4096).map(Ok).collect();
+                    store.put(upload(chunks)).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().size, 1 << 20);
+        }
+        let sha = Sha256Digest::of(body);
+        assert_eq!(read_all(store.get(&sha).await.unwrap()).await, body);
+        assert_eq!(store.list().await.unwrap().len(), 1);
+        assert_eq!(files_under(&dir.path().join("tmp")), 0);
     }
 
     #[tokio::test]

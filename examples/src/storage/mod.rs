@@ -1,10 +1,13 @@
-//! Durable storage for the example server: SQLite for deployments, content
-//! addressed files for artifacts. Both survive a SIGKILL: every write is one
-//! SQLite transaction or one rename.
+//! Durable storage for the example server: SQLite for deployments and
+//! quotas, content addressed files for artifacts. All survive a SIGKILL:
+//! every write is one SQLite transaction or one rename.
 
 mod fs_artifacts;
 pub(crate) mod hashed_file;
 mod sqlite;
+mod sqlite_db;
+mod sqlite_quota;
 
 pub use fs_artifacts::FsArtifactStore;
 pub use sqlite::SqliteDeploymentStore;
+pub use sqlite_quota::SqliteQuotaStore;

@@ -1,13 +1,14 @@
 //! A [`DeploymentStore`] on SQLite.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use cameleer_runtime::{
     AppRef, Deployment, DeploymentId, DeploymentStore, Error, NewDeployment, Result, TenantId,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::sqlite_db::{Db, db_err};
 use time::OffsetDateTime;
 
 /// Deployments in one SQLite database file.
@@ -22,13 +23,10 @@ use time::OffsetDateTime;
 /// writers, which SQLite does anyway.
 #[derive(Clone)]
 pub struct SqliteDeploymentStore {
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
 }
 
 const SCHEMA: &str = "
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
-PRAGMA foreign_keys = ON;
 CREATE TABLE IF NOT EXISTS versions (
     tenant TEXT NOT NULL,
     app TEXT NOT NULL,
@@ -50,27 +48,18 @@ CREATE TABLE IF NOT EXISTS deployments (
 CREATE INDEX IF NOT EXISTS deployments_status ON deployments (status);
 ";
 
-fn db_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::storage("sqlite", e)
-}
-
 impl SqliteDeploymentStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        Self::from_connection(Connection::open(path).map_err(db_err)?)
+        Ok(Self {
+            db: Db::open(path, SCHEMA)?,
+        })
     }
 
     /// An in-memory database, for tests.
     pub fn in_memory() -> Result<Self> {
-        Self::from_connection(Connection::open_in_memory().map_err(db_err)?)
-    }
-
-    fn from_connection(conn: Connection) -> Result<Self> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db_err)?;
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Db::in_memory(SCHEMA)?,
         })
     }
 
@@ -79,16 +68,7 @@ impl SqliteDeploymentStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| Error::Storage {
-                message: "sqlite connection lock poisoned".into(),
-                source: None,
-            })?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| Error::storage("sqlite task failed", e))?
+        self.db.with(f).await
     }
 
     /// The newest deployment of every app and env, of `tenant` or of all
@@ -443,9 +423,8 @@ mod tests {
             {"status": "FAILED", "at": at, "reason": "port 8080 already in use"},
         ]);
         store
-            .conn
+            .db
             .lock()
-            .unwrap()
             .execute(
                 "UPDATE deployments SET body = ?1, status = 'FAILED' WHERE id = ?2",
                 rusqlite::params![body.to_string(), d.id.to_string()],
@@ -477,9 +456,8 @@ mod tests {
         let saved = store.update(&next).await.unwrap();
         assert_eq!(store.get(&d.id).await.unwrap(), saved);
         let raw: String = store
-            .conn
+            .db
             .lock()
-            .unwrap()
             .query_row(
                 "SELECT body FROM deployments WHERE id = ?1",
                 rusqlite::params![d.id.to_string()],
