@@ -107,10 +107,12 @@ use crate::network;
 use crate::status::{self, Phase};
 
 mod follow;
+mod instances;
 mod lifecycle;
 mod memory;
 mod observe;
 mod reconcile;
+mod rollout;
 mod stopped;
 mod switch;
 
@@ -163,6 +165,11 @@ pub struct DockerOrchestratorOptions {
     pub event_reconnect_min: Duration,
     /// The longest pause between attempts to subscribe again. Default 5 s.
     pub event_reconnect_max: Duration,
+    /// How often the engine restarts a crashed instance of an app that runs
+    /// several (its `on-failure` restart policy), over the container's
+    /// life; then it stays down and the others serve on. An app of one
+    /// instance is never restarted: its crash is FAILED. Default 5.
+    pub instance_restarts: i64,
     /// Credentials the engine pulls with, per registry. Images built by a
     /// registry builder (`cameleer-registry`) are `registry/repo:tag@digest`
     /// references: the engine pulls them by digest (see
@@ -211,6 +218,7 @@ impl Default for DockerOrchestratorOptions {
             engine_patience: Duration::from_secs(5),
             event_reconnect_min: Duration::from_millis(100),
             event_reconnect_max: Duration::from_secs(5),
+            instance_restarts: 5,
             registry_logins: Vec::new(),
         }
     }
@@ -238,7 +246,6 @@ pub(crate) struct Listed {
     pub name: String,
     pub labels: ContainerLabels,
     pub state: Option<bollard::models::ContainerSummaryStateEnum>,
-    pub status_text: Option<String>,
     /// Unix seconds.
     pub created: i64,
 }
@@ -356,7 +363,6 @@ impl DockerRuntimeOrchestrator {
                         .unwrap_or_default(),
                     labels,
                     state: s.state,
-                    status_text: s.status,
                     created: s.created.unwrap_or(0),
                 })
             })
@@ -495,24 +501,12 @@ impl RuntimeOrchestrator for DockerRuntimeOrchestrator {
     }
 
     async fn app_logs(&self, app: &AppRef, options: &LogOptions) -> Result<LogStream> {
-        let c = self.newest(app).await?;
-        Ok(self.app_log_stream(app, &c.id, options))
+        self.instance_logs(app, options).await
     }
 
     async fn app_status(&self, app: &AppRef) -> Result<AppStatus> {
-        let c = self.newest(app).await?;
-        let (status, reason) = self.observe(&c.id, &c.labels).await?;
-        let reason = match reason {
-            Some(r) => Some(self.refine(&c.id, r).await),
-            None => None,
-        };
-        Ok(AppStatus {
-            app: app.clone(),
-            status,
-            deployment: Some(c.labels.deployment),
-            version: Some(c.labels.version),
-            reason,
-        })
+        let containers = self.containers_of(app).await?;
+        self.status_of_containers(app, &containers).await
     }
 
     async fn list_apps(&self, tenant: &TenantId) -> Result<Vec<AppSummary>> {

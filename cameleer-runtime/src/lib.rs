@@ -55,6 +55,7 @@ mod error;
 pub mod health;
 pub mod identity;
 mod ids;
+pub mod instance_logs;
 pub mod memory;
 mod orchestrator;
 mod platform;
@@ -64,7 +65,9 @@ mod store;
 pub mod testkit;
 
 pub use builder::{BuildProgress, BuildSpec, BuiltImage, ImageBuilder, ProgressSink};
-pub use config::{AppConfig, HealthCheck, MAX_MEMORY_MB, MIN_MEMORY_MB, RESERVED_ENV, Resources};
+pub use config::{
+    AppConfig, HealthCheck, MAX_MEMORY_MB, MAX_REPLICAS, MIN_MEMORY_MB, RESERVED_ENV, Resources,
+};
 pub use deployment::{
     Deployment, DeploymentEvent, DeploymentSource, DeploymentStatus, StatusChange, transition,
 };
@@ -73,6 +76,7 @@ pub use ids::{AppId, AppRef, DeploymentId, EnvId, TenantId};
 pub use orchestrator::{
     AppStatus, AppSummary, DeployRequest, Desired, EventStream, Intent, LogLine, LogOptions,
     LogSource, LogStream, ReconcileReport, RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator,
+    instances_status,
 };
 pub use platform::{
     AppView, BuildProgressEvent, Platform, PlatformBuilder, PlatformEvent, PlatformEvents,

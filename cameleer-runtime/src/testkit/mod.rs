@@ -11,6 +11,7 @@
 pub mod conformance;
 
 mod builder;
+mod instances;
 mod orchestrator;
 mod program;
 
@@ -136,6 +137,14 @@ impl ConformanceFixture for FakeFixture {
 
     fn supports_oom(&self) -> bool {
         true
+    }
+
+    fn supports_replicas(&self) -> bool {
+        true
+    }
+
+    async fn kill_instance(&self, app: &AppRef, instance: u32) -> crate::Result<()> {
+        self.fake.kill_instance(app, instance)
     }
 
     fn patience(&self) -> Duration {
