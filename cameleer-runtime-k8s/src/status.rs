@@ -372,7 +372,11 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], now: OffsetDateTime) -> Op
         .count();
     let wanted = desired.max(1);
     let ready = u32::try_from(ready).unwrap_or(u32::MAX);
-    let (status, reason) = cameleer_runtime::instances_status(ready, wanted);
+    let (status, reason) = match cameleer_runtime::instances_status(ready, wanted) {
+        // One pod: STARTING says enough, as it always did.
+        (status, _) if wanted == 1 => (status, None),
+        other => other,
+    };
     let mut o = observed(status, reason);
     // The informer may not have seen the Deployment's status catch up with
     // its pods yet; the pods are the fresher truth.

@@ -122,25 +122,64 @@ impl DockerRuntimeOrchestrator {
 
     /// The status of `app` from its containers (any order, at least one);
     /// see the [module docs](self).
+    ///
+    /// Which deployment is current is decided on what the containers are
+    /// when inspected, not on the list: a container a rollout removes
+    /// between the two is not up.
     pub(super) async fn status_of_containers(
         &self,
         app: &AppRef,
         containers: &[Listed],
     ) -> Result<AppStatus> {
-        let current = current_deployment(containers);
-        let mut ready = 0u32;
-        let mut mine: Vec<Instance> = Vec::new();
+        let is_up = |i: &Instance| {
+            matches!(
+                i.status,
+                DeploymentStatus::Running | DeploymentStatus::Starting
+            )
+        };
+        let mut seen: Vec<Instance> = Vec::new();
+        for c in containers.iter().filter(|c| {
+            matches!(
+                c.state,
+                Some(
+                    ContainerSummaryStateEnum::RUNNING
+                        | ContainerSummaryStateEnum::RESTARTING
+                        | ContainerSummaryStateEnum::CREATED
+                )
+            )
+        }) {
+            seen.push(self.instance(c).await?);
+        }
+        let ready = u32::try_from(
+            seen.iter()
+                .filter(|i| i.status == DeploymentStatus::Running)
+                .count(),
+        )
+        .unwrap_or(u32::MAX);
+        let current = seen
+            .iter()
+            .filter(|i| is_up(i))
+            .min_by_key(|i| {
+                (
+                    i.container.labels.version,
+                    std::cmp::Reverse(i.container.created),
+                )
+            })
+            .map(|i| i.container.labels.deployment)
+            .or_else(|| {
+                containers
+                    .iter()
+                    .max_by_key(|c| (c.labels.version, c.created))
+                    .map(|c| c.labels.deployment)
+            });
+        let mut mine: Vec<Instance> = seen
+            .into_iter()
+            .filter(|i| Some(i.container.labels.deployment) == current)
+            .collect();
         for c in containers {
-            let is_mine = Some(c.labels.deployment) == current;
-            if !is_mine && c.state != Some(ContainerSummaryStateEnum::RUNNING) {
-                continue;
-            }
-            let instance = self.instance(c).await?;
-            if instance.status == DeploymentStatus::Running {
-                ready += 1;
-            }
-            if is_mine {
-                mine.push(instance);
+            if Some(c.labels.deployment) == current && !mine.iter().any(|i| i.container.id == c.id)
+            {
+                mine.push(self.instance(c).await?);
             }
         }
         mine.sort_by_key(|i| i.container.labels.instance);
@@ -150,12 +189,7 @@ impl DockerRuntimeOrchestrator {
         let labels = first.container.labels.clone();
         let desired = labels.replicas.max(1);
         let restarts: u32 = mine.iter().map(|i| i.restarts).sum();
-        let up = mine.iter().any(|i| {
-            matches!(
-                i.status,
-                DeploymentStatus::Running | DeploymentStatus::Starting
-            )
-        });
+        let up = mine.iter().any(is_up);
         let (status, reason) = if up {
             match cameleer_runtime::instances_status(ready, desired) {
                 (DeploymentStatus::Starting, _) if desired == 1 => (
