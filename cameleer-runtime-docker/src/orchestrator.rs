@@ -1,7 +1,9 @@
 //! [`DockerRuntimeOrchestrator`]: the [`RuntimeOrchestrator`] of one Docker
 //! Engine.
 //!
-//! Each deployment is one hardened container (see [`crate::container`]) on
+//! Each deployment is one hardened container per instance
+//! ([`AppConfig::replicas`](cameleer_runtime::AppConfig::replicas); see
+//! [`crate::container`]) on
 //! the bridge network of its tenant+env (see [`crate::network`]), labelled
 //! with its tenant, app, env, version and deployment (see [`crate::labels`]).
 //! The labels are the truth: every operation lists or inspects the engine
@@ -14,7 +16,9 @@
 //!   network but without the app's name; once its health check passes
 //!   (within `start_timeout`) it takes the app's name, and every older
 //!   container of the app leaves the network and is stopped and removed
-//!   (see [`switch`] for what a client sees). If it exits, is OOM killed or
+//!   (see [`switch`] for what a client sees). With several replicas this
+//!   happens one instance at a time, each new one health-gated before an
+//!   old one leaves (see [`rollout`]). If it exits, is OOM killed or
 //!   does not become healthy in time, the error is
 //!   [`Error::StartFailed`] saying why
 //!   (with its last lines of output) and: when an older version is running,
@@ -43,12 +47,16 @@
 //!   already failed stays FAILED, with its reason).
 //!   [`DockerRuntimeOrchestrator::remove_app`] removes them (and the network
 //!   with the last container of a tenant+env).
-//! - **status**: the newest container of the app decides. Running is STARTING
+//! - **status**: the current deployment decides (the oldest whose containers
+//!   run, else the newest; see [`instances`]), with its ready and desired
+//!   instance counts and restarts. For one container: running is STARTING
 //!   until the health check passes (a TCP or HTTP probe of the container's
 //!   own address, or with no health check the process staying up through
 //!   [`DockerOrchestratorOptions::health_grace`]), then RUNNING; an exit is
 //!   FAILED with its code, an OOM kill FAILED naming it; a stop is STOPPED.
-//! - **logs**: the newest container's, stdout and stderr tagged. A stream
+//! - **logs**: the current deployment's containers', stdout and stderr
+//!   tagged, each line with its instance; several are merged (see
+//!   [`instances`]). A stream of one container
 //!   reads one container and never fails because a redeploy replaced it
 //!   (no "No such container"): if the container went before the first line
 //!   was read, the app's new newest container is read instead; if it goes

@@ -305,22 +305,31 @@ impl Follower {
             return events::ended(reason);
         }
         let o = &self.orchestrator;
+        // By the time the event is read the engine may have restarted it
+        // already: restarting or running again both mean it came back.
         let state = match o.inspect(id).await {
-            Ok(Some(inspect)) => Some((
-                inspect.state.and_then(|s| s.restarting).unwrap_or(false),
-                inspect
+            Ok(Some(inspect)) => {
+                let s = inspect.state.unwrap_or_default();
+                let n = inspect
                     .restart_count
                     .and_then(|n| u32::try_from(n).ok())
-                    .unwrap_or(0),
-            )),
+                    .unwrap_or(0);
+                let back = if s.restarting == Some(true) {
+                    Some(n + 1)
+                } else if s.running == Some(true) {
+                    Some(n)
+                } else {
+                    None
+                };
+                Some((back, n))
+            }
             _ => None,
         };
         let instance = labels.instance;
-        if let Some((true, restarts)) = state {
+        if let Some((Some(restart), _)) = state {
             return RuntimeEventKind::Unhealthy {
                 reason: format!(
-                    "instance {instance} {reason}; the engine restarts it (restart {} of at most {})",
-                    restarts + 1,
+                    "instance {instance} {reason}; the engine restarts it (restart {restart} of at most {})",
                     o.options.instance_restarts
                 ),
             };

@@ -66,19 +66,12 @@ impl DockerRuntimeOrchestrator {
         let mut up: Vec<Serving> = Vec::new();
         for instance in 0..replicas {
             let labels = ContainerLabels::of(request, instance);
-            match self
+            let started = match self
                 .start_instance(&labels, &image_id, &request.config)
-                .await?
+                .await
             {
-                Ok(started) => {
-                    self.publish_alias(&started.0, &labels).await?;
-                    up.push(started);
-                    if let Some(old) = serving.pop() {
-                        self.step_down(&old).await?;
-                        stepped_down.push(old);
-                    }
-                }
-                Err((id, name, failure)) => {
+                Ok(Ok(started)) => started,
+                Ok(Err((id, name, failure))) => {
                     tracing::warn!(app = %app, version = request.version, instance, %failure, "an instance failed to start; the rollout stops");
                     let older_serves = !serving.is_empty() || !stepped_down.is_empty();
                     return Err(self
@@ -92,6 +85,26 @@ impl DockerRuntimeOrchestrator {
                         )
                         .await);
                 }
+                Err(e) => {
+                    self.undo_rollout(&up, &stepped_down, !serving.is_empty())
+                        .await;
+                    return Err(e);
+                }
+            };
+            // Serving under the app's name, then one old instance leaves.
+            let mut step = self.publish_alias(&started.0, &labels).await;
+            up.push(started);
+            if step.is_ok()
+                && let Some(old) = serving.pop()
+            {
+                step = self.step_down(&old).await;
+                stepped_down.push(old);
+            }
+            if let Err(e) = step {
+                tracing::warn!(app = %app, version = request.version, instance, error = %e, "the rollout stops");
+                self.undo_rollout(&up, &stepped_down, !serving.is_empty())
+                    .await;
+                return Err(e);
             }
         }
         tracing::info!(app = %app, version = request.version, replicas, "deployment is up");
@@ -163,6 +176,18 @@ impl DockerRuntimeOrchestrator {
             return failure.into_error(what, "");
         }
         let output = self.last_output(id).await;
+        self.undo_rollout(up, stepped_down, older_serves).await;
+        self.settle_failed_start(id, name, &failure).await;
+        failure.into_error(what, &output)
+    }
+
+    /// Undoes a rollout that stopped: with an older version serving (or
+    /// having served: `stepped_down`), its containers take their places
+    /// back, then the new instances leave; with none, the new instances are
+    /// stopped and kept. Best effort: what cannot be undone is logged, and
+    /// `reconcile` or the next deploy finishes it.
+    async fn undo_rollout(&self, up: &[Serving], stepped_down: &[Listed], older_serves: bool) {
+        let older_serves = older_serves || !stepped_down.is_empty();
         let undone: Result<()> = async {
             if older_serves {
                 for old in stepped_down {
@@ -182,10 +207,8 @@ impl DockerRuntimeOrchestrator {
         }
         .await;
         if let Err(e) = undone {
-            tracing::warn!(container = %name, error = %e, "could not undo the rollout");
+            tracing::warn!(error = %e, "could not undo the rollout");
         }
-        self.settle_failed_start(id, name, &failure).await;
-        failure.into_error(what, &output)
     }
 
     /// Takes a container of the older version out of service for a new
