@@ -11,8 +11,13 @@
 //! - `PidsLimit`, `Memory` = `MemorySwap` (no swap), `NanoCpus` from
 //!   `cpu_millis`, `CpuShares` when given;
 //! - json-file logs bounded by `max-size` × `max-file`;
-//! - restart policy `no`: a crash is reported (FAILED), never hidden by a
-//!   silent restart loop.
+//! - restart policy `no` for an app of one instance: a crash is reported
+//!   (FAILED), never hidden by a silent restart loop. An instance of an
+//!   app that runs several gets `on-failure` with at most
+//!   [`instance_restarts`](crate::DockerOrchestratorOptions::instance_restarts)
+//!   retries: the engine replaces the crashed process while the others
+//!   serve, counts it (`RestartCount`, which `app_status` sums), and gives
+//!   up after that many, so a crash loop still ends.
 //!
 //! JVM options are argv elements of the container's own `Entrypoint`: the
 //! image's entrypoint (`java -javaagent:… -XX:MaxRAMPercentage=75 … -jar
@@ -111,9 +116,16 @@ pub(crate) fn create_body(
         ipc_mode: Some("private".into()),
         // Placement.
         network_mode: Some(network.id.clone()),
-        restart_policy: Some(RestartPolicy {
-            name: Some(RestartPolicyNameEnum::NO),
-            maximum_retry_count: None,
+        restart_policy: Some(if labels.replicas > 1 {
+            RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ON_FAILURE),
+                maximum_retry_count: Some(options.instance_restarts),
+            }
+        } else {
+            RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }
         }),
         log_config: Some(HostConfigLogConfig {
             typ: Some("json-file".into()),
@@ -183,6 +195,8 @@ mod tests {
             app: AppRef::parse("acme", "orders", "dev").unwrap(),
             deployment: DeploymentId::new_random(),
             version: 2,
+            instance: 0,
+            replicas: 1,
             health: HealthCheck::TcpPort(8080),
             start_timeout: Duration::from_secs(30),
             config_sha256: None,

@@ -170,6 +170,8 @@ mod tests {
             app: AppRef::parse("acme", "orders", "dev").unwrap(),
             deployment: DeploymentId::new_random(),
             version: 1,
+            instance: 0,
+            replicas: 1,
             health: HealthCheck::None,
             start_timeout: Duration::from_secs(10),
             config_sha256: None,

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cameleer_runtime::identity::{DeploymentIdentity, DeploymentMetadata};
+use cameleer_runtime::identity::{DeploymentIdentity, DeploymentMetadata, InstanceIdentity};
 use cameleer_runtime::{
     AppRef, DeployRequest, DeploymentId, EnvId, HealthCheck, Sha256Digest, TenantId,
 };
@@ -38,6 +38,10 @@ pub const ENV: &str = "io.cameleer.env";
 pub const VERSION: &str = "io.cameleer.version";
 /// The deployment id.
 pub const DEPLOYMENT: &str = "io.cameleer.deployment";
+/// Which instance of the deployment a container is, `0..replicas`.
+pub const INSTANCE: &str = "io.cameleer.instance";
+/// How many instances the deployment runs.
+pub const REPLICAS: &str = "io.cameleer.replicas";
 /// How to probe the app: `none`, `tcp:<port>` or `http:<port><path>`.
 pub const HEALTH: &str = "io.cameleer.health";
 /// How long the app may take to become healthy, in seconds.
@@ -93,9 +97,22 @@ pub fn network_name(tenant: &TenantId, env: &EnvId) -> String {
     format!("cameleer-{tenant}-{env}")
 }
 
-/// The container of one version: `cameleer-{tenant}-{env}-{app}-v{version}`.
+/// The container of one version (of its first instance):
+/// `cameleer-{tenant}-{env}-{app}-v{version}`.
 pub fn container_name(app: &AppRef, version: u64) -> String {
-    format!("cameleer-{}-{}-{}-v{version}", app.tenant, app.env, app.app)
+    instance_container_name(app, version, 0)
+}
+
+/// The container of one instance of one version: [`container_name`] for
+/// instance 0 (the name a version of one instance always had),
+/// `…-v{version}-i{instance}` for the others.
+pub fn instance_container_name(app: &AppRef, version: u64, instance: u32) -> String {
+    let base = format!("cameleer-{}-{}-{}-v{version}", app.tenant, app.env, app.app);
+    if instance == 0 {
+        base
+    } else {
+        format!("{base}-i{instance}")
+    }
 }
 
 /// The labels of a network.
@@ -129,6 +146,10 @@ pub(crate) struct ContainerLabels {
     pub(crate) deployment: DeploymentId,
     /// Its version.
     pub(crate) version: u64,
+    /// Which of its instances this container is.
+    pub(crate) instance: u32,
+    /// How many instances the deployment runs.
+    pub(crate) replicas: u32,
     /// How to probe it.
     pub(crate) health: HealthCheck,
     /// How long it may take to become healthy.
@@ -138,24 +159,30 @@ pub(crate) struct ContainerLabels {
 }
 
 impl ContainerLabels {
-    /// The labels of the container that runs `request`.
-    pub(crate) fn of(request: &DeployRequest) -> Self {
+    /// The labels of the container that runs instance `instance` of
+    /// `request`.
+    pub(crate) fn of(request: &DeployRequest, instance: u32) -> Self {
         let metadata = DeploymentMetadata::of(&request.config);
         Self {
             app: request.app.clone(),
             deployment: request.deployment,
             version: request.version,
+            instance,
+            replicas: metadata.replicas,
             health: metadata.health,
             start_timeout: metadata.start_timeout,
             config_sha256: metadata.config_sha256,
         }
     }
 
-    fn identity(&self) -> DeploymentIdentity {
-        DeploymentIdentity {
-            app: self.app.clone(),
-            deployment: self.deployment,
-            version: self.version,
+    fn identity(&self) -> InstanceIdentity {
+        InstanceIdentity {
+            deployment: DeploymentIdentity {
+                app: self.app.clone(),
+                deployment: self.deployment,
+                version: self.version,
+            },
+            index: self.instance,
         }
     }
 
@@ -164,7 +191,13 @@ impl ContainerLabels {
             health: self.health.clone(),
             start_timeout: self.start_timeout,
             config_sha256: self.config_sha256,
+            replicas: self.replicas,
         }
+    }
+
+    /// The container's name; see [`instance_container_name`].
+    pub(crate) fn container_name(&self) -> String {
+        instance_container_name(&self.app, self.version, self.instance)
     }
 
     /// The labels to put on a container.
@@ -178,12 +211,14 @@ impl ContainerLabels {
     /// ours or a label is missing or malformed (such a container is never
     /// probed or adopted).
     pub(crate) fn parse(labels: &HashMap<String, String>) -> Option<Self> {
-        let identity = DeploymentIdentity::parse_docker(labels)?;
+        let identity = InstanceIdentity::parse_docker(labels)?;
         let metadata = DeploymentMetadata::parse_docker(labels)?;
         Some(Self {
-            app: identity.app,
-            deployment: identity.deployment,
-            version: identity.version,
+            app: identity.deployment.app,
+            deployment: identity.deployment.deployment,
+            version: identity.deployment.version,
+            instance: identity.index,
+            replicas: metadata.replicas,
             health: metadata.health,
             start_timeout: metadata.start_timeout,
             config_sha256: metadata.config_sha256,
@@ -200,6 +235,8 @@ mod tests {
             app: AppRef::parse("acme", "orders", "dev").unwrap(),
             deployment: DeploymentId::new_random(),
             version: 7,
+            instance: 2,
+            replicas: 3,
             health,
             start_timeout: Duration::from_secs(30),
             config_sha256: Some(Sha256Digest::of(b"{}")),
@@ -230,6 +267,7 @@ mod tests {
             (VERSION, "x"),
             (DEPLOYMENT, "nope"),
             (HEALTH, "tcp:0"),
+            (INSTANCE, "first"),
             (HEALTH, "http:80"),
             (HEALTH, "udp:53"),
         ] {
@@ -252,6 +290,8 @@ mod tests {
             (ENV, I::Env.docker()),
             (VERSION, I::Version.docker()),
             (DEPLOYMENT, I::Deployment.docker()),
+            (INSTANCE, I::Instance.docker()),
+            (REPLICAS, M::Replicas.docker()),
             (HEALTH, M::Health.docker()),
             (START_TIMEOUT, M::StartTimeout.docker()),
         ] {
@@ -263,6 +303,14 @@ mod tests {
     fn names() {
         let app = AppRef::parse("acme", "orders", "dev").unwrap();
         assert_eq!(container_name(&app, 3), "cameleer-acme-dev-orders-v3");
+        assert_eq!(
+            instance_container_name(&app, 3, 0),
+            "cameleer-acme-dev-orders-v3"
+        );
+        assert_eq!(
+            instance_container_name(&app, 3, 2),
+            "cameleer-acme-dev-orders-v3-i2"
+        );
         assert_eq!(network_name(&app.tenant, &app.env), "cameleer-acme-dev");
     }
 

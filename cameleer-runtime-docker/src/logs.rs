@@ -172,6 +172,8 @@ fn line(source: LogSource, ts: OffsetDateTime, mut bytes: Vec<u8>, complete: boo
         ts,
         stream: source,
         line,
+        // The orchestrator tags the lines of each instance.
+        instance: None,
     }
 }
 
@@ -513,6 +515,7 @@ mod tests {
             ts: OffsetDateTime::UNIX_EPOCH,
             stream: LogSource::Stdout,
             line: text,
+            instance: None,
         })
     }
 

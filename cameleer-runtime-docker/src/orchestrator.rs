@@ -1,7 +1,9 @@
 //! [`DockerRuntimeOrchestrator`]: the [`RuntimeOrchestrator`] of one Docker
 //! Engine.
 //!
-//! Each deployment is one hardened container (see [`crate::container`]) on
+//! Each deployment is one hardened container per instance
+//! ([`AppConfig::replicas`](cameleer_runtime::AppConfig::replicas); see
+//! [`crate::container`]) on
 //! the bridge network of its tenant+env (see [`crate::network`]), labelled
 //! with its tenant, app, env, version and deployment (see [`crate::labels`]).
 //! The labels are the truth: every operation lists or inspects the engine
@@ -14,7 +16,9 @@
 //!   network but without the app's name; once its health check passes
 //!   (within `start_timeout`) it takes the app's name, and every older
 //!   container of the app leaves the network and is stopped and removed
-//!   (see [`switch`] for what a client sees). If it exits, is OOM killed or
+//!   (see [`switch`] for what a client sees). With several replicas this
+//!   happens one instance at a time, each new one health-gated before an
+//!   old one leaves (see [`rollout`]). If it exits, is OOM killed or
 //!   does not become healthy in time, the error is
 //!   [`Error::StartFailed`] saying why
 //!   (with its last lines of output) and: when an older version is running,
@@ -43,12 +47,16 @@
 //!   already failed stays FAILED, with its reason).
 //!   [`DockerRuntimeOrchestrator::remove_app`] removes them (and the network
 //!   with the last container of a tenant+env).
-//! - **status**: the newest container of the app decides. Running is STARTING
+//! - **status**: the current deployment decides (the oldest whose containers
+//!   run, else the newest; see [`instances`]), with its ready and desired
+//!   instance counts and restarts. For one container: running is STARTING
 //!   until the health check passes (a TCP or HTTP probe of the container's
 //!   own address, or with no health check the process staying up through
 //!   [`DockerOrchestratorOptions::health_grace`]), then RUNNING; an exit is
 //!   FAILED with its code, an OOM kill FAILED naming it; a stop is STOPPED.
-//! - **logs**: the newest container's, stdout and stderr tagged. A stream
+//! - **logs**: the current deployment's containers', stdout and stderr
+//!   tagged, each line with its instance; several are merged (see
+//!   [`instances`]). A stream of one container
 //!   reads one container and never fails because a redeploy replaced it
 //!   (no "No such container"): if the container went before the first line
 //!   was read, the app's new newest container is read instead; if it goes
@@ -107,10 +115,12 @@ use crate::network;
 use crate::status::{self, Phase};
 
 mod follow;
+mod instances;
 mod lifecycle;
 mod memory;
 mod observe;
 mod reconcile;
+mod rollout;
 mod stopped;
 mod switch;
 
@@ -163,6 +173,11 @@ pub struct DockerOrchestratorOptions {
     pub event_reconnect_min: Duration,
     /// The longest pause between attempts to subscribe again. Default 5 s.
     pub event_reconnect_max: Duration,
+    /// How often the engine restarts a crashed instance of an app that runs
+    /// several (its `on-failure` restart policy), over the container's
+    /// life; then it stays down and the others serve on. An app of one
+    /// instance is never restarted: its crash is FAILED. Default 5.
+    pub instance_restarts: i64,
     /// Credentials the engine pulls with, per registry. Images built by a
     /// registry builder (`cameleer-registry`) are `registry/repo:tag@digest`
     /// references: the engine pulls them by digest (see
@@ -211,6 +226,7 @@ impl Default for DockerOrchestratorOptions {
             engine_patience: Duration::from_secs(5),
             event_reconnect_min: Duration::from_millis(100),
             event_reconnect_max: Duration::from_secs(5),
+            instance_restarts: 5,
             registry_logins: Vec::new(),
         }
     }
@@ -238,7 +254,6 @@ pub(crate) struct Listed {
     pub name: String,
     pub labels: ContainerLabels,
     pub state: Option<bollard::models::ContainerSummaryStateEnum>,
-    pub status_text: Option<String>,
     /// Unix seconds.
     pub created: i64,
 }
@@ -356,7 +371,6 @@ impl DockerRuntimeOrchestrator {
                         .unwrap_or_default(),
                     labels,
                     state: s.state,
-                    status_text: s.status,
                     created: s.created.unwrap_or(0),
                 })
             })
@@ -495,8 +509,7 @@ impl RuntimeOrchestrator for DockerRuntimeOrchestrator {
     }
 
     async fn app_logs(&self, app: &AppRef, options: &LogOptions) -> Result<LogStream> {
-        let c = self.newest(app).await?;
-        Ok(self.app_log_stream(app, &c.id, options))
+        self.instance_logs(app, options).await
     }
 
     async fn deployment_logs(
@@ -509,19 +522,8 @@ impl RuntimeOrchestrator for DockerRuntimeOrchestrator {
     }
 
     async fn app_status(&self, app: &AppRef) -> Result<AppStatus> {
-        let c = self.newest(app).await?;
-        let (status, reason) = self.observe(&c.id, &c.labels).await?;
-        let reason = match reason {
-            Some(r) => Some(self.refine(&c.id, r).await),
-            None => None,
-        };
-        Ok(AppStatus {
-            app: app.clone(),
-            status,
-            deployment: Some(c.labels.deployment),
-            version: Some(c.labels.version),
-            reason,
-        })
+        let containers = self.containers_of(app).await?;
+        self.status_of_containers(app, &containers).await
     }
 
     async fn list_apps(&self, tenant: &TenantId) -> Result<Vec<AppSummary>> {

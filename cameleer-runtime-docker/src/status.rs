@@ -3,7 +3,7 @@
 //! Pure functions over inspect and list results; the health probe that turns
 //! a running container from STARTING into RUNNING is the orchestrator's.
 
-use bollard::models::{ContainerState, ContainerStateStatusEnum, ContainerSummaryStateEnum};
+use bollard::models::{ContainerState, ContainerStateStatusEnum};
 use cameleer_runtime::{DeploymentStatus, StatusReason};
 
 /// Exit code of a JVM that ended on SIGTERM (128 + 15): what `docker stop`
@@ -89,37 +89,6 @@ fn ended(status: DeploymentStatus, reason: StatusReason) -> Phase {
     Phase::Ended { status, reason }
 }
 
-/// Classifies a container from a list entry alone, when that is enough:
-/// `None` for a running container (its health needs an inspect and a probe).
-/// A list entry does not say whether an exit was an OOM kill; both are
-/// FAILED, which is all a summary shows.
-pub(crate) fn summary_status(
-    state: Option<ContainerSummaryStateEnum>,
-    status_text: Option<&str>,
-    stopped_on_request: bool,
-) -> Option<DeploymentStatus> {
-    use ContainerSummaryStateEnum as S;
-    match state.unwrap_or(S::EMPTY) {
-        S::RUNNING => None,
-        S::CREATED | S::RESTARTING => Some(DeploymentStatus::Starting),
-        S::PAUSED | S::REMOVING | S::STOPPING => Some(DeploymentStatus::Stopped),
-        S::EXITED | S::DEAD | S::EMPTY => {
-            let code = status_text.and_then(exit_code_of_status_text);
-            if stopped_on_request || code == Some(SIGTERM_EXIT) {
-                Some(DeploymentStatus::Stopped)
-            } else {
-                Some(DeploymentStatus::Failed)
-            }
-        }
-    }
-}
-
-/// The code in a list entry's status text: `Exited (137) 5 seconds ago`.
-fn exit_code_of_status_text(text: &str) -> Option<i64> {
-    let rest = text.strip_prefix("Exited (")?;
-    rest[..rest.find(')')?].parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,28 +144,5 @@ mod tests {
             phase(&state(S::RUNNING, 0, false), false),
             Phase::Running { .. }
         ));
-    }
-
-    #[test]
-    fn list_entries() {
-        use ContainerSummaryStateEnum as S;
-        assert_eq!(
-            summary_status(Some(S::RUNNING), Some("Up 3 seconds"), false),
-            None
-        );
-        assert_eq!(
-            summary_status(Some(S::EXITED), Some("Exited (3) 2 seconds ago"), false),
-            Some(DeploymentStatus::Failed)
-        );
-        assert_eq!(
-            summary_status(Some(S::EXITED), Some("Exited (143) 2 seconds ago"), false),
-            Some(DeploymentStatus::Stopped)
-        );
-        assert_eq!(
-            summary_status(Some(S::EXITED), Some("Exited (137) 1 second ago"), true),
-            Some(DeploymentStatus::Stopped)
-        );
-        assert_eq!(exit_code_of_status_text("Exited (-1) now"), Some(-1));
-        assert_eq!(exit_code_of_status_text("Up 2 minutes"), None);
     }
 }

@@ -195,6 +195,52 @@ impl ConformanceFixture for DockerFixture {
         true
     }
 
+    fn supports_replicas(&self) -> bool {
+        true
+    }
+
+    /// `kill -9` of the instance's process from the host, by its pid: a
+    /// crash the engine sees, not a stop through its API.
+    async fn kill_instance(&self, app: &AppRef, instance: u32) -> cameleer_runtime::Result<()> {
+        let mut filter = labels::app_filter(app);
+        filter.push(format!("{}={instance}", labels::INSTANCE));
+        let found = self
+            .docker
+            .list_containers(Some(
+                bollard::query_parameters::ListContainersOptionsBuilder::new()
+                    .filters(&labels::label_filters(filter))
+                    .build(),
+            ))
+            .await
+            .map_err(|e| Error::backend("listing the app's containers", e))?;
+        let id = found
+            .into_iter()
+            .find_map(|c| c.id)
+            .ok_or_else(|| Error::not_found("running instance", format!("{instance} of {app}")))?;
+        let pid = self
+            .docker
+            .inspect_container(&id, None)
+            .await
+            .map_err(|e| Error::backend("inspecting the instance", e))?
+            .state
+            .and_then(|s| s.pid)
+            .filter(|pid| *pid > 0)
+            .ok_or_else(|| {
+                Error::not_found("process of instance", format!("{instance} of {app}"))
+            })?;
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .map_err(|e| Error::backend("running kill", e))?;
+        if !killed.success() {
+            return Err(Error::Backend {
+                message: format!("kill -9 {pid} failed: {killed}"),
+                source: None,
+            });
+        }
+        Ok(())
+    }
+
     fn patience(&self) -> Duration {
         Duration::from_secs(60)
     }

@@ -3,11 +3,12 @@
 //!
 //! Kubernetes merges a container's stdout and stderr into one log, so every
 //! line is [`LogSource::Stdout`]. When the app has more than one pod, each
-//! line starts with `[{pod}] ` so the replicas can be told apart. Memory
-//! stays bounded: lines are read one at a time (a line longer than
-//! [`MAX_LINE_BYTES`] is cut there), without following the pods are read
-//! one after the other, and when following each pod's stream is read only
-//! as fast as the caller reads.
+//! line starts with `[{pod}] ` and carries the pod's place among the app's
+//! pods (oldest first) as its instance, so the replicas can be told apart.
+//! Memory stays bounded: lines are read one at a time (a line longer than
+//! [`MAX_LINE_BYTES`] is cut there), without following the pods' lines are
+//! merged in time order holding one line per pod, and when following each
+//! pod's stream is read only as fast as the caller reads.
 
 use std::time::SystemTime;
 
@@ -99,11 +100,13 @@ fn memchr(buf: &[u8]) -> Option<usize> {
     buf.iter().position(|b| *b == b'\n')
 }
 
-/// The lines of one pod's log, from `since`, each prefixed with `prefix`.
+/// The lines of one pod's log, from `since`, each prefixed with `prefix`
+/// and tagged with `instance`.
 pub(crate) fn pod_lines<R: AsyncBufRead + Unpin + Send + 'static>(
     reader: R,
     since: Option<SystemTime>,
     prefix: Option<String>,
+    instance: Option<u32>,
 ) -> impl Stream<Item = cameleer_runtime::Result<LogLine>> + Send {
     let since = since.map(OffsetDateTime::from);
     bounded_lines(reader).filter_map(move |line| {
@@ -131,6 +134,7 @@ pub(crate) fn pod_lines<R: AsyncBufRead + Unpin + Send + 'static>(
                     Some(p) => format!("{p}{text}"),
                     None => text.to_string(),
                 },
+                instance,
             }))
         }
     })
@@ -167,7 +171,7 @@ pub(crate) async fn logs_of(
     let named = pods.len() > 1;
     let params = log_params(options);
     let mut streams = Vec::with_capacity(pods.len());
-    for pod in &pods {
+    for (index, pod) in pods.iter().enumerate() {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let reader = match kube.log_stream(&ns, &name, &params).await {
@@ -177,12 +181,15 @@ pub(crate) async fn logs_of(
             Err(e) => return Err(e.into()),
         };
         let prefix = named.then(|| format!("[{name}] "));
-        streams.push(pod_lines(reader, options.since, prefix).boxed());
+        // Pods have names, not indexes: the instance is the pod's place
+        // among the app's pods, oldest first.
+        let instance = u32::try_from(index).ok();
+        streams.push(pod_lines(reader, options.since, prefix, instance).boxed());
     }
     Ok(if options.follow {
         futures::stream::select_all(streams).boxed()
     } else {
-        futures::stream::iter(streams).flatten().boxed()
+        cameleer_runtime::instance_logs::merge_in_time_order(streams)
     })
 }
 
@@ -209,12 +216,14 @@ mod tests {
             futures::io::Cursor::new(text.into_bytes()),
             Some(since),
             Some("[p] ".into()),
+            Some(1),
         )
         .map(|l| l.unwrap())
         .collect()
         .await;
         assert_eq!(lines.len(), 2);
         assert!(lines[0].line.starts_with("[p] xxx"));
+        assert!(lines.iter().all(|l| l.instance == Some(1)));
         // The timestamp and the space count against the limit.
         assert!(lines[0].line.len() <= MAX_LINE_BYTES + 4);
         assert_eq!(lines[1].line, "[p] last");

@@ -75,7 +75,9 @@ impl Default for ClusterDns {
 pub struct KubernetesOptions {
     /// The server-side apply field manager. Default [`FIELD_MANAGER`].
     pub field_manager: String,
-    /// Pods per app. Default 1.
+    /// The fewest pods per app: an app runs its config's
+    /// [`replicas`](cameleer_runtime::AppConfig::replicas), or this many if
+    /// that is more. Default 1.
     pub replicas: i32,
     /// The uid the app runs as: at least 10000 (the restricted profile asks
     /// only for non-root; the platform asks for a uid no host user has).

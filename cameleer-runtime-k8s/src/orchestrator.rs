@@ -322,13 +322,7 @@ impl KubernetesRuntimeOrchestrator {
         let reason = match settled {
             Some(o) if o.status == DeploymentStatus::Running => {
                 tracing::info!(app = %app, version = request.version, "running");
-                return Ok(AppStatus {
-                    app: app.clone(),
-                    status: DeploymentStatus::Running,
-                    deployment: Some(request.deployment),
-                    version: Some(request.version),
-                    reason: None,
-                });
+                return Ok(o.to_status(app));
             }
             Some(o) => o
                 .reason
@@ -395,13 +389,7 @@ impl KubernetesRuntimeOrchestrator {
             )
             .await;
         match settled {
-            Some(o) if o.status == DeploymentStatus::Running => Ok(AppStatus {
-                app: app.clone(),
-                status: DeploymentStatus::Running,
-                deployment: Some(identity.deployment),
-                version: Some(identity.version),
-                reason: None,
-            }),
+            Some(o) if o.status == DeploymentStatus::Running => Ok(o.to_status(app)),
             Some(o) => Err(Error::StartFailed {
                 reason: o
                     .reason
@@ -424,13 +412,7 @@ impl KubernetesRuntimeOrchestrator {
             .await?
             .ok_or_else(|| Error::not_found("app", app))?;
         let o = self.observe_now(app, &current).await?;
-        Ok(AppStatus {
-            app: app.clone(),
-            status: o.status,
-            deployment: Some(o.identity.deployment),
-            version: Some(o.identity.version),
-            reason: o.reason,
-        })
+        Ok(o.to_status(app))
     }
 
     async fn summaries(&self, tenant: &TenantId) -> Result<Vec<AppSummary>> {
@@ -453,12 +435,7 @@ impl KubernetesRuntimeOrchestrator {
                 status::observe(d, pods, now)
             })
             .filter(|o| &o.identity.app.tenant == tenant)
-            .map(|o| AppSummary {
-                app: o.identity.app,
-                status: o.status,
-                deployment: Some(o.identity.deployment),
-                version: Some(o.identity.version),
-            })
+            .map(|o| AppSummary::from(o.to_status(&o.identity.app)))
             .collect();
         out.sort_by(|a, b| a.app.cmp(&b.app));
         Ok(out)

@@ -72,8 +72,32 @@ pub struct Observed {
     pub identity: DeploymentIdentity,
     /// STARTING, RUNNING, FAILED or STOPPED.
     pub status: DeploymentStatus,
-    /// Why, for FAILED and STOPPED.
+    /// Why, for FAILED and STOPPED, and for STARTING while some of the
+    /// wanted pods are not ready.
     pub reason: Option<StatusReason>,
+    /// Pods of the app that are ready, of whichever version: the
+    /// Deployment's `readyReplicas` (during a rolling update, the old and
+    /// the new ReplicaSet's together).
+    pub ready: u32,
+    /// Pods the Deployment wants (`spec.replicas`).
+    pub desired: u32,
+    /// Restarts of the app's container in the current pods.
+    pub restarts: u32,
+}
+
+impl Observed {
+    /// As the core's [`AppStatus`](cameleer_runtime::AppStatus) of `app`.
+    pub fn to_status(&self, app: &cameleer_runtime::AppRef) -> cameleer_runtime::AppStatus {
+        cameleer_runtime::AppStatus::new(
+            app.clone(),
+            self.status,
+            Some(self.identity.deployment),
+            Some(self.identity.version),
+            self.reason.clone(),
+        )
+        .with_instances(self.ready, self.desired)
+        .with_restarts(self.restarts)
+    }
 }
 
 /// The identity a pod template (or any object's labels) carries; `None`
@@ -247,10 +271,28 @@ fn not_ready_message(pod: &Pod) -> Option<String> {
 pub fn observe(deployment: &Deployment, pods: &[Pod], now: OffsetDateTime) -> Option<Observed> {
     let identity = deployment_identity(deployment)?;
     let spec = compat::deployment_spec(deployment)?;
+    let current: Vec<&Pod> = pods.iter().filter(|p| is_current(deployment, p)).collect();
+    let to_u32 = |n: i32| u32::try_from(n.max(0)).unwrap_or(0);
+    let ready_replicas = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .map_or(0, to_u32);
+    let desired = to_u32(spec.replicas.unwrap_or(1));
+    let restarts: u32 = current
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+        .flatten()
+        .filter(|c| c.name == CONTAINER)
+        .map(|c| to_u32(c.restart_count))
+        .sum();
     let observed = |status, reason| Observed {
         identity: identity.clone(),
         status,
         reason,
+        ready: ready_replicas,
+        desired,
+        restarts,
     };
     if is_stopped(deployment) {
         let failed = deployment
@@ -278,7 +320,6 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], now: OffsetDateTime) -> Op
             ),
         });
     }
-    let current: Vec<&Pod> = pods.iter().filter(|p| is_current(deployment, p)).collect();
     if let Some(reason) = current.iter().find_map(|p| pod_failure(p)) {
         return Some(observed(DeploymentStatus::Failed, Some(reason)));
     }
@@ -329,12 +370,18 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], now: OffsetDateTime) -> Op
         .filter_map(|p| ready_since(p))
         .filter(|since| min_ready.is_zero() || since.is_some_and(|t| now - t >= min_ready))
         .count();
-    let wanted = usize::try_from(spec.replicas.unwrap_or(1).max(1)).unwrap_or(1);
-    if ready >= wanted {
-        Some(observed(DeploymentStatus::Running, None))
-    } else {
-        Some(observed(DeploymentStatus::Starting, None))
-    }
+    let wanted = desired.max(1);
+    let ready = u32::try_from(ready).unwrap_or(u32::MAX);
+    let (status, reason) = match cameleer_runtime::instances_status(ready, wanted) {
+        // One pod: STARTING says enough, as it always did.
+        (status, _) if wanted == 1 => (status, None),
+        other => other,
+    };
+    let mut o = observed(status, reason);
+    // The informer may not have seen the Deployment's status catch up with
+    // its pods yet; the pods are the fresher truth.
+    o.ready = o.ready.max(ready);
+    Some(o)
 }
 
 /// The start timeout a pod template's annotations record (120 s when they

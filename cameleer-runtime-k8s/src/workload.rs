@@ -124,7 +124,9 @@ pub fn deployment(request: &DeployRequest, options: &KubernetesOptions) -> K8sRe
 }
 
 /// A Deployment around a pod template this module made (possibly read back
-/// from the cluster): running with [`replicas`](KubernetesOptions::replicas),
+/// from the cluster): running with the replicas its config asked for (the
+/// `cameleer.io/replicas` annotation; at least
+/// [`KubernetesOptions::replicas`]),
 /// or `stopped` with none. Its labels and annotations are the template's,
 /// plus [`DESIRED_STATE`] when stopped.
 pub fn deployment_from_template(
@@ -181,7 +183,15 @@ pub fn stopped_deployment(
             ..ObjectMeta::default()
         },
         DeploymentSpec {
-            replicas: Some(if stopped { 0 } else { options.replicas }),
+            replicas: Some(if stopped {
+                0
+            } else {
+                // The config's replicas; the options' as a floor.
+                let wanted = metadata.as_ref().map_or(1, |m| m.replicas);
+                i32::try_from(wanted)
+                    .unwrap_or(i32::MAX)
+                    .max(options.replicas)
+            }),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(app)),
                 ..LabelSelector::default()

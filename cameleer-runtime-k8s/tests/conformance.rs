@@ -185,8 +185,20 @@ live! {
 live!(@one redeploy_keeps_old_serving RedeployKeepsOldServing
     "no_reachable: the live fixture has no in-cluster client yet (tests/conformance_fake.rs runs it)");
 
+// Replicas map onto the Deployment (tests/replicas.rs), but a crashed pod
+// reads FAILED and the live fixture cannot kill one instance the way the
+// suite asks: the replica checks are not run live yet.
+live!(@one replicas_reach_running ReplicasReachRunning
+    "no_replicas: the live fixture has no kill_instance yet (tests/replicas.rs covers the mapping)");
+live!(@one rolling_redeploy_keeps_ready RollingRedeployKeepsReady
+    "no_replicas: app_status reports the new template STARTING while it rolls out");
+live!(@one failed_rolling_redeploy_keeps_old FailedRollingRedeployKeepsOld
+    "no_replicas: the live fixture has no kill_instance yet (tests/replicas.rs covers the mapping)");
+live!(@one killed_instance_is_replaced KilledInstanceIsReplaced
+    "no_replicas: a crashed pod reads FAILED on this backend (the kubelet restarts it)");
+
 #[test]
 fn every_check_of_the_suite_has_a_live_test() {
     // A check added to the suite must be added above.
-    assert_eq!(Check::ALL.len(), 16);
+    assert_eq!(Check::ALL.len(), 20);
 }

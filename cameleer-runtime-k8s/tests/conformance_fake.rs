@@ -144,4 +144,4 @@ impl ConformanceFixture for FakeClusterFixture {
     }
 }
 
-cameleer_runtime::conformance_tests!(async { FakeClusterFixture::new().await });
+cameleer_runtime::conformance_tests!(no_replicas; async { FakeClusterFixture::new().await });

@@ -22,6 +22,10 @@ pub const MAX_MEMORY_MB: u32 = 1 << 20;
 pub const MAX_VALUE_LEN: usize = 32 * 1024;
 /// The most env vars, JVM options or args accepted, each.
 pub const MAX_ITEMS: usize = 512;
+/// The most instances (replicas) of one app in one environment. A tenant's
+/// quota may allow fewer; this bound keeps one config from asking a backend
+/// for an absurd number of containers.
+pub const MAX_REPLICAS: u32 = 32;
 
 /// Env var names the runtime sets itself. Letting a customer set them would
 /// let config smuggle JVM flags (such as another `-javaagent`) past the checks.
@@ -74,10 +78,27 @@ pub struct AppConfig {
     /// How long the app may take to become healthy, in seconds.
     #[serde(default = "default_start_timeout_secs")]
     pub start_timeout_secs: u32,
+    /// How many instances of the app run side by side behind its address,
+    /// `1..=`[`MAX_REPLICAS`]. Default 1. A redeploy replaces them one at a
+    /// time, each new one health-gated before an old one leaves.
+    ///
+    /// Left out of the serialized form when 1, so the
+    /// [`sha256`](Self::sha256) of a config written before replicas existed
+    /// does not change.
+    #[serde(default = "default_replicas", skip_serializing_if = "is_one")]
+    pub replicas: u32,
 }
 
 fn default_start_timeout_secs() -> u32 {
     120
+}
+
+fn default_replicas() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 impl Default for AppConfig {
@@ -89,6 +110,7 @@ impl Default for AppConfig {
             resources: Resources::default(),
             health: HealthCheck::default(),
             start_timeout_secs: default_start_timeout_secs(),
+            replicas: default_replicas(),
         }
     }
 }
@@ -189,6 +211,13 @@ impl AppConfig {
         cameleer_build::Sha256Digest::of(&json)
     }
 
+    /// How many instances of the app run: [`replicas`](Self::replicas).
+    /// The one function that counts what a config asks a backend to run
+    /// (for a tenant's quota on running instances, say).
+    pub fn instances(&self) -> u32 {
+        self.replicas
+    }
+
     /// The start timeout as a [`Duration`].
     pub fn start_timeout(&self) -> Duration {
         Duration::from_secs(u64::from(self.start_timeout_secs))
@@ -202,9 +231,16 @@ impl AppConfig {
     /// `-agentpath`, launcher arguments that are not JVM options
     /// ([`LAUNCHER_ONLY_OPTIONS`](cameleer_build::launch::LAUNCHER_ONLY_OPTIONS), `@argfile`), a heap (`-Xmx`, `-Xms`, `-XX:MaxHeapSize`) above the
     /// memory limit, NUL, CR or LF in any value, a health port of 0 or a path
-    /// not starting with `/`, and a start timeout outside 1..=3600 s.
+    /// not starting with `/`, a start timeout outside 1..=3600 s, and
+    /// replicas outside 1..=[`MAX_REPLICAS`].
     pub fn validate(&self) -> Result<()> {
         self.resources.validate()?;
+        if !(1..=MAX_REPLICAS).contains(&self.replicas) {
+            return Err(Error::invalid_config(
+                "replicas",
+                format!("must be 1..={MAX_REPLICAS}, got {}", self.replicas),
+            ));
+        }
         if self.env.len() > MAX_ITEMS {
             return Err(Error::invalid_config(
                 "env",
@@ -584,6 +620,45 @@ mod tests {
         // A typo in a partial object is still an error.
         let e = serde_json::from_str::<AppConfig>(r#"{"resources": {"memory": 256}}"#).unwrap_err();
         assert!(e.to_string().contains("memory"), "{e}");
+    }
+
+    #[test]
+    fn replicas_default_to_one_and_are_bounded() {
+        let c: AppConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!((c.replicas, c.instances()), (1, 1));
+        for (n, ok) in [
+            (0, false),
+            (1, true),
+            (3, true),
+            (MAX_REPLICAS, true),
+            (MAX_REPLICAS + 1, false),
+        ] {
+            let mut c = cfg();
+            c.replicas = n;
+            assert_eq!(c.validate().is_ok(), ok, "{n}");
+            if !ok {
+                assert_eq!(field_of(&c), "replicas");
+            }
+        }
+        let c: AppConfig = serde_json::from_str(r#"{"replicas": 3}"#).unwrap();
+        assert_eq!(c.instances(), 3);
+    }
+
+    #[test]
+    fn one_replica_leaves_the_config_digest_as_it_was() {
+        // The canonical JSON of a config written before replicas existed.
+        let json = serde_json::to_string(&AppConfig::default()).unwrap();
+        assert!(!json.contains("replicas"), "{json}");
+        let three = AppConfig {
+            replicas: 3,
+            ..AppConfig::default()
+        };
+        assert!(
+            serde_json::to_string(&three)
+                .unwrap()
+                .contains(r#""replicas":3"#)
+        );
+        assert_ne!(three.sha256(), AppConfig::default().sha256());
     }
 
     #[test]

@@ -4,13 +4,14 @@
 //! Two kinds of keys, one schema for every backend:
 //!
 //! - **Identity** ([`IdentityKey`]: managed, tenant, app, env, version,
-//!   deployment id): what resources are selected by. Every value is a valid
+//!   deployment id, and on a resource that is one instance of several, its
+//!   instance index): what resources are selected by. Every value is a valid
 //!   Kubernetes label value (at most 63 characters of `[A-Za-z0-9._-]`,
 //!   alphanumeric at both ends) and a valid Docker label, so the same
 //!   selectors work on both: Docker labels `io.cameleer.<key>`, Kubernetes
 //!   labels `cameleer.io/<key>`.
 //! - **Metadata** ([`MetadataKey`]: health check, start timeout, the config's
-//!   SHA-256): what a backend needs to know about a resource but never
+//!   SHA-256, the number of replicas): what a backend needs to know about a resource but never
 //!   selects by. Values may be longer or hold any character, so they are
 //!   Docker labels (`io.cameleer.<key>`) and Kubernetes *annotations*
 //!   (`cameleer.io/<key>`).
@@ -64,11 +65,29 @@ pub enum IdentityKey {
     Version,
     /// The deployment id.
     Deployment,
+    /// Which instance (replica) of the deployment a resource is,
+    /// `0..replicas`: on a backend that makes one resource per instance (a
+    /// Docker container). A Kubernetes pod is an instance already and does
+    /// not carry it. Absent means instance 0 (resources made before
+    /// replicas existed).
+    Instance,
 }
 
 impl IdentityKey {
     /// Every identity key.
-    pub const ALL: [IdentityKey; 6] = [
+    pub const ALL: [IdentityKey; 7] = [
+        Self::Managed,
+        Self::Tenant,
+        Self::App,
+        Self::Env,
+        Self::Version,
+        Self::Deployment,
+        Self::Instance,
+    ];
+
+    /// The keys every resource of a deployed version carries (all but
+    /// [`Instance`](Self::Instance)).
+    pub const DEPLOYMENT: [IdentityKey; 6] = [
         Self::Managed,
         Self::Tenant,
         Self::App,
@@ -86,6 +105,7 @@ impl IdentityKey {
             Self::Env => "env",
             Self::Version => "version",
             Self::Deployment => "deployment",
+            Self::Instance => "instance",
         }
     }
 
@@ -109,11 +129,18 @@ pub enum MetadataKey {
     StartTimeout,
     /// The SHA-256 of the config the version runs with (its canonical JSON).
     ConfigSha256,
+    /// How many instances the version runs ([`AppConfig::replicas`]).
+    Replicas,
 }
 
 impl MetadataKey {
     /// Every metadata key.
-    pub const ALL: [MetadataKey; 3] = [Self::Health, Self::StartTimeout, Self::ConfigSha256];
+    pub const ALL: [MetadataKey; 4] = [
+        Self::Health,
+        Self::StartTimeout,
+        Self::ConfigSha256,
+        Self::Replicas,
+    ];
 
     /// The key's name, without a prefix.
     pub fn name(self) -> &'static str {
@@ -121,6 +148,7 @@ impl MetadataKey {
             Self::Health => "health",
             Self::StartTimeout => "start-timeout",
             Self::ConfigSha256 => "config-sha256",
+            Self::Replicas => "replicas",
         }
     }
 
@@ -213,6 +241,59 @@ impl DeploymentIdentity {
     }
 }
 
+/// One instance of a deployed version: whose it is and its index.
+///
+/// ```
+/// use cameleer_runtime::identity::{DeploymentIdentity, InstanceIdentity};
+/// use cameleer_runtime::{AppRef, DeploymentId};
+///
+/// let instance = InstanceIdentity {
+///     deployment: DeploymentIdentity {
+///         app: AppRef::parse("acme", "orders", "dev").unwrap(),
+///         deployment: DeploymentId::new_random(),
+///         version: 7,
+///     },
+///     index: 2,
+/// };
+/// let labels = instance.docker_labels();
+/// assert_eq!(labels["io.cameleer.instance"], "2");
+/// assert_eq!(InstanceIdentity::parse_docker(&labels), Some(instance));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InstanceIdentity {
+    /// The deployed version.
+    pub deployment: DeploymentIdentity,
+    /// Which of its instances, `0..replicas`.
+    pub index: u32,
+}
+
+impl InstanceIdentity {
+    /// The identity as Docker labels, the instance index included.
+    pub fn docker_labels(&self) -> HashMap<String, String> {
+        let mut labels = self.deployment.docker_labels();
+        labels.insert(IdentityKey::Instance.docker(), self.index.to_string());
+        labels
+    }
+
+    /// Reads an instance back through `get`; a missing index is 0 (a
+    /// resource made before replicas existed), a malformed one is `None`.
+    pub fn parse<'a>(get: impl Fn(IdentityKey) -> Option<&'a str>) -> Option<Self> {
+        let index = match get(IdentityKey::Instance) {
+            None => 0,
+            Some(s) => s.parse().ok()?,
+        };
+        Some(Self {
+            deployment: DeploymentIdentity::parse(get)?,
+            index,
+        })
+    }
+
+    /// [`parse`](Self::parse) over Docker labels.
+    pub fn parse_docker(labels: &HashMap<String, String>) -> Option<Self> {
+        Self::parse(|k| labels.get(&k.docker()).map(String::as_str))
+    }
+}
+
 /// What a backend needs to know about a deployed version besides whose it
 /// is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +304,8 @@ pub struct DeploymentMetadata {
     pub start_timeout: Duration,
     /// The SHA-256 of its config, when recorded.
     pub config_sha256: Option<Sha256Digest>,
+    /// How many instances it runs; 1 when not recorded.
+    pub replicas: u32,
 }
 
 impl DeploymentMetadata {
@@ -232,6 +315,7 @@ impl DeploymentMetadata {
             health: config.health.clone(),
             start_timeout: config.start_timeout(),
             config_sha256: Some(config.sha256()),
+            replicas: config.instances(),
         }
     }
 
@@ -247,6 +331,7 @@ impl DeploymentMetadata {
         if let Some(d) = &self.config_sha256 {
             v.push((MetadataKey::ConfigSha256, d.to_string()));
         }
+        v.push((MetadataKey::Replicas, self.replicas.to_string()));
         v
     }
 
@@ -267,19 +352,24 @@ impl DeploymentMetadata {
     }
 
     /// Reads metadata back through `get`. A missing health check is `none`
-    /// and a missing start timeout 120 s (resources written before they were
-    /// recorded); a malformed health check is `None`, since probing the
-    /// wrong thing would misreport the app.
+    /// a missing start timeout 120 s and missing replicas 1 (resources
+    /// written before they were recorded); a malformed health check is
+    /// `None`, since probing the wrong thing would misreport the app.
     pub fn parse<'a>(get: impl Fn(MetadataKey) -> Option<&'a str>) -> Option<Self> {
         let health = get(MetadataKey::Health).map_or(Some(HealthCheck::None), decode_health)?;
         let start_timeout = get(MetadataKey::StartTimeout)
             .and_then(|s| s.parse::<u64>().ok())
             .map_or(DEFAULT_START_TIMEOUT, Duration::from_secs);
         let config_sha256 = get(MetadataKey::ConfigSha256).and_then(|s| s.parse().ok());
+        let replicas = get(MetadataKey::Replicas)
+            .and_then(|s| s.parse().ok())
+            .filter(|n| *n >= 1)
+            .unwrap_or(1);
         Some(Self {
             health,
             start_timeout,
             config_sha256,
+            replicas,
         })
     }
 
@@ -352,7 +442,7 @@ mod tests {
                 version,
             };
             let values = identity.values();
-            prop_assert_eq!(values.len(), IdentityKey::ALL.len());
+            prop_assert_eq!(values.len(), IdentityKey::DEPLOYMENT.len());
             for (key, value) in &values {
                 prop_assert!(is_label_value(value), "{:?}={:?}", key, value);
                 prop_assert!(!value.is_empty());
@@ -376,6 +466,28 @@ mod tests {
             version: u64::MAX,
         };
         assert!(identity.values().iter().all(|(_, v)| is_label_value(v)));
+        let instance = InstanceIdentity {
+            deployment: identity,
+            index: crate::config::MAX_REPLICAS - 1,
+        };
+        assert!(instance.docker_labels().values().all(|v| is_label_value(v)));
+    }
+
+    #[test]
+    fn an_instance_without_an_index_is_instance_zero_and_a_bad_index_is_not_ours() {
+        let identity = DeploymentIdentity {
+            app: AppRef::parse("acme", "orders", "dev").unwrap(),
+            deployment: DeploymentId::new_random(),
+            version: 3,
+        };
+        let mut labels = identity.docker_labels();
+        assert_eq!(
+            InstanceIdentity::parse_docker(&labels).map(|i| i.index),
+            Some(0)
+        );
+        labels.insert(IdentityKey::Instance.docker(), "two".into());
+        assert_eq!(InstanceIdentity::parse_docker(&labels), None);
+        assert_eq!(IdentityKey::ALL.len(), IdentityKey::DEPLOYMENT.len() + 1);
     }
 
     #[test]

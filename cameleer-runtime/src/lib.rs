@@ -63,6 +63,7 @@ mod error;
 pub mod health;
 pub mod identity;
 mod ids;
+pub mod instance_logs;
 pub mod logs;
 pub mod memory;
 mod orchestrator;
@@ -75,8 +76,8 @@ pub mod testkit;
 
 pub use builder::{BuildProgress, BuildSpec, BuiltImage, ImageBuilder, ProgressSink};
 pub use config::{
-    AppConfig, DEFAULT_CPU_MILLIS, DEFAULT_MEMORY_MB, HealthCheck, MAX_MEMORY_MB, MIN_MEMORY_MB,
-    RESERVED_ENV, Resources,
+    AppConfig, DEFAULT_CPU_MILLIS, DEFAULT_MEMORY_MB, HealthCheck, MAX_MEMORY_MB, MAX_REPLICAS,
+    MIN_MEMORY_MB, RESERVED_ENV, Resources,
 };
 pub use deployment::{
     Deployment, DeploymentEvent, DeploymentSource, DeploymentStatus, StatusChange, transition,
@@ -86,6 +87,7 @@ pub use ids::{AppId, AppRef, DeploymentId, EnvId, TenantId};
 pub use orchestrator::{
     AppStatus, AppSummary, DeployRequest, Desired, EventStream, Intent, LogLine, LogOptions,
     LogSource, LogStream, ReconcileReport, RuntimeEvent, RuntimeEventKind, RuntimeOrchestrator,
+    instances_status,
 };
 pub use platform::{
     AppView, BuildProgressEvent, ImageUse, Platform, PlatformBuilder, PlatformEvent,

@@ -56,8 +56,95 @@ pub struct AppStatus {
     pub deployment: Option<DeploymentId>,
     /// Its version.
     pub version: Option<u64>,
-    /// Why it is in this state (exit code, OOM kill, health failure).
+    /// Why it is in this state (exit code, OOM kill, health failure, or
+    /// [`StatusReason::InstancesNotReady`] while some instances are not).
     pub reason: Option<StatusReason>,
+    /// How many instances of the app pass their health check and serve at
+    /// its address now, of whichever version: during a rolling update the
+    /// old and the new ones together, so this never drops below
+    /// [`desired_instances`](Self::desired_instances) while a redeploy
+    /// goes well.
+    #[serde(default)]
+    pub ready_instances: u32,
+    /// How many instances the reported deployment asks for (its config's
+    /// [`replicas`](crate::AppConfig::replicas)); 0 when the backend cannot
+    /// tell. The status is RUNNING only when `ready_instances` reaches it.
+    #[serde(default)]
+    pub desired_instances: u32,
+    /// How often instances of the reported deployment were restarted after
+    /// they crashed (a crashed instance of an app with several is replaced
+    /// while the others serve).
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+impl AppStatus {
+    /// The status of a deployment of one instance: ready when RUNNING.
+    ///
+    /// ```
+    /// use cameleer_runtime::{AppRef, AppStatus, DeploymentStatus};
+    ///
+    /// let app = AppRef::parse("acme", "orders", "dev").unwrap();
+    /// let s = AppStatus::new(app, DeploymentStatus::Running, None, Some(1), None)
+    ///     .with_instances(2, 3);
+    /// assert_eq!((s.ready_instances, s.desired_instances), (2, 3));
+    /// ```
+    pub fn new(
+        app: AppRef,
+        status: DeploymentStatus,
+        deployment: Option<DeploymentId>,
+        version: Option<u64>,
+        reason: Option<StatusReason>,
+    ) -> Self {
+        Self {
+            app,
+            status,
+            deployment,
+            version,
+            reason,
+            ready_instances: u32::from(status == DeploymentStatus::Running),
+            desired_instances: 1,
+            restarts: 0,
+        }
+    }
+
+    /// The same status with these instance counts.
+    pub fn with_instances(mut self, ready: u32, desired: u32) -> Self {
+        self.ready_instances = ready;
+        self.desired_instances = desired;
+        self
+    }
+
+    /// The same status with this restart count.
+    pub fn with_restarts(mut self, restarts: u32) -> Self {
+        self.restarts = restarts;
+        self
+    }
+}
+
+/// The status of a deployment of `desired` instances of which `ready` pass
+/// their health check, when at least one runs: RUNNING only when all are
+/// ready, else STARTING with [`StatusReason::InstancesNotReady`] saying how
+/// many are not. The one rule every backend applies.
+///
+/// ```
+/// use cameleer_runtime::{DeploymentStatus, StatusReason, instances_status};
+///
+/// assert_eq!(instances_status(3, 3), (DeploymentStatus::Running, None));
+/// assert_eq!(
+///     instances_status(2, 3),
+///     (DeploymentStatus::Starting, Some(StatusReason::InstancesNotReady { ready: 2, desired: 3 })),
+/// );
+/// ```
+pub fn instances_status(ready: u32, desired: u32) -> (DeploymentStatus, Option<StatusReason>) {
+    if ready >= desired.max(1) {
+        (DeploymentStatus::Running, None)
+    } else {
+        (
+            DeploymentStatus::Starting,
+            Some(StatusReason::InstancesNotReady { ready, desired }),
+        )
+    }
 }
 
 /// One line of an app's list entry.
@@ -71,6 +158,26 @@ pub struct AppSummary {
     pub deployment: Option<DeploymentId>,
     /// Its version.
     pub version: Option<u64>,
+    /// Ready instances of the app; see [`AppStatus::ready_instances`].
+    #[serde(default)]
+    pub ready_instances: u32,
+    /// Instances the deployment asks for; see
+    /// [`AppStatus::desired_instances`].
+    #[serde(default)]
+    pub desired_instances: u32,
+}
+
+impl From<AppStatus> for AppSummary {
+    fn from(s: AppStatus) -> Self {
+        Self {
+            app: s.app,
+            status: s.status,
+            deployment: s.deployment,
+            version: s.version,
+            ready_instances: s.ready_instances,
+            desired_instances: s.desired_instances,
+        }
+    }
 }
 
 /// Which output stream a log line came from.
@@ -93,6 +200,11 @@ pub struct LogLine {
     pub stream: LogSource,
     /// The text, without the trailing newline.
     pub line: String,
+    /// Which instance of the app wrote it (`0..replicas`), when the backend
+    /// runs several and says; the lines of every instance are merged.
+    /// Absent on the wire when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
 }
 
 /// How to read logs.

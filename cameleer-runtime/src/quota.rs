@@ -163,10 +163,11 @@ impl QuotaUsage {
     }
 }
 
-/// How many instances a deployment with `config` runs: the one place quotas
-/// count instances, so replicas plug in here.
-pub fn instances_of(_config: &AppConfig) -> u64 {
-    1
+/// How many instances a deployment with `config` runs
+/// ([`AppConfig::instances`], its replicas): the one place quotas count
+/// instances.
+pub fn instances_of(config: &AppConfig) -> u64 {
+    u64::from(config.instances())
 }
 
 /// What [`QuotaStore::charge_artifact`] did.
@@ -339,6 +340,25 @@ mod tests {
     #[tokio::test]
     async fn the_memory_store_keeps_the_contract() {
         crate::testkit::check_quota_store(&MemoryQuotaStore::new()).await;
+    }
+
+    #[test]
+    fn replicas_claim_their_instances_memory_and_cpu_each() {
+        let mut usage = QuotaUsage::default();
+        let config = AppConfig {
+            replicas: 3,
+            resources: crate::Resources {
+                memory_mb: 256,
+                cpu_millis: 500,
+                cpu_shares: None,
+            },
+            ..AppConfig::default()
+        };
+        usage.claim(&config);
+        assert_eq!(
+            (usage.instances, usage.memory_mb, usage.cpu_millis),
+            (3, 768, 1500)
+        );
     }
 
     #[test]

@@ -137,6 +137,15 @@ pub enum StatusReason {
         /// The version rolled back to.
         to_version: u64,
     },
+    /// Some instances of an app that runs several are not ready (starting,
+    /// being replaced after a crash): the status is not RUNNING until all
+    /// are.
+    InstancesNotReady {
+        /// How many are ready.
+        ready: u32,
+        /// How many the deployment asks for.
+        desired: u32,
+    },
     /// Free text: a reason stored before reasons were typed that matches no
     /// variant, or one a custom backend has no variant for.
     Other {
@@ -166,6 +175,7 @@ impl StatusReason {
             Self::BackendUnavailable { .. } => "backend_unavailable",
             Self::Promoted { .. } => "promoted",
             Self::RolledBack { .. } => "rolled_back",
+            Self::InstancesNotReady { .. } => "instances_not_ready",
             Self::Other { .. } => "other",
         }
     }
@@ -189,6 +199,7 @@ impl StatusReason {
         "backend_unavailable",
         "promoted",
         "rolled_back",
+        "instances_not_ready",
         "other",
     ];
 
@@ -352,6 +363,11 @@ impl fmt::Display for StatusReason {
             Self::RolledBack { to_version } => {
                 write!(f, "rollback to the image of version {to_version}")
             }
+            Self::InstancesNotReady { ready, desired } => write!(
+                f,
+                "{ready} of {desired} instances ready, {} not",
+                desired.saturating_sub(*ready)
+            ),
             Self::Other { message } => f.write_str(message),
         }
     }
@@ -406,6 +422,10 @@ mod tests {
             },
             StatusReason::StartRefused {
                 detail: "exec format error".into(),
+            },
+            StatusReason::InstancesNotReady {
+                ready: 2,
+                desired: 3,
             },
             StatusReason::Gone,
             StatusReason::BuildFailed {

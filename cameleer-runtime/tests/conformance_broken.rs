@@ -40,6 +40,10 @@ enum Breach {
     AppFailureIsBackendError,
     /// The app's own failure comes back as `timeout`.
     AppFailureIsTimeout,
+    /// Runs one instance whatever `replicas` asks.
+    IgnoresReplicas,
+    /// Leaves a killed instance of several dead.
+    LeavesKilledInstancesDead,
 }
 
 /// The fake, with one [`Breach`].
@@ -111,6 +115,11 @@ impl Broken {
 #[async_trait]
 impl RuntimeOrchestrator for Broken {
     async fn deploy_app(&self, request: &DeployRequest) -> Result<AppStatus> {
+        if self.is(Breach::IgnoresReplicas) {
+            let mut one = request.clone();
+            one.config.replicas = 1;
+            return self.fake.deploy_app(&one).await;
+        }
         if self.is(Breach::StopsOldFirst)
             && let Ok(status) = self.fake.app_status(&request.app).await
             && status.status == DeploymentStatus::Running
@@ -244,6 +253,15 @@ impl ConformanceFixture for BrokenFixture {
     }
     fn supports_oom(&self) -> bool {
         true
+    }
+    fn supports_replicas(&self) -> bool {
+        true
+    }
+    async fn kill_instance(&self, app: &AppRef, instance: u32) -> Result<()> {
+        if self.breach == Breach::LeavesKilledInstancesDead {
+            self.inner.fake().keep_killed_instances_dead();
+        }
+        self.inner.kill_instance(app, instance).await
     }
     fn unique_tenant(&self) -> TenantId {
         let tenant = conformance::unique_tenant("broken");
@@ -379,6 +397,46 @@ async fn app_failure_is_start_failed_catches_a_timeout_for_the_apps_failure() {
         Check::AppFailureIsStartFailed,
         Breach::AppFailureIsTimeout,
         "failed with timeout",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_reach_running_catches_a_backend_that_ignores_replicas() {
+    catches(
+        Check::ReplicasReachRunning,
+        Breach::IgnoresReplicas,
+        "1 of 1 instances ready, expected 3 of 3",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rolling_redeploy_keeps_ready_catches_a_backend_that_stops_the_old_instances_first() {
+    catches(
+        Check::RollingRedeployKeepsReady,
+        Breach::StopsOldFirst,
+        "while version 2 rolled out, app_status said",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_rolling_redeploy_keeps_old_catches_a_backend_that_loses_the_old_version() {
+    catches(
+        Check::FailedRollingRedeployKeepsOld,
+        Breach::LosesOldOnFailedRedeploy,
+        "app_status after the failed redeploy",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_instance_is_replaced_catches_a_backend_that_leaves_it_dead() {
+    catches(
+        Check::KilledInstanceIsReplaced,
+        Breach::LeavesKilledInstancesDead,
+        "the killed instance of",
     )
     .await;
 }

@@ -121,9 +121,14 @@ async fn the_suite_catches_a_leaky_backend() {
         [
             Check::OomBecomesFailed,
             Check::RedeployKeepsOldServing,
-            Check::RestartReconciles
+            Check::RestartReconciles,
+            Check::ReplicasReachRunning,
+            Check::RollingRedeployKeepsReady,
+            Check::FailedRollingRedeployKeepsOld,
+            Check::KilledInstanceIsReplaced,
         ],
-        "the default fixture has no OOM app, cannot reach apps and cannot restart"
+        "the default fixture has no OOM app, cannot reach apps, cannot restart and runs \
+         one instance per app"
     );
     let message = report.failed[2].to_string();
     assert!(message.contains("list_is_per_tenant"), "{message}");

@@ -167,7 +167,7 @@ impl ConformanceFixture for Local {
 //   there is no old version left to answer while the new one starts.
 // - no_restart: the processes are the controller's children and end with
 //   it; nothing outlives a controller restart to adopt.
-cameleer_runtime::conformance_tests!(no_oom; no_reachable; no_restart; async { Local::new().await });
+cameleer_runtime::conformance_tests!(no_oom; no_reachable; no_restart; no_replicas; async { Local::new().await });
 
 /// A port of 127.0.0.1 that nothing listens on (right now).
 fn free_port() -> u16 {

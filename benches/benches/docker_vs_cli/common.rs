@@ -83,6 +83,7 @@ pub async fn create_app_container(
         health: HealthCheck::None,
         start_timeout: Duration::from_secs(30),
         config_sha256: None,
+        replicas: 1,
     };
     let mut container_labels = identity.docker_labels();
     container_labels.extend(metadata.docker_labels());

@@ -197,7 +197,8 @@ impl Follower {
                     .orchestrator
                     .refine(&e.container, events::died(e.exit_code, oom))
                     .await;
-                self.send(&e.labels, events::ended(reason), e.at).await;
+                let kind = self.death(&e.container, &e.labels, reason).await;
+                self.send(&e.labels, kind, e.at).await;
             }
             Action::Destroy => {
                 self.known.remove(&e.container);
@@ -282,8 +283,86 @@ impl Follower {
                 events::died(state.exit_code, state.oom_killed.unwrap_or(false)),
             )
             .await;
-        self.send(&c.labels, events::ended(reason), at).await;
+        let kind = self.death(&c.id, &c.labels, reason).await;
+        self.send(&c.labels, kind, at).await;
         Ok(())
+    }
+
+    /// What the death of container `id` for `reason` means for its
+    /// deployment. With one instance, the app ended. With several, an
+    /// instance the engine restarts (its restart policy, see
+    /// [`crate::container`]) or one whose siblings still run is
+    /// [`RuntimeEventKind::Unhealthy`]: the app serves on, fewer. Only when
+    /// it stays down and none of its siblings runs has the deployment
+    /// failed, in a crash loop when the engine restarted it before.
+    async fn death(
+        &self,
+        id: &str,
+        labels: &ContainerLabels,
+        reason: cameleer_runtime::StatusReason,
+    ) -> RuntimeEventKind {
+        if labels.replicas <= 1 {
+            return events::ended(reason);
+        }
+        let o = &self.orchestrator;
+        // By the time the event is read the engine may have restarted it
+        // already: restarting or running again both mean it came back.
+        let state = match o.inspect(id).await {
+            Ok(Some(inspect)) => {
+                let s = inspect.state.unwrap_or_default();
+                let n = inspect
+                    .restart_count
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(0);
+                let back = if s.restarting == Some(true) {
+                    Some(n + 1)
+                } else if s.running == Some(true) {
+                    Some(n)
+                } else {
+                    None
+                };
+                Some((back, n))
+            }
+            _ => None,
+        };
+        let instance = labels.instance;
+        if let Some((Some(restart), _)) = state {
+            return RuntimeEventKind::Unhealthy {
+                reason: format!(
+                    "instance {instance} {reason}; the engine restarts it (restart {restart} of at most {})",
+                    o.options.instance_restarts
+                ),
+            };
+        }
+        let restarts = state.map_or(0, |(_, n)| n);
+        let siblings_run = o
+            .list(labels::app_filter(&labels.app))
+            .await
+            .map(|all| {
+                all.iter().any(|c| {
+                    c.id != id
+                        && c.labels.deployment == labels.deployment
+                        && c.state == Some(ContainerSummaryStateEnum::RUNNING)
+                })
+            })
+            .unwrap_or(false);
+        if siblings_run {
+            return RuntimeEventKind::Unhealthy {
+                reason: format!(
+                    "instance {instance} {reason} and stays down after {restarts} restarts; the \
+                     others serve"
+                ),
+            };
+        }
+        match events::ended(reason) {
+            RuntimeEventKind::Failed { reason } if restarts > 0 => RuntimeEventKind::Failed {
+                reason: cameleer_runtime::StatusReason::CrashLoop {
+                    restarts: Some(restarts),
+                    last: Some(Box::new(reason)),
+                },
+            },
+            kind => kind,
+        }
     }
 
     /// Whether the orchestrator caused the end of this container (at `at`),

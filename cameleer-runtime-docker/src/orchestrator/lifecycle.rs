@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder,
-    RestartContainerOptionsBuilder, StartContainerOptions,
+    RestartContainerOptionsBuilder,
 };
-use cameleer_runtime::{
-    AppConfig, AppStatus, DeployRequest, DeploymentStatus, Error, ImageRef, Result, StatusReason,
-};
+use cameleer_runtime::{AppConfig, AppStatus, Error, ImageRef, Result, StatusReason};
 use futures::StreamExt;
 use tokio::time::Instant;
 
@@ -90,68 +88,13 @@ impl StartFailure {
 }
 
 impl DockerRuntimeOrchestrator {
-    pub(super) async fn deploy(&self, request: &DeployRequest) -> Result<AppStatus> {
-        request.config.validate()?;
-        let app = &request.app;
-        let lock = self.memory.app_lock(app);
-        let _app = lock.lock().await;
-
-        let image_id = self.resolve_image(&request.image).await?;
-        let labels = ContainerLabels::of(request);
-        let what = format!(
-            "{app} version {} (deployment {})",
-            request.version, request.deployment
-        );
-
-        let (id, name) = self
-            .ensure_container(&labels, &image_id, &request.config)
-            .await?;
-        // Until this call returns, an exit of the container is its to report.
-        let _starting = self.memory.starting(&id);
-        let outcome = match self
-            .docker
-            .start_container(&id, None::<StartContainerOptions>)
-            .await
-        {
-            Ok(()) => self.wait_until_up(&id, &labels).await,
-            Err(e) if is_unreachable(&e) => Err(StartFailure::Engine(
-                self.engine_error(format!("starting container {name}"), e),
-            )),
-            Err(e) => Err(StartFailure::Ended(StatusReason::StartRefused {
-                detail: backend("starting", e).to_string(),
-            })),
-        };
-        match outcome {
-            Ok(()) => {
-                tracing::info!(app = %app, version = request.version, "deployment is up");
-                self.take_over(&id, &labels).await?;
-                Ok(AppStatus {
-                    app: app.clone(),
-                    status: DeploymentStatus::Running,
-                    deployment: Some(request.deployment),
-                    version: Some(request.version),
-                    reason: None,
-                })
-            }
-            Err(failure @ StartFailure::Engine(_)) => {
-                tracing::warn!(app = %app, version = request.version, %failure, "the engine failed during the deploy");
-                Err(failure.into_error(&what, ""))
-            }
-            Err(failure) => {
-                tracing::warn!(app = %app, version = request.version, %failure, "deployment failed to start");
-                let output = self.last_output(&id).await;
-                self.settle_failed_start(&id, &name, &failure).await;
-                Err(failure.into_error(&what, &output))
-            }
-        }
-    }
-
     /// After a failed start: with an older version still serving, the new
     /// container goes and the old one keeps running, untouched. With none,
     /// the failed container is kept (stopped) as the app's newest, so its
     /// status says FAILED and why, and its logs stay readable; the older,
-    /// not running containers go, since only the newest is ever addressed.
-    async fn settle_failed_start(&self, id: &str, name: &str, failure: &StartFailure) {
+    /// not running containers go, since only the newest is ever addressed
+    /// (the other instances of its own version stay, stopped).
+    pub(super) async fn settle_failed_start(&self, id: &str, name: &str, failure: &StartFailure) {
         let app_containers = match self.containers_of_container(id).await {
             Ok(c) => c,
             Err(e) => {
@@ -172,7 +115,14 @@ impl DockerRuntimeOrchestrator {
                 }
                 result = self.stop_container(id).await;
             }
-            for old in app_containers.iter().filter(|c| c.id != id) {
+            let own = app_containers
+                .iter()
+                .find(|c| c.id == id)
+                .map(|c| c.labels.deployment);
+            for old in app_containers
+                .iter()
+                .filter(|c| c.id != id && Some(c.labels.deployment) != own)
+            {
                 if let Err(e) = self.remove_container(old).await {
                     result = Err(e);
                 }
@@ -200,8 +150,23 @@ impl DockerRuntimeOrchestrator {
         self.list(labels::app_filter(&labels.app)).await
     }
 
+    /// Restarts every instance of the app's current deployment, one after
+    /// the other, each health-gated; then the app's status.
     pub(super) async fn restart(&self, app: &cameleer_runtime::AppRef) -> Result<AppStatus> {
-        let c = self.newest(app).await?;
+        let instances = self.current_instances(app).await?;
+        for c in &instances {
+            self.restart_instance(c).await?;
+        }
+        if let Some(first) = instances.first() {
+            self.take_over(&first.id, &first.labels).await?;
+        }
+        let containers = self.containers_of(app).await?;
+        self.status_of_containers(app, &containers).await
+    }
+
+    /// Restarts one container and waits until it is healthy and named.
+    async fn restart_instance(&self, c: &super::Listed) -> Result<()> {
+        let app = &c.labels.app;
         // Started again: its next exit is news, also to a later controller.
         let name = self.unmark(&c.id, &c.name).await?;
         let _starting = self.memory.starting(&c.id);
@@ -221,16 +186,7 @@ impl DockerRuntimeOrchestrator {
             c.labels.version, c.labels.deployment
         );
         match self.wait_until_up(&c.id, &c.labels).await {
-            Ok(()) => {
-                self.take_over(&c.id, &c.labels).await?;
-                Ok(AppStatus {
-                    app: app.clone(),
-                    status: DeploymentStatus::Running,
-                    deployment: Some(c.labels.deployment),
-                    version: Some(c.labels.version),
-                    reason: None,
-                })
-            }
+            Ok(()) => self.publish_alias(&c.id, &c.labels).await,
             Err(failure @ StartFailure::Engine(_)) => Err(failure.into_error(&what, "")),
             // The container stays: it is the app's current version, and its
             // logs say why it failed.
@@ -246,13 +202,13 @@ impl DockerRuntimeOrchestrator {
     /// can derive the same name (`a`/`b-c` and `a-b`/`c`); the labels say
     /// whose a container is, and when the name is another's, this
     /// deployment's container is named with its deployment id appended.
-    async fn ensure_container(
+    pub(super) async fn ensure_container(
         &self,
         labels: &ContainerLabels,
         image_id: &str,
         config: &AppConfig,
     ) -> Result<(String, String)> {
-        let primary = labels::container_name(&labels.app, labels.version);
+        let primary = labels.container_name();
         let deployment = labels.deployment.to_string();
         let names = [primary.clone(), format!("{primary}-{}", &deployment[..8])];
         for _ in 0..3 {
@@ -277,7 +233,11 @@ impl DockerRuntimeOrchestrator {
                     .and_then(|c| c.labels.as_ref())
                     .and_then(ContainerLabels::parse);
                 match owner {
-                    Some(l) if l.app == labels.app && l.deployment == labels.deployment => {
+                    Some(l)
+                        if l.app == labels.app
+                            && l.deployment == labels.deployment
+                            && l.instance == labels.instance =>
+                    {
                         if let Phase::Ended { .. } = self.phase_of(&id, &existing) {
                             // A previous attempt ran and ended: start afresh.
                             self.force_remove(&id, name).await?;
@@ -465,7 +425,7 @@ impl DockerRuntimeOrchestrator {
     /// an image id is used as is, anything else is looked up (and pulled
     /// once when absent), so the container runs exactly the content asked
     /// for even if a tag moves later.
-    async fn resolve_image(&self, image: &ImageRef) -> Result<String> {
+    pub(super) async fn resolve_image(&self, image: &ImageRef) -> Result<String> {
         // A registry image pinned to a digest is pulled by that digest: it
         // is what runs, whatever a tag says now.
         let by_digest = match (image.registry(), image.digest()) {
@@ -552,5 +512,9 @@ fn owned_by(inspect: &bollard::models::ContainerInspectResponse, labels: &Contai
         .as_ref()
         .and_then(|c| c.labels.as_ref())
         .and_then(ContainerLabels::parse)
-        .is_some_and(|l| l.app == labels.app && l.deployment == labels.deployment)
+        .is_some_and(|l| {
+            l.app == labels.app
+                && l.deployment == labels.deployment
+                && l.instance == labels.instance
+        })
 }

@@ -82,12 +82,6 @@ impl Memory {
             .unwrap_or(false)
     }
 
-    /// Whether the health check passed for some start of the container.
-    pub(crate) fn known_healthy(&self, id: &str) -> bool {
-        self.read(id, |r| r.healthy_start.is_some())
-            .unwrap_or(false)
-    }
-
     pub(crate) fn set_healthy(&self, id: &str, started_at: &str) {
         self.write(id, |r| r.healthy_start = Some(started_at.to_string()));
     }
@@ -222,7 +216,7 @@ mod tests {
         m.set_healthy("c", "t1");
         assert!(m.is_healthy("c", "t1") && !m.is_healthy("c", "t2"));
         m.expect_exit("c");
-        assert!(!m.known_healthy("c"));
+        assert!(!m.is_healthy("c", "t1"));
     }
 
     #[test]

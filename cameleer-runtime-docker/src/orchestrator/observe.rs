@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::{DockerRuntimeOrchestrator, Listed, phase_status, probe_running};
 use crate::labels::{self, ContainerLabels};
 use crate::logs;
-use crate::status::{self, Phase};
+use crate::status::Phase;
 
 /// How many containers `list_apps` inspects and probes at once.
 const LIST_CONCURRENCY: usize = 8;
@@ -38,7 +38,17 @@ impl DockerRuntimeOrchestrator {
         let Some(inspect) = self.inspect(id).await? else {
             return Err(cameleer_runtime::Error::not_found("app", &labels.app));
         };
-        let phase = self.phase_of(id, &inspect);
+        self.observe_inspected(id, labels, &inspect).await
+    }
+
+    /// [`observe`](Self::observe) of a container inspected just now.
+    pub(super) async fn observe_inspected(
+        &self,
+        id: &str,
+        labels: &ContainerLabels,
+        inspect: &bollard::models::ContainerInspectResponse,
+    ) -> Result<(DeploymentStatus, Option<StatusReason>)> {
+        let phase = self.phase_of(id, inspect);
         if let Some(known) = phase_status(&phase) {
             return Ok(known);
         }
@@ -48,7 +58,7 @@ impl DockerRuntimeOrchestrator {
         if self.memory.is_healthy(id, &started_at) {
             return Ok((DeploymentStatus::Running, None));
         }
-        match probe_running(&self.options, labels, &inspect, &started_at).await {
+        match probe_running(&self.options, labels, inspect, &started_at).await {
             Ok(()) => {
                 self.memory.set_healthy(id, &started_at);
                 Ok((DeploymentStatus::Running, None))
@@ -60,48 +70,32 @@ impl DockerRuntimeOrchestrator {
         }
     }
 
-    /// Every app of `tenant`, newest version of each, ordered by app then env.
+    /// Every app of `tenant`, as `app_status` has it, ordered by app then
+    /// env.
     pub(super) async fn summaries(&self, tenant: &TenantId) -> Result<Vec<AppSummary>> {
-        let mut newest: BTreeMap<(AppId, EnvId), Listed> = BTreeMap::new();
-        // `list` returns newest first, so the first of each app wins.
+        let mut apps: BTreeMap<(AppId, EnvId), Vec<Listed>> = BTreeMap::new();
         for c in self.list(labels::tenant_filter(tenant)).await? {
             // The engine filtered by tenant already; a container whose labels
             // say otherwise is never shown.
             if c.labels.app.tenant != *tenant {
                 continue;
             }
-            newest
-                .entry((c.labels.app.app.clone(), c.labels.app.env.clone()))
-                .or_insert(c);
+            apps.entry((c.labels.app.app.clone(), c.labels.app.env.clone()))
+                .or_default()
+                .push(c);
         }
-        futures::stream::iter(newest.into_values())
-            .map(|c| async move {
-                let stopped =
-                    self.memory.stopped_on_request(&c.id) || super::stopped::is_marked(&c.name);
-                let from_list = status::summary_status(c.state, c.status_text.as_deref(), stopped);
-                let status = match from_list {
-                    Some(DeploymentStatus::Stopped)
-                        if self.memory.start_failure(&c.id).is_some() =>
-                    {
-                        DeploymentStatus::Failed
-                    }
-                    Some(s) => s,
-                    None if self.memory.known_healthy(&c.id) => DeploymentStatus::Running,
-                    None => match self.observe(&c.id, &c.labels).await {
-                        Ok((s, _)) => s,
-                        // Removed between the list and the inspect.
-                        Err(e) if e.code() == "not_found" => DeploymentStatus::Stopped,
-                        Err(e) => return Err(e),
-                    },
-                };
-                Ok(AppSummary {
-                    app: c.labels.app.clone(),
-                    status,
-                    deployment: Some(c.labels.deployment),
-                    version: Some(c.labels.version),
-                })
+        futures::stream::iter(apps.into_values())
+            .map(|containers| async move {
+                let app = containers[0].labels.app.clone();
+                match self.status_of_containers(&app, &containers).await {
+                    Ok(status) => Ok(Some(AppSummary::from(status))),
+                    // Removed between the list and the look.
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e),
+                }
             })
             .buffered(LIST_CONCURRENCY)
+            .try_filter_map(|s| async move { Ok(s) })
             .try_collect()
             .await
     }
@@ -181,30 +175,37 @@ impl DockerRuntimeOrchestrator {
         logs::read_ahead(lines.boxed())
     }
 
-    /// The log lines of one container, as the engine has them.
-    /// The lines of `deployment`'s own container (the newest, if it was
-    /// restarted into a new one), running or stopped; a container removed
-    /// while being read ends the stream cleanly.
+    /// The lines of `deployment`'s own containers, every instance's
+    /// (the newest container of each, if one was recreated), running or
+    /// stopped, each tagged with its instance; a container removed while
+    /// being read ends its part cleanly.
     pub(super) async fn deployment_log_stream(
         &self,
         app: &AppRef,
         deployment: &cameleer_runtime::DeploymentId,
         options: &LogOptions,
     ) -> Result<LogStream> {
-        let c = self
-            .list(labels::app_filter(app))
-            .await?
-            .into_iter()
-            .find(|c| c.labels.app == *app && c.labels.deployment == *deployment)
-            .ok_or_else(|| cameleer_runtime::Error::not_found("deployment", deployment))?;
-        let lines = self.container_lines(&c.id, options);
-        Ok(Box::pin(lines.take_while(|item| {
-            let gone = matches!(item, Err(e) if crate::engine::is_gone_error(e));
-            std::future::ready(!gone)
-        })))
+        let mut mine: Vec<_> = Vec::new();
+        // The engine lists the newest first: keep the first of each instance.
+        for c in self.list(labels::app_filter(app)).await? {
+            if c.labels.app == *app
+                && c.labels.deployment == *deployment
+                && !mine
+                    .iter()
+                    .any(|m: &Listed| m.labels.instance == c.labels.instance)
+            {
+                mine.push(c);
+            }
+        }
+        if mine.is_empty() {
+            return Err(cameleer_runtime::Error::not_found("deployment", deployment));
+        }
+        mine.sort_by_key(|c| c.labels.instance);
+        Ok(self.merged_lines(&mine, options))
     }
 
-    fn container_lines(&self, id: &str, options: &LogOptions) -> LogStream {
+    /// The log lines of one container, as the engine has them.
+    pub(super) fn container_lines(&self, id: &str, options: &LogOptions) -> LogStream {
         let request = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)

@@ -135,7 +135,8 @@ impl DockerRuntimeOrchestrator {
         Ok(report)
     }
 
-    /// One app's containers, newest first, under the app's lock.
+    /// One app's containers, newest first, under the app's lock, one
+    /// deployment (all its instances) at a time.
     async fn reconcile_app(
         &self,
         app: AppRef,
@@ -148,71 +149,60 @@ impl DockerRuntimeOrchestrator {
         let grace = i64::try_from(self.options.orphan_grace.as_secs()).unwrap_or(i64::MAX);
         let mut out = AppOutcome::default();
         let mut serving = false;
-        let mut failed_newer = Vec::new();
-        for (i, c) in containers.iter().enumerate() {
-            if self.memory.is_starting(&c.id) {
-                // A deploy or restart of this orchestrator is on it.
+        let mut failed_newer: Vec<&Listed> = Vec::new();
+        // Newest version first, as listed.
+        let mut groups: Vec<(DeploymentId, Vec<&Listed>)> = Vec::new();
+        for c in &containers {
+            match groups.iter_mut().find(|(d, _)| *d == c.labels.deployment) {
+                Some((_, group)) => group.push(c),
+                None => groups.push((c.labels.deployment, vec![c])),
+            }
+        }
+        for (i, (deployment, group)) in groups.iter().enumerate() {
+            // A deploy or restart of this orchestrator is on these.
+            let group: Vec<&Listed> = group
+                .iter()
+                .copied()
+                .filter(|c| !self.memory.is_starting(&c.id))
+                .collect();
+            if group.is_empty() {
                 continue;
             }
-            let Some(&(d, intent)) = by_id
-                .get(&c.labels.deployment)
-                .filter(|(d, _)| d.app == c.labels.app)
-            else {
-                if now.saturating_sub(c.created) < grace {
-                    continue;
+            let Some(&(d, intent)) = by_id.get(deployment).filter(|(d, _)| d.app == app) else {
+                for c in group {
+                    if now.saturating_sub(c.created) < grace {
+                        continue;
+                    }
+                    self.remove_container(c).await?;
+                    out.removed_orphans.push(c.name.clone());
                 }
-                self.remove_container(c).await?;
-                out.removed_orphans.push(c.name.clone());
                 continue;
             };
             out.seen.push(d.id);
             if serving {
                 // A newer version serves: the deploy that started it died
                 // before it retired this one.
-                self.retire(c).await?;
+                for c in group {
+                    self.retire(c).await?;
+                }
                 continue;
             }
             if intent == Intent::KeepStopped {
-                // Settled by the store: kept for its status and logs, never
-                // adopted; gone if an older version turns out to serve.
-                use bollard::models::ContainerSummaryStateEnum as S;
-                if matches!(
-                    c.state,
-                    Some(S::RUNNING | S::RESTARTING | S::CREATED | S::PAUSED)
-                ) {
-                    if d.status == DeploymentStatus::Stopped {
-                        // As `stop_app` would have: the intent first.
-                        self.mark_stopped(&c.id, &c.name).await?;
-                    }
-                    self.stop_container(&c.id).await?;
+                for c in &group {
+                    self.keep_stopped(c, d).await?;
                 }
-                if d.status == DeploymentStatus::Failed {
-                    // A start given up on (health check timed out) is a
-                    // stop the engine cannot tell from one on request; the
-                    // reason lived in the old controller's memory, and the
-                    // store kept it.
-                    let reason = d.last_reason().cloned().unwrap_or_else(|| {
-                        StatusReason::other("failed before a controller restart")
-                    });
-                    self.memory.set_start_failure(&c.id, &reason);
-                }
-                failed_newer.push(c);
+                failed_newer.extend(group);
                 continue;
             }
-            if i == 0 && stopped::is_marked(&c.name) {
+            if i == 0 && group.iter().any(|c| stopped::is_marked(&c.name)) {
                 // The store wants it running: the stop never reached it.
-                tracing::info!(container = %c.name, "starting again what the store says runs");
+                tracing::info!(app = %app, version = d.version, "starting again what the store says runs");
                 match self.restart(&app).await {
                     Ok(_) => {
-                        self.publish_alias(&c.id, &c.labels).await?;
                         out.adopted.push(d.id);
                         serving = true;
                     }
-                    Err(e) if e.code() == "start_failed" => {
-                        let reason = match e {
-                            cameleer_runtime::Error::StartFailed { reason, .. } => reason,
-                            _ => unreachable!("checked by code"),
-                        };
+                    Err(cameleer_runtime::Error::StartFailed { reason, .. }) => {
                         out.missing
                             .push((d.id, status_of(d, DeploymentStatus::Failed, reason)));
                     }
@@ -220,28 +210,69 @@ impl DockerRuntimeOrchestrator {
                 }
                 continue;
             }
-            let (status, reason) = self.settle(c).await?;
-            match status {
-                DeploymentStatus::Running => {
-                    self.publish_alias(&c.id, &c.labels).await?;
-                    out.adopted.push(d.id);
-                    serving = true;
-                    for newer in failed_newer.drain(..) {
-                        self.remove_container(newer).await?;
+            let mut running = false;
+            let mut starting = false;
+            let mut ended = None;
+            for c in &group {
+                match self.settle(c).await? {
+                    (DeploymentStatus::Running, _) => {
+                        self.publish_alias(&c.id, &c.labels).await?;
+                        running = true;
+                    }
+                    (DeploymentStatus::Starting, _) => starting = true,
+                    (status, reason) => {
+                        if ended.is_none() {
+                            ended = Some((*c, status, reason));
+                        }
                     }
                 }
-                DeploymentStatus::Starting => out.adopted.push(d.id),
-                status => {
-                    let why = match reason {
-                        Some(r) => self.refine(&c.id, r).await,
-                        None => StatusReason::other("it is not running"),
-                    };
-                    out.missing.push((d.id, status_of(d, status, why)));
-                    failed_newer.push(c);
+            }
+            if running {
+                out.adopted.push(d.id);
+                serving = true;
+                for newer in failed_newer.drain(..) {
+                    self.remove_container(newer).await?;
                 }
+            } else if starting {
+                out.adopted.push(d.id);
+            } else if let Some((c, status, reason)) = ended {
+                let why = match reason {
+                    Some(r) => self.refine(&c.id, r).await,
+                    None => StatusReason::other("it is not running"),
+                };
+                out.missing.push((d.id, status_of(d, status, why)));
+                failed_newer.extend(group);
             }
         }
         Ok(out)
+    }
+
+    /// A container whose deployment the store settled (FAILED or STOPPED):
+    /// kept for its status and logs, never adopted; gone if an older
+    /// version turns out to serve.
+    async fn keep_stopped(&self, c: &Listed, d: &Deployment) -> Result<()> {
+        use bollard::models::ContainerSummaryStateEnum as S;
+        if matches!(
+            c.state,
+            Some(S::RUNNING | S::RESTARTING | S::CREATED | S::PAUSED)
+        ) {
+            if d.status == DeploymentStatus::Stopped {
+                // As `stop_app` would have: the intent first.
+                self.mark_stopped(&c.id, &c.name).await?;
+            }
+            self.stop_container(&c.id).await?;
+        }
+        if d.status == DeploymentStatus::Failed {
+            // A start given up on (health check timed out) is a stop the
+            // engine cannot tell from one on request; the reason lived in
+            // the old controller's memory, and the store kept it.
+            let reason = d
+                .last_reason()
+                .cloned()
+                .unwrap_or_else(|| StatusReason::other("failed before a controller restart"));
+            self.memory.set_start_failure(&c.id, &reason);
+        }
+        Ok(())
     }
 
     /// The status of a known container, after finishing the start a dead
@@ -301,11 +332,12 @@ impl DockerRuntimeOrchestrator {
 }
 
 fn status_of(d: &Deployment, status: DeploymentStatus, reason: StatusReason) -> AppStatus {
-    AppStatus {
-        app: d.app.clone(),
+    AppStatus::new(
+        d.app.clone(),
         status,
-        deployment: Some(d.id),
-        version: Some(d.version),
-        reason: Some(reason),
-    }
+        Some(d.id),
+        Some(d.version),
+        Some(reason),
+    )
+    .with_instances(0, d.config.instances())
 }

@@ -126,7 +126,7 @@ impl DockerRuntimeOrchestrator {
     }
 
     /// Disconnects a container from every network it is on.
-    async fn leave_networks(&self, id: &str) -> Result<()> {
+    pub(super) async fn leave_networks(&self, id: &str) -> Result<()> {
         let Some(inspect) = self.inspect(id).await? else {
             return Ok(());
         };

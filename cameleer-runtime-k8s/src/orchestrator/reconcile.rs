@@ -147,13 +147,14 @@ impl KubernetesRuntimeOrchestrator {
             {
                 report.missing.push((
                     want.deployment.id,
-                    AppStatus {
-                        app: want.deployment.app.clone(),
-                        status: DeploymentStatus::Failed,
-                        deployment: Some(want.deployment.id),
-                        version: Some(want.deployment.version),
-                        reason: Some(StatusReason::Gone),
-                    },
+                    AppStatus::new(
+                        want.deployment.app.clone(),
+                        DeploymentStatus::Failed,
+                        Some(want.deployment.id),
+                        Some(want.deployment.version),
+                        Some(StatusReason::Gone),
+                    )
+                    .with_instances(0, want.deployment.config.instances()),
                 ));
             }
         }
@@ -185,13 +186,7 @@ impl KubernetesRuntimeOrchestrator {
     ) -> Result<std::result::Result<(), AppStatus>> {
         let identity = observed.identity.clone();
         let app = identity.app.clone();
-        let status = |o: &Observed| AppStatus {
-            app: app.clone(),
-            status: o.status,
-            deployment: Some(o.identity.deployment),
-            version: Some(o.identity.version),
-            reason: o.reason.clone(),
-        };
+        let status = |o: &Observed| o.to_status(&app);
         let generation = match observed.status {
             DeploymentStatus::Running => return Ok(Ok(())),
             DeploymentStatus::Failed => return Ok(Err(status(&observed))),
@@ -224,6 +219,9 @@ impl KubernetesRuntimeOrchestrator {
                     after_secs: timeout.as_secs(),
                     last_probe: None,
                 }),
+                ready_instances: observed.ready,
+                desired_instances: observed.desired,
+                restarts: observed.restarts,
             }),
         })
     }

@@ -329,3 +329,60 @@ fn scaled_to_zero_by_someone_else_is_stopped_externally() {
         )
     );
 }
+
+#[test]
+fn three_replicas_are_running_only_when_all_three_are_ready() {
+    use DeploymentStatus::*;
+    let mut req = request(HealthCheck::TcpPort(8080));
+    req.config.replicas = 3;
+    let mut d = workload::deployment(&req, &KubernetesOptions::default()).unwrap();
+    let spec = crate::compat::deployment_spec(&d).unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    let rolling = spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref())
+        .unwrap();
+    assert_eq!(
+        rolling.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0))
+    );
+    let pods = |d: &Deployment, scripts: &[PodScript]| -> Vec<Pod> {
+        scripts
+            .iter()
+            .enumerate()
+            .map(|(i, s)| pod_for(d, &format!("orders-{i}"), s, t0()))
+            .collect()
+    };
+    let two = pods(
+        &d,
+        &[PodScript::Ready, PodScript::Ready, PodScript::Running],
+    );
+    let o = observe(&d, &two, now()).unwrap();
+    assert_eq!(
+        (o.status, o.reason, o.ready, o.desired),
+        (
+            Starting,
+            Some(StatusReason::InstancesNotReady {
+                ready: 2,
+                desired: 3
+            }),
+            2,
+            3
+        )
+    );
+    let three = pods(&d, &[PodScript::Ready, PodScript::Ready, PodScript::Ready]);
+    let o = observe(&d, &three, now()).unwrap();
+    assert_eq!(
+        (o.status, o.reason, o.ready, o.desired),
+        (Running, None, 3, 3)
+    );
+    // Mid-rollout the Deployment's readyReplicas also counts the old
+    // version's ready pods: the app serves with them.
+    d.status = Some(K8sDeploymentStatus {
+        ready_replicas: Some(4),
+        ..K8sDeploymentStatus::default()
+    });
+    let o = observe(&d, &two, now()).unwrap();
+    assert_eq!((o.status, o.ready, o.desired), (Starting, 4, 3));
+}

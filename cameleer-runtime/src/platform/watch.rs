@@ -336,13 +336,8 @@ impl Core {
             .into_iter()
             .filter(|s| &s.app.tenant == tenant)
             .map(|s| {
-                let status = AppStatus {
-                    app: s.app.clone(),
-                    status: s.status,
-                    deployment: s.deployment,
-                    version: s.version,
-                    reason: None,
-                };
+                let status = AppStatus::new(s.app.clone(), s.status, s.deployment, s.version, None)
+                    .with_instances(s.ready_instances, s.desired_instances);
                 (s.app, status)
             })
             .collect();

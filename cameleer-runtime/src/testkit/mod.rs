@@ -17,6 +17,7 @@ pub mod conformance;
 pub mod logs;
 
 mod builder;
+mod instances;
 mod orchestrator;
 mod program;
 mod quota_store;
@@ -144,6 +145,14 @@ impl ConformanceFixture for FakeFixture {
 
     fn supports_oom(&self) -> bool {
         true
+    }
+
+    fn supports_replicas(&self) -> bool {
+        true
+    }
+
+    async fn kill_instance(&self, app: &AppRef, instance: u32) -> crate::Result<()> {
+        self.fake.kill_instance(app, instance)
     }
 
     fn patience(&self) -> Duration {

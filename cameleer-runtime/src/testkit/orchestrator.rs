@@ -24,6 +24,11 @@ const KEPT_INSTANCES: usize = 16;
 ///
 /// - Per-[`AppRef`] state; a new version replaces the RUNNING one only once
 ///   it is up, and a failed start leaves the previous one running.
+/// - [`AppConfig::replicas`] instances per version: a redeploy brings them
+///   up one at a time, each taking the place of one old instance, so the
+///   app never has fewer ready; [`kill_instance`](Self::kill_instance)
+///   kills one, which is replaced and counted in
+///   [`AppStatus::restarts`]; logs are tagged with their instance.
 /// - Logs with timestamps, `since` honoured, follow mode (a following
 ///   stream ends when the instance stops).
 /// - Runtime events ([`RuntimeEventKind::Failed`], with the exit code or
@@ -45,23 +50,26 @@ const KEPT_INSTANCES: usize = 16;
 /// Clones share one fake. Needs a tokio runtime.
 #[derive(Clone)]
 pub struct FakeOrchestrator {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 pub(super) struct Inner {
-    state: Mutex<State>,
+    pub(super) state: Mutex<State>,
     events: broadcast::Sender<RuntimeEvent>,
     deploy_grace: Duration,
     log_capacity: usize,
 }
 
 #[derive(Default)]
-struct State {
-    apps: BTreeMap<AppRef, FakeApp>,
+pub(super) struct State {
+    pub(super) apps: BTreeMap<AppRef, FakeApp>,
     pending: Faults,
-    programs: HashMap<String, FakeProgram>,
+    pub(super) programs: HashMap<String, FakeProgram>,
     next_run: u64,
     deploys: u64,
+    /// Whether a killed instance of several is left dead (a broken
+    /// backend, for the conformance suite's own tests).
+    pub(super) keeps_killed_instances_dead: bool,
 }
 
 #[derive(Default)]
@@ -73,22 +81,30 @@ struct Faults {
 }
 
 #[derive(Default)]
-struct FakeApp {
-    instances: Vec<Instance>,
+pub(super) struct FakeApp {
+    /// One entry per run of a version (a deploy or a restart), each with
+    /// its `replicas` instances.
+    pub(super) instances: Vec<Instance>,
     /// Every instance's lines, oldest first, with the deployment that
     /// wrote them.
     logs: VecDeque<(DeploymentId, LogLine)>,
 }
 
-struct Instance {
-    run: u64,
-    deployment: DeploymentId,
-    version: u64,
-    image: ImageRef,
+pub(super) struct Instance {
+    pub(super) run: u64,
+    pub(super) deployment: DeploymentId,
+    pub(super) version: u64,
+    pub(super) image: ImageRef,
     config: AppConfig,
-    status: DeploymentStatus,
+    pub(super) status: DeploymentStatus,
     reason: Option<StatusReason>,
     follow: Option<broadcast::Sender<LogLine>>,
+    /// How many of its instances run it.
+    pub(super) replicas: u32,
+    /// How many of them are up and serve.
+    pub(super) ready: u32,
+    /// How many of them were replaced after a crash.
+    pub(super) restarts: u32,
 }
 
 impl Default for FakeOrchestrator {
@@ -193,13 +209,18 @@ impl FakeOrchestrator {
         self.inner.lock().apps.clear();
     }
 
-    /// Brings instance `run` of `app` up (after injected delays and
-    /// failures) and starts its program.
+    /// Brings run `run` of `app` up, one instance at a time (after injected
+    /// delays and failures), and starts its program.
+    ///
+    /// Each instance that comes up takes the place of one instance of the
+    /// version that serves, so the app never has fewer instances up than
+    /// before; a failure brings the old ones back, and the old version
+    /// serves on.
     async fn bring_up(
         &self,
         app: &AppRef,
         run: u64,
-        faults: Faults,
+        mut faults: Faults,
         config: &AppConfig,
     ) -> Result<AppStatus> {
         // The image's own health delay, and an injected one.
@@ -220,37 +241,62 @@ impl FakeOrchestrator {
             (Some(a), b) => Some(a.max(b.unwrap_or_default())),
         };
         let limit = config.start_timeout();
-        match delay {
-            Some(delay) if delay <= limit => {
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
+        let replicas = config.instances();
+        for index in 0..replicas {
+            match delay {
+                Some(delay) if delay <= limit => {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+                _ => {
+                    tokio::time::sleep(limit).await;
+                    let reason = StatusReason::HealthTimeout {
+                        after_secs: limit.as_secs(),
+                        last_probe: None,
+                    };
+                    self.inner
+                        .end(app, run, DeploymentStatus::Failed, reason.clone(), None);
+                    self.inner.bring_old_back(app, run);
+                    return Err(Error::start_failed(reason));
                 }
             }
-            _ => {
-                tokio::time::sleep(limit).await;
-                let reason = StatusReason::HealthTimeout {
-                    after_secs: limit.as_secs(),
-                    last_probe: None,
-                };
-                self.inner
-                    .end(app, run, DeploymentStatus::Failed, reason.clone(), None);
-                return Err(Error::start_failed(reason));
+            if let Some(reason) = faults.fail.take() {
+                self.inner.end(
+                    app,
+                    run,
+                    DeploymentStatus::Failed,
+                    StatusReason::BackendUnavailable {
+                        detail: reason.clone(),
+                    },
+                    None,
+                );
+                self.inner.bring_old_back(app, run);
+                return Err(Error::Backend {
+                    message: reason,
+                    source: None,
+                });
             }
-        }
-        if let Some(reason) = faults.fail {
-            self.inner.end(
-                app,
-                run,
-                DeploymentStatus::Failed,
-                StatusReason::BackendUnavailable {
-                    detail: reason.clone(),
-                },
-                None,
-            );
-            return Err(Error::Backend {
-                message: reason,
-                source: None,
-            });
+            let mut st = self.inner.lock();
+            let entry = st.apps.get_mut(app).ok_or_else(|| gone(app))?;
+            let Some(inst) = entry.instances.iter_mut().find(|i| i.run == run) else {
+                return Err(gone(app));
+            };
+            if inst.status != DeploymentStatus::Starting {
+                // Stopped while starting.
+                return Ok(entry.status_of(app, run));
+            }
+            inst.ready += 1;
+            // One old instance leaves for the new one.
+            if let Some(old) = entry
+                .instances
+                .iter_mut()
+                .find(|i| i.run != run && i.status == DeploymentStatus::Running && i.ready > 0)
+            {
+                old.ready -= 1;
+            }
+            self.inner
+                .push_log(entry, run, index, LogSource::Stdout, "[app] started".into());
         }
         let (status, program) = {
             let mut st = self.inner.lock();
@@ -260,13 +306,11 @@ impl FakeOrchestrator {
                 return Err(gone(app));
             };
             if inst.status != DeploymentStatus::Starting {
-                // Stopped while starting.
-                return Ok(inst.status_of(app));
+                return Ok(entry.status_of(app, run));
             }
             inst.status = DeploymentStatus::Running;
             inst.reason = None;
             inst.follow = Some(broadcast::channel(256).0);
-            let status = inst.status_of(app);
             let program = match (faults.crash, faults.oom) {
                 (Some(exit_code), _) => FakeProgram::Crashing {
                     after: FAULT_DELAY,
@@ -286,9 +330,7 @@ impl FakeOrchestrator {
                     });
                 }
             }
-            self.inner
-                .push_log(entry, run, LogSource::Stdout, "[app] started".into());
-            (status, program)
+            (entry.status_of(app, run), program)
         };
         tokio::spawn(run_program(
             Arc::downgrade(&self.inner),
@@ -357,15 +399,23 @@ fn gone(app: &AppRef) -> Error {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push_log(&self, app: &mut FakeApp, run: u64, stream: LogSource, line: String) {
+    pub(super) fn push_log(
+        &self,
+        app: &mut FakeApp,
+        run: u64,
+        instance: u32,
+        stream: LogSource,
+        line: String,
+    ) {
         let line = LogLine {
             ts: OffsetDateTime::now_utc(),
             stream,
             line,
+            instance: Some(instance),
         };
         let Some(instance) = app.instances.iter().find(|i| i.run == run) else {
             return;
@@ -380,11 +430,13 @@ impl Inner {
         app.logs.push_back((deployment, line));
     }
 
-    /// Writes a line for instance `run` if it is still up; false otherwise.
+    /// Writes line `n` of run `run` if it is still up, from one of its
+    /// instances in turn; false when it is not up.
     pub(super) fn log_if_running(
         &self,
         app: &AppRef,
         run: u64,
+        n: u64,
         stream: LogSource,
         line: String,
     ) -> bool {
@@ -392,14 +444,30 @@ impl Inner {
         let Some(entry) = st.apps.get_mut(app) else {
             return false;
         };
-        let up = entry
+        let Some(replicas) = entry
             .instances
             .iter()
-            .any(|i| i.run == run && i.status == DeploymentStatus::Running);
-        if up {
-            self.push_log(entry, run, stream, line);
+            .find(|i| i.run == run && i.status == DeploymentStatus::Running)
+            .map(|i| i.replicas.max(1))
+        else {
+            return false;
+        };
+        let instance = u32::try_from(n % u64::from(replicas)).unwrap_or(0);
+        self.push_log(entry, run, instance, stream, line);
+        true
+    }
+
+    /// After run `failed` of `app` did not come up: the instances of the
+    /// version that serves, which made room for it, are back.
+    fn bring_old_back(&self, app: &AppRef, failed: u64) {
+        let mut st = self.lock();
+        if let Some(entry) = st.apps.get_mut(app) {
+            for old in &mut entry.instances {
+                if old.run != failed && old.status == DeploymentStatus::Running {
+                    old.ready = old.replicas;
+                }
+            }
         }
-        up
     }
 
     /// Ends instance `run` (if it is still starting or up) and reports it.
@@ -426,7 +494,7 @@ impl Inner {
         };
         let deployment = inst.deployment;
         if event.is_some() {
-            self.push_log(entry, run, LogSource::Stderr, format!("[app] {reason}"));
+            self.push_log(entry, run, 0, LogSource::Stderr, format!("[app] {reason}"));
         }
         let inst = entry
             .instances
@@ -436,6 +504,7 @@ impl Inner {
         inst.status = status;
         inst.reason = Some(reason);
         inst.follow = None;
+        inst.ready = 0;
         if let Some(kind) = event {
             let _ = self.events.send(RuntimeEvent {
                 app: app.clone(),
@@ -448,16 +517,6 @@ impl Inner {
 }
 
 impl Instance {
-    fn status_of(&self, app: &AppRef) -> AppStatus {
-        AppStatus {
-            app: app.clone(),
-            status: self.status,
-            deployment: Some(self.deployment),
-            version: Some(self.version),
-            reason: self.reason.clone(),
-        }
-    }
-
     fn stop(&mut self, reason: StatusReason) {
         if matches!(
             self.status,
@@ -466,11 +525,47 @@ impl Instance {
             self.status = DeploymentStatus::Stopped;
             self.reason = Some(reason);
             self.follow = None;
+            self.ready = 0;
         }
     }
 }
 
 impl FakeApp {
+    /// The status of run `run`: a RUNNING run is RUNNING only while every
+    /// instance it asks for is ready, counting the instances of every run
+    /// that serves (during a rollout, the old and the new ones).
+    pub(super) fn status_of(&self, app: &AppRef, run: u64) -> AppStatus {
+        let ready: u32 = self
+            .instances
+            .iter()
+            .filter(|i| i.status.is_in_progress() || i.status == DeploymentStatus::Running)
+            .map(|i| i.ready)
+            .sum();
+        let Some(inst) = self.instances.iter().find(|i| i.run == run) else {
+            return AppStatus::new(
+                app.clone(),
+                DeploymentStatus::Stopped,
+                None,
+                None,
+                Some(StatusReason::Gone),
+            )
+            .with_instances(ready, 0);
+        };
+        let (status, reason) = match inst.status {
+            DeploymentStatus::Running => crate::instances_status(ready, inst.replicas),
+            other => (other, inst.reason.clone()),
+        };
+        AppStatus::new(
+            app.clone(),
+            status,
+            Some(inst.deployment),
+            Some(inst.version),
+            reason,
+        )
+        .with_instances(ready, inst.replicas)
+        .with_restarts(inst.restarts)
+    }
+
     /// What `app_status` reports: the newest RUNNING instance, else the
     /// newest one.
     fn current(&self) -> Option<&Instance> {
@@ -504,7 +599,7 @@ impl RuntimeOrchestrator for FakeOrchestrator {
                 i.deployment == request.deployment && i.status == DeploymentStatus::Running
             }) {
                 // Idempotent: it already runs.
-                return Ok(up.status_of(&request.app));
+                return Ok(entry.status_of(&request.app, up.run));
             }
             entry.add(Instance {
                 run,
@@ -515,6 +610,9 @@ impl RuntimeOrchestrator for FakeOrchestrator {
                 status: DeploymentStatus::Starting,
                 reason: None,
                 follow: None,
+                replicas: request.config.instances(),
+                ready: 0,
+                restarts: 0,
             });
             (run, faults)
         };
@@ -533,7 +631,7 @@ impl RuntimeOrchestrator for FakeOrchestrator {
             .collect();
         for run in runs {
             self.inner
-                .push_log(entry, run, LogSource::Stdout, "[app] stopping".into());
+                .push_log(entry, run, 0, LogSource::Stdout, "[app] stopping".into());
         }
         for inst in &mut entry.instances {
             inst.stop(StatusReason::StoppedOnRequest);
@@ -567,6 +665,9 @@ impl RuntimeOrchestrator for FakeOrchestrator {
                 status: DeploymentStatus::Starting,
                 reason: None,
                 follow: None,
+                replicas: config.instances(),
+                ready: 0,
+                restarts: 0,
             });
             (run, faults, config)
         };
@@ -588,11 +689,9 @@ impl RuntimeOrchestrator for FakeOrchestrator {
 
     async fn app_status(&self, app: &AppRef) -> Result<AppStatus> {
         let st = self.inner.lock();
-        st.apps
-            .get(app)
-            .and_then(FakeApp::current)
-            .map(|i| i.status_of(app))
-            .ok_or_else(|| gone(app))
+        let entry = st.apps.get(app).ok_or_else(|| gone(app))?;
+        let current = entry.current().ok_or_else(|| gone(app))?;
+        Ok(entry.status_of(app, current.run))
     }
 
     async fn list_apps(&self, tenant: &TenantId) -> Result<Vec<AppSummary>> {
@@ -603,12 +702,7 @@ impl RuntimeOrchestrator for FakeOrchestrator {
             .filter(|(app, _)| &app.tenant == tenant)
             .filter_map(|(app, entry)| {
                 let i = entry.current()?;
-                Some(AppSummary {
-                    app: app.clone(),
-                    status: i.status,
-                    deployment: Some(i.deployment),
-                    version: Some(i.version),
-                })
+                Some(AppSummary::from(entry.status_of(app, i.run)))
             })
             .collect())
     }
@@ -663,16 +757,20 @@ impl RuntimeOrchestrator for FakeOrchestrator {
                 .and_then(|e| e.instances.iter().rev().find(|i| i.deployment == d.id));
             match inst {
                 Some(i) if i.status == DeploymentStatus::Running => report.adopted.push(d.id),
-                Some(i) => report.missing.push((d.id, i.status_of(&d.app))),
+                Some(i) => {
+                    let entry = st.apps.get(&d.app).expect("found above");
+                    report.missing.push((d.id, entry.status_of(&d.app, i.run)));
+                }
                 None => report.missing.push((
                     d.id,
-                    AppStatus {
-                        app: d.app.clone(),
-                        status: DeploymentStatus::Stopped,
-                        deployment: None,
-                        version: None,
-                        reason: Some(StatusReason::Gone),
-                    },
+                    AppStatus::new(
+                        d.app.clone(),
+                        DeploymentStatus::Stopped,
+                        None,
+                        None,
+                        Some(StatusReason::Gone),
+                    )
+                    .with_instances(0, 0),
                 )),
             }
         }

@@ -68,13 +68,15 @@ pub(super) async fn run_program(inner: Weak<Inner>, app: AppRef, run: u64, progr
             for n in 1u64.. {
                 tokio::time::sleep(interval).await;
                 let Some(inner) = inner.upgrade() else { return };
-                if !inner.log_if_running(&app, run, LogSource::Stdout, format!("[app] line {n}")) {
+                if !inner.log_if_running(&app, run, n, LogSource::Stdout, format!("[app] line {n}"))
+                {
                     return;
                 }
                 if n % 3 == 0 {
                     inner.log_if_running(
                         &app,
                         run,
+                        n,
                         LogSource::Stderr,
                         format!("[app] stderr line {n}"),
                     );

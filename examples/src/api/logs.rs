@@ -253,6 +253,8 @@ fn log_line(l: StoredLine) -> LogLine {
         ts: l.timestamp,
         stream: l.stream,
         line: l.line,
+        // Stores keep lines by deployment, not by instance (yet).
+        instance: None,
     }
 }
 

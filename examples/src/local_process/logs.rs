@@ -91,7 +91,12 @@ impl LogBuffer {
         let mut ring = self.lock();
         let ts = OffsetDateTime::now_utc().max(ring.last_ts);
         ring.last_ts = ts;
-        let line = LogLine { ts, stream, line };
+        let line = LogLine {
+            ts,
+            stream,
+            line,
+            instance: None,
+        };
         ring.bytes += cost(&line);
         ring.lines.push_back(line);
         while ring.lines.len() > ring.max_lines || ring.bytes > ring.max_bytes {
@@ -188,6 +193,7 @@ impl Reader {
                         line: format!(
                             "[cameleer-local] {missed} log lines skipped: the reader fell behind"
                         ),
+                        instance: None,
                     });
                 }
                 let start = (self.cursor - ring.first) as usize;

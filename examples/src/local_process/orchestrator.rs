@@ -321,6 +321,17 @@ impl Inner {
 impl RuntimeOrchestrator for LocalProcessOrchestrator {
     async fn deploy_app(&self, request: &DeployRequest) -> Result<AppStatus> {
         request.config.validate()?;
+        if request.config.instances() > 1 {
+            // One process per app on one machine: there is no address to
+            // put several behind.
+            return Err(Error::invalid_config(
+                "replicas",
+                format!(
+                    "the local-process backend runs one instance per app, not {}",
+                    request.config.instances()
+                ),
+            ));
+        }
         let jar = self.jar_of(request)?;
         let turn = self.turn(&request.app);
         let _turn = turn.lock().await;
@@ -385,14 +396,9 @@ impl RuntimeOrchestrator for LocalProcessOrchestrator {
         Ok(apps
             .iter()
             .filter(|(app, _)| &app.tenant == tenant)
-            .filter_map(|(app, entry)| {
+            .filter_map(|(_, entry)| {
                 let run = entry.current()?;
-                Some(AppSummary {
-                    app: app.clone(),
-                    status: run.status,
-                    deployment: Some(run.request.deployment),
-                    version: Some(run.request.version),
-                })
+                Some(AppSummary::from(run.status()))
             })
             .collect())
     }

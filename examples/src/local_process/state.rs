@@ -39,13 +39,14 @@ pub(super) struct Run {
 
 impl Run {
     pub(super) fn status(&self) -> AppStatus {
-        AppStatus {
-            app: self.request.app.clone(),
-            status: self.status,
-            deployment: Some(self.request.deployment),
-            version: Some(self.request.version),
-            reason: self.reason.clone(),
-        }
+        // One process per app: it is its one instance.
+        AppStatus::new(
+            self.request.app.clone(),
+            self.status,
+            Some(self.request.deployment),
+            Some(self.request.version),
+            self.reason.clone(),
+        )
     }
 
     pub(super) fn is_live(&self) -> bool {

@@ -230,6 +230,7 @@ mod tests {
             ts: OffsetDateTime::UNIX_EPOCH + time::Duration::nanoseconds(ns),
             stream: LogSource::Stdout,
             line: String::new(),
+            instance: None,
         }
     }
 

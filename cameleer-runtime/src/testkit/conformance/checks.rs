@@ -37,6 +37,13 @@ pub(super) async fn run(fixture: &dyn ConformanceFixture, check: Check) -> Outco
         Check::LogsSinceOnlyLater => logs_since_only_later(&mut ctx).await,
         Check::ListCoversEveryEnv => list_covers_every_env(&mut ctx).await,
         Check::AppFailureIsStartFailed => app_failure_is_start_failed(&mut ctx).await,
+        Check::ReplicasReachRunning => replicas::replicas_reach_running(&mut ctx).await,
+        Check::RollingRedeployKeepsReady => replicas::rolling_redeploy_keeps_ready(&mut ctx).await,
+        Check::FailedRollingRedeployKeepsOld => {
+            replicas::failed_rolling_redeploy_keeps_old(&mut ctx).await
+        }
+        Check::KilledInstanceIsReplaced => replicas::killed_instance_is_replaced(&mut ctx).await,
+        // `Check` is non_exhaustive only for other crates.
     };
     let tenants = std::mem::take(&mut *ctx.tenants.lock().unwrap_or_else(|p| p.into_inner()));
     for tenant in tenants {
@@ -60,6 +67,9 @@ macro_rules! ensure {
         }
     };
 }
+
+// After `ensure!`, which it uses.
+mod replicas;
 
 fn err(step: &str) -> impl FnOnce(Error) -> String + '_ {
     move |e| format!("{step}: {} ({e})", e.code())

@@ -70,6 +70,20 @@
 //! | [`Check::OomBecomesFailed`] | [`supports_oom`](ConformanceFixture::supports_oom) | `no_oom;` |
 //! | [`Check::RedeployKeepsOldServing`] | [`supports_reachable`](ConformanceFixture::supports_reachable) | `no_reachable;` |
 //! | [`Check::RestartReconciles`] | [`supports_restart`](ConformanceFixture::supports_restart) | `no_restart;` |
+//! | [`Check::ReplicasReachRunning`], [`Check::RollingRedeployKeepsReady`], [`Check::FailedRollingRedeployKeepsOld`], [`Check::KilledInstanceIsReplaced`] | [`supports_replicas`](ConformanceFixture::supports_replicas) | `no_replicas;` |
+//!
+//! # The replica checks
+//!
+//! They deploy apps with [`REPLICAS`] instances
+//! ([`AppConfig::replicas`](crate::AppConfig::replicas)) and read the
+//! instance counts of [`AppStatus`](crate::AppStatus): RUNNING with all
+//! of them ready; a rolling redeploy of [`FixtureApp::Serving`] sampled
+//! through `app_status` never shows fewer than [`REPLICAS`] ready; a new
+//! version that never becomes healthy leaves the old one's instances
+//! serving; an instance killed with
+//! [`kill_instance`](ConformanceFixture::kill_instance) is replaced and
+//! counted in [`AppStatus::restarts`](crate::AppStatus::restarts). The logs
+//! of every instance come merged, each line tagged with its instance.
 //!
 //! # Running one check
 //!
@@ -187,6 +201,22 @@ pub trait ConformanceFixture: Send + Sync {
         false
     }
 
+    /// Whether the backend runs several instances of an app behind its
+    /// address and [`kill_instance`](Self::kill_instance) works (the
+    /// replica checks are skipped otherwise). Default false.
+    fn supports_replicas(&self) -> bool {
+        false
+    }
+
+    /// Kills instance `instance` (`0..replicas`) of the version of `app`
+    /// that runs, the way a crash does: its process dies, from outside the
+    /// backend's API (the Docker fixture kills the container's process by
+    /// its host pid). The default is [`Error::Unsupported`].
+    async fn kill_instance(&self, app: &AppRef, instance: u32) -> crate::Result<()> {
+        let _ = (app, instance);
+        Err(Error::Unsupported("ConformanceFixture::kill_instance"))
+    }
+
     /// A tenant no other run uses; see [`unique_tenant`].
     fn unique_tenant(&self) -> TenantId {
         unique_tenant("conformance")
@@ -302,11 +332,36 @@ pub enum Check {
     /// is `start_failed` with the typed reason, never `backend_error` or
     /// `timeout`.
     AppFailureIsStartFailed,
+    /// A deploy with [`REPLICAS`] instances returns RUNNING with all of
+    /// them ready and desired, `app_status` and `list_apps` agree, and
+    /// `app_logs` merges every instance's lines in time order, each tagged
+    /// with its instance (skipped unless
+    /// [`ConformanceFixture::supports_replicas`]).
+    ReplicasReachRunning,
+    /// While a redeploy of [`FixtureApp::Serving`] with [`REPLICAS`]
+    /// instances rolls out, `app_status`, sampled again and again, is
+    /// always RUNNING with at least [`REPLICAS`] instances ready; afterwards
+    /// the new version runs all of them (skipped unless
+    /// [`ConformanceFixture::supports_replicas`]).
+    RollingRedeployKeepsReady,
+    /// A redeploy whose new version never becomes healthy fails with
+    /// `start_failed` and its health timeout, and the old version's
+    /// [`REPLICAS`] instances stay ready throughout and after (skipped
+    /// unless [`ConformanceFixture::supports_replicas`]).
+    FailedRollingRedeployKeepsOld,
+    /// An instance killed with [`ConformanceFixture::kill_instance`] is
+    /// replaced: the app never reads FAILED or STOPPED (the others serve),
+    /// and comes back RUNNING with every instance ready and the restart
+    /// counted (skipped unless [`ConformanceFixture::supports_replicas`]).
+    KilledInstanceIsReplaced,
 }
+
+/// How many instances the replica checks run.
+pub const REPLICAS: u32 = 3;
 
 impl Check {
     /// Every check, in the order [`run_all`] runs them.
-    pub const ALL: [Check; 16] = [
+    pub const ALL: [Check; 20] = [
         Check::DeployReachesRunning,
         Check::DeployIsIdempotent,
         Check::LogsSince,
@@ -323,6 +378,10 @@ impl Check {
         Check::LogsSinceOnlyLater,
         Check::ListCoversEveryEnv,
         Check::AppFailureIsStartFailed,
+        Check::ReplicasReachRunning,
+        Check::RollingRedeployKeepsReady,
+        Check::FailedRollingRedeployKeepsOld,
+        Check::KilledInstanceIsReplaced,
     ];
 
     /// The snake_case name, as the generated tests are named.
@@ -344,20 +403,37 @@ impl Check {
             Check::LogsSinceOnlyLater => "logs_since_only_later",
             Check::ListCoversEveryEnv => "list_covers_every_env",
             Check::AppFailureIsStartFailed => "app_failure_is_start_failed",
+            Check::ReplicasReachRunning => "replicas_reach_running",
+            Check::RollingRedeployKeepsReady => "rolling_redeploy_keeps_ready",
+            Check::FailedRollingRedeployKeepsOld => "failed_rolling_redeploy_keeps_old",
+            Check::KilledInstanceIsReplaced => "killed_instance_is_replaced",
         }
     }
 
     /// The switch of [`conformance_tests!`](crate::conformance_tests) that
     /// marks this check not run for a backend that cannot offer what it
-    /// needs (`no_oom`, `no_reachable`, `no_restart`); `None` for the checks
-    /// every backend runs.
+    /// needs (`no_oom`, `no_reachable`, `no_restart`, `no_replicas`);
+    /// `None` for the checks every backend runs.
     pub fn switch(&self) -> Option<&'static str> {
         match self {
             Check::OomBecomesFailed => Some("no_oom"),
             Check::RedeployKeepsOldServing => Some("no_reachable"),
             Check::RestartReconciles => Some("no_restart"),
+            c if c.is_replica_check() => Some("no_replicas"),
             _ => None,
         }
+    }
+
+    /// Whether this is one of the replica checks (see the
+    /// [module docs](self)).
+    pub fn is_replica_check(&self) -> bool {
+        matches!(
+            self,
+            Check::ReplicasReachRunning
+                | Check::RollingRedeployKeepsReady
+                | Check::FailedRollingRedeployKeepsOld
+                | Check::KilledInstanceIsReplaced
+        )
     }
 }
 
@@ -432,12 +508,14 @@ pub async fn run_all(fixture: &dyn ConformanceFixture) -> Report {
 /// Whether `check` applies to `fixture`: the OOM check needs
 /// [`ConformanceFixture::supports_oom`], the redeploy-serving check
 /// [`ConformanceFixture::supports_reachable`], the restart check
-/// [`ConformanceFixture::supports_restart`].
+/// [`ConformanceFixture::supports_restart`], the replica checks
+/// [`ConformanceFixture::supports_replicas`].
 pub fn applies(fixture: &dyn ConformanceFixture, check: Check) -> bool {
     match check {
         Check::OomBecomesFailed => fixture.supports_oom(),
         Check::RedeployKeepsOldServing => fixture.supports_reachable(),
         Check::RestartReconciles => fixture.supports_restart(),
+        c if c.is_replica_check() => fixture.supports_replicas(),
         _ => true,
     }
 }
@@ -479,27 +557,32 @@ pub async fn run(fixture: &dyn ConformanceFixture, check: Check) -> Result<(), F
 /// false), `no_reachable;`
 /// ([`supports_reachable`](crate::testkit::ConformanceFixture::supports_reachable)),
 /// `no_restart;`
-/// ([`supports_restart`](crate::testkit::ConformanceFixture::supports_restart)).
+/// ([`supports_restart`](crate::testkit::ConformanceFixture::supports_restart)),
+/// `no_replicas;`
+/// ([`supports_replicas`](crate::testkit::ConformanceFixture::supports_replicas)).
 /// The check's test is then generated `#[ignore]`d with that reason, so the
 /// run shows it as not run rather than passed. Without the switch, the test
 /// fails for a fixture that does not support the check instead of letting
 /// it pass vacuously.
 ///
 /// ```ignore
-/// cameleer_runtime::conformance_tests!(no_oom; no_restart; async { MyFixture::new().await });
+/// cameleer_runtime::conformance_tests!(no_oom; no_restart; no_replicas; async { MyFixture::new().await });
 /// ```
 #[macro_export]
 macro_rules! conformance_tests {
-    (@parse {$oom:ident $reach:ident $restart:ident} no_oom; $($rest:tt)*) => {
-        $crate::conformance_tests!(@parse {no $reach $restart} $($rest)*);
+    (@parse {$oom:ident $reach:ident $restart:ident $replicas:ident} no_oom; $($rest:tt)*) => {
+        $crate::conformance_tests!(@parse {no $reach $restart $replicas} $($rest)*);
     };
-    (@parse {$oom:ident $reach:ident $restart:ident} no_reachable; $($rest:tt)*) => {
-        $crate::conformance_tests!(@parse {$oom no $restart} $($rest)*);
+    (@parse {$oom:ident $reach:ident $restart:ident $replicas:ident} no_reachable; $($rest:tt)*) => {
+        $crate::conformance_tests!(@parse {$oom no $restart $replicas} $($rest)*);
     };
-    (@parse {$oom:ident $reach:ident $restart:ident} no_restart; $($rest:tt)*) => {
-        $crate::conformance_tests!(@parse {$oom $reach no} $($rest)*);
+    (@parse {$oom:ident $reach:ident $restart:ident $replicas:ident} no_restart; $($rest:tt)*) => {
+        $crate::conformance_tests!(@parse {$oom $reach no $replicas} $($rest)*);
     };
-    (@parse {$oom:ident $reach:ident $restart:ident} $(#[$attr:meta])* $make:expr) => {
+    (@parse {$oom:ident $reach:ident $restart:ident $replicas:ident} no_replicas; $($rest:tt)*) => {
+        $crate::conformance_tests!(@parse {$oom $reach $restart no} $($rest)*);
+    };
+    (@parse {$oom:ident $reach:ident $restart:ident $replicas:ident} $(#[$attr:meta])* $make:expr) => {
         $crate::conformance_tests!(@common [$(#[$attr])*] ($make));
         $crate::conformance_tests!(@maybe $oom [$(#[$attr])*] ($make) oom_becomes_failed OomBecomesFailed
             "this backend cannot OOM-kill an app (supports_oom is false)");
@@ -507,6 +590,14 @@ macro_rules! conformance_tests {
             "the fixture cannot tell which version answers at the app's address (supports_reachable is false)");
         $crate::conformance_tests!(@maybe $restart [$(#[$attr])*] ($make) restart_reconciles RestartReconciles
             "this backend's apps do not outlive a controller restart (supports_restart is false)");
+        $crate::conformance_tests!(@maybe $replicas [$(#[$attr])*] ($make) replicas_reach_running ReplicasReachRunning
+            "this backend runs one instance per app (supports_replicas is false)");
+        $crate::conformance_tests!(@maybe $replicas [$(#[$attr])*] ($make) rolling_redeploy_keeps_ready RollingRedeployKeepsReady
+            "this backend runs one instance per app (supports_replicas is false)");
+        $crate::conformance_tests!(@maybe $replicas [$(#[$attr])*] ($make) failed_rolling_redeploy_keeps_old FailedRollingRedeployKeepsOld
+            "this backend runs one instance per app (supports_replicas is false)");
+        $crate::conformance_tests!(@maybe $replicas [$(#[$attr])*] ($make) killed_instance_is_replaced KilledInstanceIsReplaced
+            "this backend runs one instance per app (supports_replicas is false)");
     };
     (@maybe yes [$($attr:tt)*] ($make:expr) $name:ident $check:ident $why:literal) => {
         $crate::conformance_tests!(@test [$($attr)*] ($make) $name $check);
@@ -554,10 +645,10 @@ macro_rules! conformance_tests {
     };
     (@parse $($rest:tt)*) => {
         ::std::compile_error!(
-            "conformance_tests!: expected the switches `no_oom;`, `no_reachable;`, `no_restart;` (each optional), then attributes and the fixture"
+            "conformance_tests!: expected the switches `no_oom;`, `no_reachable;`, `no_restart;`, `no_replicas;` (each optional), then attributes and the fixture"
         );
     };
     ($($input:tt)*) => {
-        $crate::conformance_tests!(@parse {yes yes yes} $($input)*);
+        $crate::conformance_tests!(@parse {yes yes yes yes} $($input)*);
     };
 }
