@@ -210,6 +210,7 @@ async fn ingest(server: &ClickHouseServer) {
                 ts: from_nanos(T0 + i as i64 * 1_000),
                 stream: LogSource::Stdout,
                 line: text(i),
+                instance: None,
             })
             .collect(),
     );
