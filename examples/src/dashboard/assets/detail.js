@@ -50,6 +50,8 @@ export function describeReason(reason) {
       return `promoted from deployment ${String(r.from).slice(0, 8)}`;
     case "rolled_back":
       return `rolled back to v${r.to_version}`;
+    case "instances_not_ready":
+      return `${r.ready} of ${r.desired} instances ready, ${Math.max(r.desired - r.ready, 0)} not`;
     case "other":
       return r.message;
     default: {
