@@ -14,6 +14,7 @@ mod builder;
 mod instances;
 mod orchestrator;
 mod program;
+mod rollout;
 
 use std::sync::Arc;
 use std::time::Duration;
