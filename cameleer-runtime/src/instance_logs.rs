@@ -12,7 +12,7 @@ use crate::{LogLine, LogStream, Result};
 /// For streams that end (reading what was written so far); a followed
 /// stream that waits for its next line would hold the others back, so
 /// merge followed streams in arrival order instead
-/// ([`futures::stream::select_all`]).
+/// ([`futures::stream::select_all()`]).
 ///
 /// ```
 /// use cameleer_runtime::{LogLine, LogSource, instance_logs::merge_in_time_order};

@@ -21,6 +21,7 @@ mod instances;
 mod orchestrator;
 mod program;
 mod quota_store;
+mod rollout;
 
 use std::sync::Arc;
 use std::time::Duration;

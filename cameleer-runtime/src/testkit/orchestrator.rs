@@ -9,7 +9,7 @@ use futures::StreamExt;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
-use super::program::{FAULT_DELAY, FakeProgram, run_program};
+use super::program::FakeProgram;
 use crate::{
     AppConfig, AppRef, AppStatus, AppSummary, DeployRequest, DeploymentId, DeploymentStatus,
     Desired, Error, EventStream, ImageRef, Intent, LogLine, LogOptions, LogSource, LogStream,
@@ -63,7 +63,7 @@ pub(super) struct Inner {
 #[derive(Default)]
 pub(super) struct State {
     pub(super) apps: BTreeMap<AppRef, FakeApp>,
-    pending: Faults,
+    pub(super) pending: Faults,
     pub(super) programs: HashMap<String, FakeProgram>,
     next_run: u64,
     deploys: u64,
@@ -73,11 +73,11 @@ pub(super) struct State {
 }
 
 #[derive(Default)]
-struct Faults {
-    crash: Option<i64>,
-    oom: bool,
-    slow: Option<Duration>,
-    fail: Option<String>,
+pub(super) struct Faults {
+    pub(super) crash: Option<i64>,
+    pub(super) oom: bool,
+    pub(super) slow: Option<Duration>,
+    pub(super) fail: Option<String>,
 }
 
 #[derive(Default)]
@@ -97,8 +97,8 @@ pub(super) struct Instance {
     pub(super) image: ImageRef,
     config: AppConfig,
     pub(super) status: DeploymentStatus,
-    reason: Option<StatusReason>,
-    follow: Option<broadcast::Sender<LogLine>>,
+    pub(super) reason: Option<StatusReason>,
+    pub(super) follow: Option<broadcast::Sender<LogLine>>,
     /// How many of its instances run it.
     pub(super) replicas: u32,
     /// How many of them are up and serve.
@@ -208,138 +208,6 @@ impl FakeOrchestrator {
     pub fn wipe(&self) {
         self.inner.lock().apps.clear();
     }
-
-    /// Brings run `run` of `app` up, one instance at a time (after injected
-    /// delays and failures), and starts its program.
-    ///
-    /// Each instance that comes up takes the place of one instance of the
-    /// version that serves, so the app never has fewer instances up than
-    /// before; a failure brings the old ones back, and the old version
-    /// serves on.
-    async fn bring_up(
-        &self,
-        app: &AppRef,
-        run: u64,
-        mut faults: Faults,
-        config: &AppConfig,
-    ) -> Result<AppStatus> {
-        // The image's own health delay, and an injected one.
-        let image_delay = {
-            let st = self.inner.lock();
-            let image = st
-                .apps
-                .get(app)
-                .and_then(|e| e.instances.iter().find(|i| i.run == run))
-                .map(|i| i.image.to_string());
-            match image.and_then(|i| st.programs.get(&i)) {
-                Some(program) => program.health_delay(),
-                None => Some(Duration::ZERO),
-            }
-        };
-        let delay = match (image_delay, faults.slow) {
-            (None, _) => None,
-            (Some(a), b) => Some(a.max(b.unwrap_or_default())),
-        };
-        let limit = config.start_timeout();
-        let replicas = config.instances();
-        for index in 0..replicas {
-            match delay {
-                Some(delay) if delay <= limit => {
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
-                    }
-                }
-                _ => {
-                    tokio::time::sleep(limit).await;
-                    let reason = StatusReason::HealthTimeout {
-                        after_secs: limit.as_secs(),
-                        last_probe: None,
-                    };
-                    self.inner
-                        .end(app, run, DeploymentStatus::Failed, reason.clone(), None);
-                    self.inner.bring_old_back(app, run);
-                    return Err(Error::start_failed(reason));
-                }
-            }
-            if let Some(reason) = faults.fail.take() {
-                self.inner.end(
-                    app,
-                    run,
-                    DeploymentStatus::Failed,
-                    StatusReason::BackendUnavailable {
-                        detail: reason.clone(),
-                    },
-                    None,
-                );
-                self.inner.bring_old_back(app, run);
-                return Err(Error::Backend {
-                    message: reason,
-                    source: None,
-                });
-            }
-            let mut st = self.inner.lock();
-            let entry = st.apps.get_mut(app).ok_or_else(|| gone(app))?;
-            let Some(inst) = entry.instances.iter_mut().find(|i| i.run == run) else {
-                return Err(gone(app));
-            };
-            if inst.status != DeploymentStatus::Starting {
-                // Stopped while starting.
-                return Ok(entry.status_of(app, run));
-            }
-            inst.ready += 1;
-            // One old instance leaves for the new one.
-            if let Some(old) = entry
-                .instances
-                .iter_mut()
-                .find(|i| i.run != run && i.status == DeploymentStatus::Running && i.ready > 0)
-            {
-                old.ready -= 1;
-            }
-            self.inner
-                .push_log(entry, run, index, LogSource::Stdout, "[app] started".into());
-        }
-        let (status, program) = {
-            let mut st = self.inner.lock();
-            let programs = st.programs.clone();
-            let entry = st.apps.get_mut(app).ok_or_else(|| gone(app))?;
-            let Some(inst) = entry.instances.iter_mut().find(|i| i.run == run) else {
-                return Err(gone(app));
-            };
-            if inst.status != DeploymentStatus::Starting {
-                return Ok(entry.status_of(app, run));
-            }
-            inst.status = DeploymentStatus::Running;
-            inst.reason = None;
-            inst.follow = Some(broadcast::channel(256).0);
-            let program = match (faults.crash, faults.oom) {
-                (Some(exit_code), _) => FakeProgram::Crashing {
-                    after: FAULT_DELAY,
-                    exit_code,
-                },
-                (None, true) => FakeProgram::OomKilled { after: FAULT_DELAY },
-                (None, false) => programs
-                    .get(&inst.image.to_string())
-                    .cloned()
-                    .unwrap_or(FakeProgram::Idle),
-            };
-            let version = inst.version;
-            for old in &mut entry.instances {
-                if old.run != run && old.status == DeploymentStatus::Running {
-                    old.stop(StatusReason::Superseded {
-                        by_version: version,
-                    });
-                }
-            }
-            (entry.status_of(app, run), program)
-        };
-        tokio::spawn(run_program(
-            Arc::downgrade(&self.inner),
-            app.clone(),
-            run,
-            program,
-        ));
-        Ok(status)
-    }
 }
 
 impl FakeOrchestrator {
@@ -394,7 +262,7 @@ impl FakeOrchestrator {
     }
 }
 
-fn gone(app: &AppRef) -> Error {
+pub(super) fn gone(app: &AppRef) -> Error {
     Error::not_found("app", app)
 }
 
@@ -459,7 +327,7 @@ impl Inner {
 
     /// After run `failed` of `app` did not come up: the instances of the
     /// version that serves, which made room for it, are back.
-    fn bring_old_back(&self, app: &AppRef, failed: u64) {
+    pub(super) fn bring_old_back(&self, app: &AppRef, failed: u64) {
         let mut st = self.lock();
         if let Some(entry) = st.apps.get_mut(app) {
             for old in &mut entry.instances {
@@ -517,7 +385,7 @@ impl Inner {
 }
 
 impl Instance {
-    fn stop(&mut self, reason: StatusReason) {
+    pub(super) fn stop(&mut self, reason: StatusReason) {
         if matches!(
             self.status,
             DeploymentStatus::Starting | DeploymentStatus::Running
