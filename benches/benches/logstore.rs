@@ -131,13 +131,20 @@ async fn ours(server: &ClickHouseServer, db: &str, lines: Arc<Vec<LogLine>>, bat
     let events = futures::stream::iter([event]).chain(futures::stream::pending());
     let options = ForwarderOptions {
         batch_lines: batch,
-        buffer_lines: batch.max(200_000) * 2,
+        // Room for the whole run: the canned source is faster than any
+        // store, and a forwarder whose buffer fills counts the overflow
+        // lost (by design), which would end the measurement early.
+        buffer_lines: lines.len().max(batch * 2),
         buffer_bytes: 1 << 30,
         ..ForwarderOptions::default()
     };
     let start = Instant::now();
     let forwarder = LogForwarder::start_with(events, sources, store, options);
-    while forwarder.stats().lines_stored < lines.len() as u64 {
+    // Until every line is stored or counted lost: never wait forever.
+    while {
+        let s = forwarder.stats();
+        s.lines_stored + s.lines_lost < lines.len() as u64
+    } {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let took = start.elapsed();
