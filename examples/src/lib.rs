@@ -7,6 +7,7 @@
 //! the pieces are tested on their own:
 //!
 //! - [`api`]: the platform's HTTP API as an axum router;
+//! - [`auth`]: its bearer tokens, the admin's and the tenants';
 //! - [`dashboard`]: the browser UI over the API, served at `/`;
 //! - `k8s_render` (feature `kubernetes`): the command line of `k8s-render`,
 //!   which prints what the Kubernetes backend would apply;
@@ -19,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod dashboard;
 #[cfg(feature = "kubernetes")]
 pub mod k8s_render;

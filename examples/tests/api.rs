@@ -2,6 +2,8 @@
 //! every bad input gets a clear 4xx with a stable code, and nothing is
 //! stored. (The end-to-end test against Docker is `tests/server_e2e.rs`.)
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +11,6 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode};
 use cameleer_build::testing::{Entry, ZipBuilder, jars};
-use cameleer_examples::api::router;
 use cameleer_examples::storage::{FsArtifactStore, SqliteDeploymentStore};
 use cameleer_runtime::testkit::{FakeImageBuilder, FakeOrchestrator};
 use cameleer_runtime::{DeploymentStore, Platform, PlatformOptions, Sha256Digest};
@@ -38,7 +39,7 @@ async fn api_with(options: PlatformOptions) -> Api {
         .build();
     platform.start().await.unwrap();
     Api {
-        router: router(platform.clone()),
+        router: support::api::authed(platform.clone()).router,
         platform,
         store,
         dir,

@@ -3,6 +3,8 @@
 //! real tmpfs), a body cut off mid-stream (a real TCP connection), the same
 //! JAR uploaded many times at once.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use cameleer_runtime::ArtifactStore;
@@ -14,7 +16,6 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode};
 use cameleer_build::testing::jars::{self, Rng};
 use cameleer_build::testing::{Entry, ZipBuilder};
-use cameleer_examples::api::router;
 use cameleer_examples::storage::{FsArtifactStore, SqliteDeploymentStore, SqliteQuotaStore};
 use cameleer_runtime::testkit::{FakeImageBuilder, FakeOrchestrator};
 use cameleer_runtime::{Platform, PlatformOptions, RetentionOptions, TenantId};
@@ -56,7 +57,7 @@ async fn api_at(artifacts: Option<PathBuf>, keep_versions: usize) -> Api {
         .build();
     platform.start().await.unwrap();
     Api {
-        router: router(platform.clone()),
+        router: support::api::authed(platform.clone()).router,
         platform,
         store,
         artifacts,

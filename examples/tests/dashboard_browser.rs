@@ -34,12 +34,22 @@ fn screenshot_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots")
 }
 
-/// The token to sign in with: the admin token when the server writes one
-/// (servers with authentication), else any (servers without).
-fn token(data_dir: &std::path::Path) -> String {
-    std::fs::read_to_string(data_dir.join("admin-token"))
-        .map(|t| t.trim().to_owned())
-        .unwrap_or_else(|_| "no-authentication-on-this-server".to_owned())
+/// A token of `tenant`, made through the API with the admin's: what an
+/// operator hands a tenant to sign in with.
+async fn tenant_token(server: &Server, tenant: &str) -> String {
+    let reply = support::webdriver::client()
+        .post(format!(
+            "http://{}/api/v1/tenants/{tenant}/tokens",
+            server.addr
+        ))
+        .bearer_auth(&server.token)
+        .body(r#"{"name": "dashboard"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 201);
+    let body: serde_json::Value = serde_json::from_slice(&reply.bytes().await.unwrap()).unwrap();
+    body["token"].as_str().unwrap().to_owned()
 }
 
 /// The text of the badge of `app` in `env` in the overview.
@@ -66,6 +76,7 @@ async fn sign_in_upload_deploy_watch_running_and_logs_then_stop_in_a_real_browse
 
     let server = Server::start(data.path());
     let base = format!("http://{}", server.addr);
+    let token = tenant_token(&server, &tenant).await;
     let driver = Chromedriver::start().await;
     let browser = Browser::new(&driver, 1280, 1000, &shots).await;
 
@@ -78,7 +89,7 @@ async fn sign_in_upload_deploy_watch_running_and_logs_then_stop_in_a_real_browse
         .await;
     browser.screenshot("01-sign-in.png").await;
     browser.fill("#signin-tenant", &tenant).await;
-    browser.fill("#signin-token", &token(data.path())).await;
+    browser.fill("#signin-token", &token).await;
     browser.click("#signin-submit").await;
     browser
         .wait_for(
@@ -259,7 +270,7 @@ async fn sign_in_upload_deploy_watch_running_and_logs_then_stop_in_a_real_browse
         .get(format!(
             "{base}/api/v1/tenants/{tenant}/apps/orders/envs/prod/deployments"
         ))
-        .bearer_auth(token(data.path()))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();

@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cameleer_build::java::agent::AGENT_LINE_PREFIX;
@@ -20,15 +19,17 @@ use cameleer_docker_testing::{CleanupGuard, containers_labelled};
 use cameleer_runtime_docker::connect::connect;
 use cameleer_runtime_docker::labels;
 use serde_json::{Value, json};
-use support::server::Server;
+use support::server::{Endpoint, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A minimal HTTP/1.1 exchange (`Connection: close`, chunked or not).
-async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+async fn http(addr: &Endpoint, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut stream = tokio::net::TcpStream::connect(addr.addr).await.unwrap();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Bearer {}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        addr.token,
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -60,7 +61,7 @@ async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, 
     (status, body)
 }
 
-async fn json_call(addr: SocketAddr, method: &str, path: &str, body: Value) -> (u16, Value) {
+async fn json_call(addr: &Endpoint, method: &str, path: &str, body: Value) -> (u16, Value) {
     let payload = if body.is_null() {
         Vec::new()
     } else {
@@ -73,7 +74,7 @@ async fn json_call(addr: SocketAddr, method: &str, path: &str, body: Value) -> (
     )
 }
 
-async fn wait_for_status(addr: SocketAddr, path: &str, want: &str, limit: Duration) -> Value {
+async fn wait_for_status(addr: &Endpoint, path: &str, want: &str, limit: Duration) -> Value {
     let start = Instant::now();
     loop {
         let (code, view) = json_call(addr, "GET", path, Value::Null).await;
@@ -108,7 +109,7 @@ async fn upload_deploy_logs_promote_stop_and_survive_a_sigkill() {
     let patience = Duration::from_secs(240);
 
     let server = Server::start(data.path());
-    let addr = server.addr;
+    let addr = &server.endpoint();
     let (code, health) = json_call(addr, "GET", "/healthz", Value::Null).await;
     assert_eq!((code, health["ok"].clone()), (200, json!(true)));
 
@@ -183,7 +184,7 @@ async fn upload_deploy_logs_promote_stop_and_survive_a_sigkill() {
     // A crash of the server: SIGKILL, then start again on the same data.
     server.kill();
     let server = Server::start(data.path());
-    let addr = server.addr;
+    let addr = &server.endpoint();
     let staging = wait_for_status(addr, &format!("{app}/envs/staging"), "RUNNING", patience).await;
     assert_eq!(staging["deployment"]["image"], image);
     let (_, history_after) = json_call(
@@ -237,7 +238,7 @@ async fn with_a_registry_uploads_end_as_pushed_images_and_promotion_pushes_nothi
             (PASSWORD_ENV, "registry-secret"),
         ],
     );
-    let addr = server.addr;
+    let addr = &server.endpoint();
     let app = format!("/api/v1/tenants/{tenant}/apps/orders");
     let (code, body) = http(addr, "PUT", &format!("{app}/envs/dev/artifacts"), &jar).await;
     let uploaded: Value = serde_json::from_slice(&body).unwrap();
@@ -296,7 +297,7 @@ async fn with_a_registry_uploads_end_as_pushed_images_and_promotion_pushes_nothi
 
 /// `GET path` until `done` holds for the JSON answer (at most `limit`).
 async fn poll_json(
-    addr: SocketAddr,
+    addr: &Endpoint,
     path: &str,
     limit: Duration,
     done: impl Fn(&Value) -> bool,
@@ -322,7 +323,7 @@ async fn a_replaced_versions_logs_stay_searchable() {
     let jar = std::fs::read(app_jar(FixtureApp::Logging).unwrap()).unwrap();
     let patience = Duration::from_secs(240);
     let server = Server::start(data.path());
-    let addr = server.addr;
+    let addr = &server.endpoint();
     let app = format!("/api/v1/tenants/{tenant}/apps/orders");
     let (code, body) = http(addr, "PUT", &format!("{app}/envs/dev/artifacts"), &jar).await;
     assert_eq!(code, 201);

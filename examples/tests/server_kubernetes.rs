@@ -26,7 +26,7 @@ use support::server::Server;
 struct Client {
     _server: Server,
     base: String,
-    token: Option<String>,
+    token: String,
     http: reqwest::Client,
 }
 
@@ -38,27 +38,21 @@ impl Client {
             &["--backend", "kubernetes", "--registry", registry],
             &[("KUBECONFIG", kubeconfig)],
         );
-        // A server that asks for a token writes the admin's at first start.
-        let token = std::fs::read_to_string(data_dir.join("admin-token"))
-            .ok()
-            .map(|t| t.trim().to_string());
         Client {
             base: format!("http://{}", server.addr),
+            token: server.token.clone(),
             _server: server,
-            token,
             http: reqwest::Client::new(),
         }
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
-        let mut request = self
+        let request = self
             .http
             .request(method, format!("{}{path}", self.base))
             .header("content-type", "application/json")
+            .bearer_auth(&self.token)
             .body(body);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
         let response = request.send().await.expect("the server answers");
         let status = response.status().as_u16();
         (status, response.bytes().await.unwrap().to_vec())

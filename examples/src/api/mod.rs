@@ -17,7 +17,11 @@
 //! | `GET /`, `GET /ui/{file}` | the [dashboard](crate::dashboard) |
 //! | `GET`, `PUT /api/v1/tenants/{tenant}/quota` | the tenant's quota and usage; `PUT` (admin) sets it |
 //! | `GET /api/v1/admin/retention?dry_run=true`, `POST /api/v1/admin/retention/sweep` | what a retention sweep would remove; sweep now (admin) |
-//! | `GET /healthz` | liveness |
+//! | `POST`, `GET /api/v1/tenants/{tenant}/tokens`, `DELETE …/tokens/{id}` | (admin) make a tenant token (shown once), list them without secrets, revoke one |
+//! | `GET /healthz` | liveness (no token needed) |
+//!
+//! Every route but `/healthz` (and the dashboard's static files) needs
+//! `Authorization: Bearer <token>`: see [`auth`](crate::auth).
 //!
 //! Errors are `{"error": {"code", "message"}}` with 400, 404, 409, 413 or
 //! 422 as fits, 503 `shutting_down` while the server stops (see
@@ -29,27 +33,41 @@ pub mod logs;
 mod quota;
 mod retention;
 mod streams;
+mod tokens;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{delete, get, post, put};
 use cameleer_runtime::Platform;
+
+use crate::auth::{Auth, require_token};
 
 pub use error::{ApiError, status_for};
 
 /// The largest JSON request body accepted (deploy, promote, rollback).
 pub const MAX_JSON_BODY: usize = 1024 * 1024;
 
-/// The API's routes over `platform`.
+/// The API's routes over `platform`, every one but `/healthz` behind
+/// `auth` (see [`auth`](crate::auth) for who may call what).
 ///
 /// Uploads are limited by the platform's own upload limit
 /// (`PlatformOptions::validation.limits.max_upload_bytes`), enforced while
 /// streaming; JSON bodies by [`MAX_JSON_BODY`].
-pub fn router(platform: Platform) -> Router {
+pub fn router(platform: Platform, auth: Auth) -> Router {
     let app = "/api/v1/tenants/{tenant}/apps/{app}";
     let env = "/api/v1/tenants/{tenant}/apps/{app}/envs/{env}";
+    let tokens = Router::new()
+        .route(
+            "/api/v1/tenants/{tenant}/tokens",
+            post(tokens::create).get(tokens::list),
+        )
+        .route(
+            "/api/v1/tenants/{tenant}/tokens/{id}",
+            delete(tokens::revoke),
+        )
+        .with_state(auth.clone());
     Router::new()
-        .route("/healthz", get(handlers::healthz))
         .route(
             &format!("{env}/artifacts"),
             put(handlers::upload).layer(DefaultBodyLimit::disable()),
@@ -78,7 +96,12 @@ pub fn router(platform: Platform) -> Router {
         )
         .route("/api/v1/admin/retention", get(retention::plan))
         .route("/api/v1/admin/retention/sweep", post(retention::sweep))
-        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(platform)
+        .merge(tokens)
+        // Only the routes above: `/healthz` and the dashboard's assets are
+        // public.
+        .route_layer(from_fn_with_state(auth, require_token))
+        .route("/healthz", get(handlers::healthz))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .merge(crate::dashboard::router())
 }

@@ -24,8 +24,11 @@ use std::sync::Arc;
 
 use cameleer_build::java::agent::agent_jar;
 use cameleer_examples::api;
+use cameleer_examples::auth::{AdminToken, Auth};
 use cameleer_examples::server::{Backend, LogStoreArg, ServerArgs, USAGE};
-use cameleer_examples::storage::{FsArtifactStore, SqliteDeploymentStore, SqliteQuotaStore};
+use cameleer_examples::storage::{
+    FsArtifactStore, SqliteDeploymentStore, SqliteQuotaStore, SqliteTokenStore,
+};
 use cameleer_logstore::{ClickHouseLogStore, ClickHouseOptions, SqliteLogStore};
 use cameleer_registry::{
     Credentials, RegistryBuilderOptions, RegistryConfig, RegistryImageBuilder,
@@ -75,6 +78,15 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
     options.retention.keep_versions = args.keep_versions;
     let store = SqliteDeploymentStore::open(&args.data_dir.join("cameleer.sqlite"))?;
     let quotas = SqliteQuotaStore::open(&args.data_dir.join("cameleer.sqlite"))?;
+    // Before anything slow: a server that cannot check tokens does not start.
+    let admin = AdminToken::read_or_create(&args.data_dir.join("admin-token"))
+        .map_err(|e| format!("{e} ({})", e.code()))?;
+    let auth = Auth::new(
+        &admin,
+        Arc::new(SqliteTokenStore::open(
+            &args.data_dir.join("cameleer.sqlite"),
+        )?),
+    );
     let artifacts = FsArtifactStore::open(
         args.data_dir.join("artifacts"),
         options.validation.limits.max_upload_bytes,
@@ -120,7 +132,7 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
         "cameleer server listening on http://{}",
         listener.local_addr()?
     );
-    let app = api::router(platform.clone()).layer(axum::Extension(logs_api));
+    let app = api::router(platform.clone(), auth).layer(axum::Extension(logs_api));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

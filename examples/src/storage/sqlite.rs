@@ -1,7 +1,5 @@
 //! A [`DeploymentStore`] on SQLite.
 
-use std::path::Path;
-
 use async_trait::async_trait;
 use cameleer_runtime::{
     AppRef, Deployment, DeploymentId, DeploymentStore, Error, NewDeployment, Result, TenantId,
@@ -48,21 +46,9 @@ CREATE TABLE IF NOT EXISTS deployments (
 CREATE INDEX IF NOT EXISTS deployments_status ON deployments (status);
 ";
 
+super::sqlite_db::store_constructors!(SqliteDeploymentStore, SCHEMA);
+
 impl SqliteDeploymentStore {
-    /// Opens (creating if needed) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
-        Ok(Self {
-            db: Db::open(path, SCHEMA)?,
-        })
-    }
-
-    /// An in-memory database, for tests.
-    pub fn in_memory() -> Result<Self> {
-        Ok(Self {
-            db: Db::in_memory(SCHEMA)?,
-        })
-    }
-
     async fn with<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,

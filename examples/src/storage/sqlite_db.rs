@@ -74,3 +74,26 @@ impl Db {
         .map_err(|e| Error::storage("sqlite task failed", e))?
     }
 }
+
+/// `open(path)` and `in_memory()` for a store that is one [`Db`] with
+/// `schema`, in a field named `db`.
+macro_rules! store_constructors {
+    ($store:ident, $schema:expr) => {
+        impl $store {
+            /// Opens (creating if needed) the database at `path`.
+            pub fn open(path: &std::path::Path) -> cameleer_runtime::Result<Self> {
+                Ok(Self {
+                    db: super::sqlite_db::Db::open(path, $schema)?,
+                })
+            }
+
+            /// An in-memory database, for tests.
+            pub fn in_memory() -> cameleer_runtime::Result<Self> {
+                Ok(Self {
+                    db: super::sqlite_db::Db::in_memory($schema)?,
+                })
+            }
+        }
+    };
+}
+pub(crate) use store_constructors;

@@ -1,7 +1,5 @@
 //! A [`QuotaStore`] on SQLite.
 
-use std::path::Path;
-
 use async_trait::async_trait;
 use cameleer_runtime::{ArtifactCharge, Error, Quota, QuotaStore, Result, Sha256Digest, TenantId};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
@@ -35,21 +33,7 @@ CREATE TABLE IF NOT EXISTS artifact_charges (
 CREATE INDEX IF NOT EXISTS artifact_charges_sha256 ON artifact_charges (sha256);
 ";
 
-impl SqliteQuotaStore {
-    /// Opens (creating if needed) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
-        Ok(Self {
-            db: Db::open(path, SCHEMA)?,
-        })
-    }
-
-    /// An in-memory database, for tests.
-    pub fn in_memory() -> Result<Self> {
-        Ok(Self {
-            db: Db::in_memory(SCHEMA)?,
-        })
-    }
-}
+super::sqlite_db::store_constructors!(SqliteQuotaStore, SCHEMA);
 
 fn total_of(conn: &rusqlite::Connection, tenant: &str) -> Result<u64> {
     let total: i64 = conn

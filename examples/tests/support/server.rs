@@ -11,6 +11,23 @@ pub struct Server {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// The admin token it wrote to `<data-dir>/admin-token` (or was given).
+    pub token: String,
+}
+
+/// Where a server listens and the token to call it with.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// An `Authorization: Bearer` token.
+    pub token: String,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr.fmt(f)
+    }
 }
 
 impl Server {
@@ -40,7 +57,25 @@ impl Server {
             .next()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("server did not say where it listens: {line:?}"));
-        Server { child, addr }
+        // Written before it listens; `--admin-token-file` names another.
+        let token_file = args
+            .iter()
+            .position(|a| *a == "--admin-token-file")
+            .map(|i| std::path::PathBuf::from(args[i + 1]))
+            .unwrap_or_else(|| data_dir.join("admin-token"));
+        let token = std::fs::read_to_string(&token_file)
+            .expect("the server wrote its admin token")
+            .trim()
+            .to_owned();
+        Server { child, addr, token }
+    }
+
+    /// Where it listens, with the admin token.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            addr: self.addr,
+            token: self.token.clone(),
+        }
     }
 
     /// SIGKILL: no graceful shutdown, as in a crash.
