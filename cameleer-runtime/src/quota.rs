@@ -230,6 +230,12 @@ pub trait QuotaStore: Send + Sync {
 
     /// The bytes charged to `tenant`.
     async fn artifact_bytes(&self, tenant: &TenantId) -> Result<u64>;
+
+    /// Whether `tenant` is charged for `sha256`, that is, uploaded it (and
+    /// it was not removed since). Artifacts are stored once for everyone,
+    /// so this is what keeps a tenant from deploying another tenant's JAR
+    /// by its digest.
+    async fn artifact_charged(&self, tenant: &TenantId, sha256: &Sha256Digest) -> Result<bool>;
 }
 
 /// Quotas and artifact charges in memory.
@@ -329,6 +335,13 @@ impl QuotaStore for MemoryQuotaStore {
             .get(tenant)
             .map(|c| c.values().sum())
             .unwrap_or(0))
+    }
+    async fn artifact_charged(&self, tenant: &TenantId, sha256: &Sha256Digest) -> Result<bool> {
+        Ok(self
+            .lock()
+            .charges
+            .get(tenant)
+            .is_some_and(|c| c.contains_key(sha256)))
     }
 }
 

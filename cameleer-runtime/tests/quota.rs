@@ -421,3 +421,30 @@ async fn a_store_that_fails_after_the_charge_takes_the_charge_back() {
     assert_eq!(e.code(), "insufficient_storage", "{e}");
     assert_eq!(quotas.artifact_bytes(&tenant()).await.unwrap(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_cannot_deploy_another_tenants_artifact_by_its_digest() {
+    let h = Harness::new();
+    let sha = h.upload("com.acme.Main").await; // acme's
+    let theirs = AppRef::parse("globex", "orders", "dev").unwrap();
+    let err = h.platform.deploy(&theirs, sha, config()).await.unwrap_err();
+    assert_eq!(err.code(), "not_found", "{err}");
+    assert!(
+        h.platform.history(&theirs).await.is_err(),
+        "nothing created"
+    );
+
+    // Uploading the same bytes makes them globex's too (stored once).
+    let again = h
+        .platform
+        .upload_artifact(&theirs, chunked(jar("com.acme.Main"), 1000), None)
+        .await
+        .unwrap();
+    assert_eq!(again.sha256, sha);
+    assert_eq!(deploy(&h, &theirs, sha, config()).await, Ok(S::Running));
+    // And acme's own deploy was never in question.
+    assert_eq!(
+        deploy(&h, &app("orders"), sha, config()).await,
+        Ok(S::Running)
+    );
+}

@@ -27,6 +27,11 @@ impl Core {
         config: AppConfig,
     ) -> Result<Deployment> {
         config.validate()?;
+        // Stored once for everyone, deployable only by who uploaded it: to
+        // another tenant the artifact does not exist.
+        if !self.quotas.artifact_charged(&app.tenant, &artifact).await? {
+            return Err(Error::not_found("artifact", artifact));
+        }
         let info = self
             .artifacts
             .stat(&artifact)

@@ -51,14 +51,26 @@ pub async fn check_quota_store(store: &dyn QuotaStore) {
         ArtifactCharge::OverLimit { total: 60 }
     );
     assert_eq!(store.artifact_bytes(&a).await.unwrap(), 60);
+    assert!(store.artifact_charged(&a, &jar).await.unwrap());
+    assert!(
+        !store.artifact_charged(&a, &other).await.unwrap(),
+        "refused over the limit: not the tenant's"
+    );
+    assert!(
+        !store.artifact_charged(&b, &jar).await.unwrap(),
+        "charged to one tenant is not charged to another"
+    );
     assert_eq!(
         charge(&b, jar, 60, None).await,
         ArtifactCharge::Charged { total: 60 },
         "another tenant uploading the same JAR is charged too"
     );
+    assert!(store.artifact_charged(&b, &jar).await.unwrap());
     store.release_artifact(&a, &jar).await.unwrap();
     assert_eq!(store.artifact_bytes(&a).await.unwrap(), 0);
+    assert!(!store.artifact_charged(&a, &jar).await.unwrap());
     assert_eq!(store.artifact_bytes(&b).await.unwrap(), 60);
     store.forget_artifact(&jar).await.unwrap();
     assert_eq!(store.artifact_bytes(&b).await.unwrap(), 0);
+    assert!(!store.artifact_charged(&b, &jar).await.unwrap());
 }

@@ -68,8 +68,13 @@ impl Harness {
 
     /// Uploads a valid JAR whose main class is `main`.
     pub async fn upload(&self, main: &str) -> Sha256Digest {
+        self.upload_to(&app("orders"), main).await
+    }
+
+    /// Uploads a JAR as `app`'s tenant (only its tenant may deploy it).
+    pub async fn upload_to(&self, app: &AppRef, main: &str) -> Sha256Digest {
         self.platform
-            .upload_artifact(&app("orders"), chunked(jar(main), 1000), None)
+            .upload_artifact(app, chunked(jar(main), 1000), None)
             .await
             .expect("a valid JAR is accepted")
             .sha256
@@ -78,7 +83,7 @@ impl Harness {
     /// Uploads a JAR and deploys it to `app`; returns the BUILDING
     /// deployment.
     pub async fn deploy(&self, app: &AppRef) -> Deployment {
-        let artifact = self.upload("com.example.Main").await;
+        let artifact = self.upload_to(app, "com.example.Main").await;
         self.platform.deploy(app, artifact, config()).await.unwrap()
     }
 

@@ -157,6 +157,22 @@ impl QuotaStore for SqliteQuotaStore {
             .with(move |conn| total_of(conn, tenant.as_str()))
             .await
     }
+
+    async fn artifact_charged(&self, tenant: &TenantId, sha256: &Sha256Digest) -> Result<bool> {
+        let (tenant, sha256) = (tenant.clone(), sha256.to_string());
+        self.db
+            .with(move |conn| {
+                conn.query_row(
+                    "SELECT 1 FROM artifact_charges WHERE tenant = ?1 AND sha256 = ?2",
+                    [tenant.as_str(), sha256.as_str()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map(|row| row.is_some())
+                .map_err(db_err)
+            })
+            .await
+    }
 }
 
 #[cfg(test)]
