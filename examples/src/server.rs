@@ -1,11 +1,15 @@
 //! The example server: command line and wiring.
 //!
-//! `cargo run -p cameleer-examples --bin server -- [--listen ADDR]
-//! [--data-dir DIR] [--agent-jar PATH] [--agent-args STR] [--base-image REF]
-//! [--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]]
-//! [--backend docker|kubernetes] [--image-builder registry|kaniko]
-//! [--pull-secret NAME]… [--push-secret NAME] [--insecure-registry]
-//! [--log-store sqlite|clickhouse://…] [--keep-versions N]`
+//! `cargo run -p cameleer-examples --bin server -- --help` lists the flags.
+//! Each one may also be set from a `CAMELEER_*` environment variable named
+//! after it (`--data-dir` from `CAMELEER_DATA_DIR`, `--pull-secret` from
+//! `CAMELEER_PULL_SECRETS`, comma-separated); a flag wins over its
+//! variable. Secrets never come from a flag: registry credentials come from
+//! `--registry-credentials-file` (one line `username:password`) or the
+//! environment ([`cameleer_registry::USERNAME_ENV`],
+//! [`cameleer_registry::PASSWORD_ENV`]), the admin token from a file
+//! (`--admin-token-file`), and a ClickHouse password in a `--log-store` URL
+//! only from `CAMELEER_LOG_STORE`.
 //!
 //! It wires the crates exactly as a host application would: SQLite and
 //! content-addressed files under the data dir for storage, the local Docker
@@ -17,59 +21,182 @@
 //! [`Platform`](cameleer_runtime::Platform). On Docker, images are built by
 //! the engine (the default), or, with `--registry`, without it: assembled by
 //! `cameleer-registry`'s builder and pushed to the registry, which the
-//! engine then pulls by digest. Registry credentials come from
-//! `--registry-credentials-file` (one line `username:password`) or the
-//! environment ([`cameleer_registry::USERNAME_ENV`],
-//! [`cameleer_registry::PASSWORD_ENV`]), never from the command line.
+//! engine then pulls by digest.
+//!
+//! On SIGTERM or Ctrl-C the server stops accepting connections, ends the
+//! log and event streams, and gives the requests in flight
+//! `--shutdown-grace-secs` to finish; the apps keep running, and the next
+//! start adopts them.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use cameleer_runtime::ImageRef;
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
-/// The server's settings, from the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `--help` prints after the flags.
+const AFTER_HELP: &str = "\
+Every flag may also be set from the environment variable shown with it (a
+flag wins). List-valued variables are comma-separated.
+
+Secrets never come from a flag: registry credentials come from
+--registry-credentials-file or from CAMELEER_REGISTRY_USERNAME and
+CAMELEER_REGISTRY_PASSWORD; a ClickHouse password may be part of the
+CAMELEER_LOG_STORE URL, not of --log-store.
+
+On SIGTERM the server stops accepting connections, ends log and event
+streams, waits up to --shutdown-grace-secs for the requests in flight, and
+exits 0. Apps keep running; the next start adopts them, and records a build
+or start it interrupted as FAILED (interrupted).";
+
+/// The server's settings, from the command line and the environment.
+///
+/// Parse them with [`ServerArgs::from_args`] (or [`ServerArgs::from_env`]
+/// in a binary), which also checks the rules between flags.
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(
+    name = "server",
+    version,
+    about = "The Cameleer example server: the platform's HTTP API on embedded defaults.",
+    long_about = None,
+    after_help = AFTER_HELP
+)]
 pub struct ServerArgs {
-    /// Where to listen. Default `127.0.0.1:8080`.
+    /// Where to listen.
+    #[arg(
+        long,
+        env = "CAMELEER_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
-    /// Where the database and artifacts live. Default `./cameleer-data`.
+    /// Where the database and artifacts live.
+    #[arg(
+        long,
+        env = "CAMELEER_DATA_DIR",
+        value_name = "DIR",
+        default_value = "cameleer-data"
+    )]
     pub data_dir: PathBuf,
     /// The Cameleer agent JAR; default: the demo agent, compiled from the
     /// source that ships in the repository.
+    #[arg(long, env = "CAMELEER_AGENT_JAR", value_name = "PATH")]
     pub agent_jar: Option<PathBuf>,
     /// Arguments passed to the agent (`-javaagent:agent.jar=<args>`).
+    #[arg(long, env = "CAMELEER_AGENT_ARGS", value_name = "STR")]
     pub agent_args: Option<String>,
     /// The JRE base image; default: one built locally with `jlink`
     /// (Docker only: a cluster needs one it can pull).
+    #[arg(long, env = "CAMELEER_BASE_IMAGE", value_name = "REF")]
     pub base_image: Option<ImageRef>,
     /// Where apps run.
+    #[arg(long, env = "CAMELEER_BACKEND", value_enum, default_value_t)]
     pub backend: Backend,
     /// The registry images are pushed to (`https://host[:port]`, or
     /// `http://` on loopback), by the daemonless builder: on Docker instead
     /// of building them in the engine, on Kubernetes always. With
     /// `--image-builder kaniko`: the repository prefix the build Job pushes
     /// under (`{registry}/{tenant}/{app}:v{version}`).
+    #[arg(long, env = "CAMELEER_REGISTRY", value_name = "URL")]
     pub registry: Option<String>,
     /// A file whose first line is `username:password` for the registry.
+    #[arg(long, env = "CAMELEER_REGISTRY_CREDENTIALS_FILE", value_name = "PATH")]
     pub registry_credentials_file: Option<PathBuf>,
     /// A PEM file of the CA that signed the registry's certificate.
+    #[arg(long, env = "CAMELEER_REGISTRY_CA", value_name = "PATH")]
     pub registry_ca: Option<PathBuf>,
-    /// Kubernetes: how images are made. Default
-    /// [`ImageBuilderKind::Registry`].
+    /// Kubernetes: how images are made.
+    #[arg(long, env = "CAMELEER_IMAGE_BUILDER", value_enum, default_value_t)]
     pub image_builder: ImageBuilderKind,
     /// Kubernetes: Secrets (in each tenant namespace) the cluster pulls
-    /// images with.
+    /// images with. Repeatable.
+    #[arg(
+        long = "pull-secret",
+        env = "CAMELEER_PULL_SECRETS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
     pub pull_secrets: Vec<String>,
     /// Kubernetes with Kaniko: the Secret with the push credentials, in the
     /// build namespace.
+    #[arg(long, env = "CAMELEER_PUSH_SECRET", value_name = "NAME")]
     pub push_secret: Option<String>,
     /// Kubernetes with Kaniko: push over plain HTTP (a local registry).
+    #[arg(
+        long,
+        env = "CAMELEER_INSECURE_REGISTRY",
+        action = ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub insecure_registry: bool,
-    /// Where app logs are kept beyond their containers.
+    /// Where app logs are kept beyond their containers: `sqlite` (in the
+    /// data dir) or `clickhouse[s]://[user@]host[:port][/database]`.
+    #[arg(
+        long,
+        env = "CAMELEER_LOG_STORE",
+        hide_env_values = true,
+        value_name = "sqlite|clickhouse://…",
+        value_parser = LogStoreArg::parse,
+        default_value = "sqlite"
+    )]
     pub log_store: LogStoreArg,
     /// Retention: versions whose images and artifacts are kept per app and
-    /// environment. Default 10.
+    /// environment (at least 1); older ones are swept hourly.
+    #[arg(
+        long,
+        env = "CAMELEER_KEEP_VERSIONS",
+        value_name = "N",
+        value_parser = at_least_one,
+        default_value = "10"
+    )]
     pub keep_versions: usize,
+    /// The file holding the admin token; default `<data-dir>/admin-token`,
+    /// created (mode 0600) at first start.
+    #[arg(long, env = "CAMELEER_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
+    /// How the server's own log lines are written to stderr.
+    #[arg(long, env = "CAMELEER_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+    /// On SIGTERM, how long requests in flight may take to finish before
+    /// they are cut off (seconds).
+    #[arg(
+        long = "shutdown-grace-secs",
+        env = "CAMELEER_SHUTDOWN_GRACE_SECS",
+        value_name = "N",
+        value_parser = seconds,
+        default_value = "30"
+    )]
+    pub shutdown_grace: Duration,
+}
+
+/// `--keep-versions`: a whole number, at least 1.
+fn at_least_one(v: &str) -> Result<usize, String> {
+    v.parse()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| "a whole number, at least 1".to_owned())
+}
+
+/// `--shutdown-grace-secs`: whole seconds.
+fn seconds(v: &str) -> Result<Duration, String> {
+    v.parse()
+        .map(Duration::from_secs)
+        .map_err(|_| "a whole number of seconds".to_owned())
+}
+
+/// `--log-format`: how the server writes its own log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, the default.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`,
+    /// `target`), for log shippers.
+    Json,
 }
 
 /// `--log-store`: where app logs are kept.
@@ -89,18 +216,24 @@ impl LogStoreArg {
             return Ok(Self::Sqlite);
         }
         if v.starts_with("clickhouse://") || v.starts_with("clickhouses://") {
-            cameleer_logstore::ClickHouseOptions::from_url(v)
-                .map_err(|e| format!("--log-store: {e}"))?;
+            cameleer_logstore::ClickHouseOptions::from_url(v).map_err(|e| e.to_string())?;
             return Ok(Self::ClickHouse(v.to_owned()));
         }
-        Err(format!(
-            "--log-store {v:?}: sqlite or clickhouse://[user[:password]@]host[:port][/database]"
-        ))
+        Err("sqlite or clickhouse://[user[:password]@]host[:port][/database]".to_owned())
+    }
+
+    /// Whether the value carries a password.
+    fn has_password(&self) -> bool {
+        match self {
+            Self::Sqlite => false,
+            Self::ClickHouse(url) => cameleer_logstore::ClickHouseOptions::from_url(url)
+                .is_ok_and(|o| o.password.is_some()),
+        }
     }
 }
 
 /// How the Kubernetes backend makes images.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum ImageBuilderKind {
     /// Assembled in this process without a container engine and pushed to
     /// `--registry` (`cameleer-registry`): the default.
@@ -113,7 +246,7 @@ pub enum ImageBuilderKind {
 }
 
 /// Which backend the server runs apps on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
     /// The local Docker engine.
     #[default]
@@ -140,114 +273,59 @@ impl Default for ServerArgs {
             insecure_registry: false,
             log_store: LogStoreArg::Sqlite,
             keep_versions: 10,
+            admin_token_file: None,
+            log_format: LogFormat::Text,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
 
-/// The usage text.
-pub const USAGE: &str = "usage: server [--listen ADDR] [--data-dir DIR] [--agent-jar PATH] \
-[--agent-args STR] [--base-image REF] \
-[--registry URL [--registry-credentials-file PATH] [--registry-ca PATH]] \
-[--backend docker|kubernetes] [--image-builder registry|kaniko] [--pull-secret NAME]... \
-[--push-secret NAME] [--insecure-registry] \
-[--log-store sqlite|clickhouse://[user[:password]@]host[:port][/database]] [--keep-versions N]
-  --log-store: where app logs are kept beyond their containers (default: sqlite, in the data dir).
-  --keep-versions: retention keeps the images and artifacts of the newest N versions of each
-  app and environment (default 10, at least 1); older ones are swept hourly.
-  --registry: build images without the engine and push them to URL (https, or http on
-  loopback); credentials from the file (one line username:password) or from
-  CAMELEER_REGISTRY_USERNAME and CAMELEER_REGISTRY_PASSWORD. Needed on Kubernetes.
-  --image-builder kaniko (Kubernetes): build in the cluster with a Kaniko Job instead;
-  then --registry is the repository prefix the Job pushes under, and --base-image,
-  --push-secret and --insecure-registry apply";
-
 impl ServerArgs {
-    /// Parses the arguments after the program name. `Ok(None)` for
-    /// `--help`; `Err` names the offending argument.
+    /// Parses the arguments after the program name, and the `CAMELEER_*`
+    /// environment variables of the flags not given, then checks the rules
+    /// between flags.
+    ///
+    /// The error is clap's: [`clap::Error::kind`] is
+    /// [`ErrorKind::DisplayHelp`] or [`ErrorKind::DisplayVersion`] for
+    /// `--help` and `--version` (printed by [`clap::Error::exit`] with exit
+    /// code 0), and any other kind names the offending flag (exit code 2).
     ///
     /// # Examples
     ///
     /// ```
     /// use cameleer_examples::server::ServerArgs;
     ///
-    /// let args = ServerArgs::parse(["--listen", "127.0.0.1:0", "--data-dir", "/tmp/c"])
-    ///     .unwrap()
-    ///     .unwrap();
+    /// let args = ServerArgs::from_args(["--listen", "127.0.0.1:0", "--data-dir", "/tmp/c"]).unwrap();
     /// assert_eq!(args.listen.port(), 0);
-    /// assert!(ServerArgs::parse(["--nope"]).is_err());
+    /// assert_eq!(ServerArgs::from_args(["--nope"]).unwrap_err().exit_code(), 2);
     /// ```
-    pub fn parse<I, S>(args: I) -> Result<Option<Self>, String>
+    pub fn from_args<I, S>(args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: Into<OsString> + Clone,
     {
-        let mut out = Self::default();
-        let mut it = args.into_iter().map(Into::into);
-        while let Some(flag) = it.next() {
-            if flag == "--help" || flag == "-h" {
-                return Ok(None);
-            }
-            if flag == "--insecure-registry" {
-                out.insecure_registry = true;
-                continue;
-            }
-            let (name, inline) = match flag.split_once('=') {
-                Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-                _ => (flag.clone(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| it.next())
-                    .ok_or_else(|| format!("{name} needs a value"))
-            };
-            match name.as_str() {
-                "--listen" => {
-                    let v = value()?;
-                    out.listen = v.parse().map_err(|e| {
-                        format!("--listen {v:?}: not an address such as 127.0.0.1:8080 ({e})")
-                    })?;
-                }
-                "--data-dir" => out.data_dir = PathBuf::from(value()?),
-                "--agent-jar" => out.agent_jar = Some(PathBuf::from(value()?)),
-                "--agent-args" => out.agent_args = Some(value()?),
-                "--base-image" => {
-                    let v = value()?;
-                    out.base_image = Some(v.parse().map_err(|e| format!("--base-image: {e}"))?);
-                }
-                "--backend" => {
-                    out.backend = match value()?.as_str() {
-                        "docker" => Backend::Docker,
-                        "kubernetes" => Backend::Kubernetes,
-                        v => return Err(format!("--backend {v:?}: docker or kubernetes")),
-                    };
-                }
-                "--registry" => out.registry = Some(value()?),
-                "--registry-credentials-file" => {
-                    out.registry_credentials_file = Some(PathBuf::from(value()?))
-                }
-                "--registry-ca" => out.registry_ca = Some(PathBuf::from(value()?)),
-                "--image-builder" => {
-                    out.image_builder = match value()?.as_str() {
-                        "registry" => ImageBuilderKind::Registry,
-                        "kaniko" => ImageBuilderKind::Kaniko,
-                        v => return Err(format!("--image-builder {v:?}: registry or kaniko")),
-                    };
-                }
-                "--pull-secret" => out.pull_secrets.push(value()?),
-                "--push-secret" => out.push_secret = Some(value()?),
-                "--log-store" => out.log_store = LogStoreArg::parse(&value()?)?,
-                "--keep-versions" => {
-                    let v = value()?;
-                    out.keep_versions = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                        format!("--keep-versions {v:?}: a whole number, at least 1")
-                    })?;
-                }
-                other => return Err(format!("unknown argument {other:?}")),
-            }
+        let mut command = Self::command();
+        let matches = command.try_get_matches_from_mut(
+            std::iter::once(OsString::from("server")).chain(args.into_iter().map(Into::into)),
+        )?;
+        let out = Self::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+        if matches.value_source("log_store") == Some(ValueSource::CommandLine)
+            && out.log_store.has_password()
+        {
+            return Err(command.error(
+                ErrorKind::ValueValidation,
+                "--log-store: a password on the command line is visible to every user \
+                 (ps); put the URL in CAMELEER_LOG_STORE instead",
+            ));
         }
-        out.check()?;
-        Ok(Some(out))
+        out.check()
+            .map_err(|e| command.error(ErrorKind::ArgumentConflict, e))?;
+        Ok(out)
+    }
+
+    /// [`from_args`](Self::from_args) on this process's arguments.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        Self::from_args(std::env::args_os().skip(1))
     }
 
     /// The rules between flags, per backend and image builder.
@@ -300,161 +378,4 @@ impl ServerArgs {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_and_every_flag() {
-        assert_eq!(
-            ServerArgs::parse(Vec::<String>::new()).unwrap().unwrap(),
-            ServerArgs::default()
-        );
-        let a = ServerArgs::parse([
-            "--listen=0.0.0.0:9000",
-            "--data-dir",
-            "/d",
-            "--agent-jar",
-            "/a.jar",
-            "--agent-args",
-            "x=1,y=2",
-            "--base-image",
-            "cameleer/jre:17",
-            "--keep-versions",
-            "3",
-        ])
-        .unwrap()
-        .unwrap();
-        assert_eq!(a.keep_versions, 3);
-        assert_eq!(a.listen.port(), 9000);
-        assert_eq!(a.data_dir, PathBuf::from("/d"));
-        assert_eq!(a.agent_jar, Some(PathBuf::from("/a.jar")));
-        assert_eq!(a.agent_args.as_deref(), Some("x=1,y=2"));
-        assert_eq!(a.base_image.unwrap().to_string(), "cameleer/jre:17");
-        assert_eq!(ServerArgs::parse(["--help"]).unwrap(), None);
-        let k = ServerArgs::parse([
-            "--backend",
-            "kubernetes",
-            "--registry",
-            "https://registry.example.com",
-            "--pull-secret",
-            "pull-a",
-            "--pull-secret=pull-b",
-        ])
-        .unwrap()
-        .unwrap();
-        assert_eq!(k.backend, Backend::Kubernetes);
-        assert_eq!(k.image_builder, ImageBuilderKind::Registry, "the default");
-        assert_eq!(k.pull_secrets, ["pull-a", "pull-b"]);
-        let k = ServerArgs::parse([
-            "--backend",
-            "kubernetes",
-            "--image-builder",
-            "kaniko",
-            "--registry",
-            "localhost:5001/cameleer",
-            "--base-image",
-            "eclipse-temurin:17-jre",
-            "--push-secret",
-            "push",
-            "--insecure-registry",
-        ])
-        .unwrap()
-        .unwrap();
-        assert_eq!(k.image_builder, ImageBuilderKind::Kaniko);
-        assert_eq!(k.registry.as_deref(), Some("localhost:5001/cameleer"));
-        assert_eq!(k.push_secret.as_deref(), Some("push"));
-        assert!(k.insecure_registry);
-        let r = ServerArgs::parse([
-            "--registry",
-            "https://registry.example.com:5000",
-            "--registry-credentials-file",
-            "/etc/cameleer/registry",
-            "--registry-ca=/etc/cameleer/ca.pem",
-        ])
-        .unwrap()
-        .unwrap();
-        assert_eq!(
-            r.registry.as_deref(),
-            Some("https://registry.example.com:5000")
-        );
-        assert_eq!(
-            r.registry_credentials_file,
-            Some(PathBuf::from("/etc/cameleer/registry"))
-        );
-        assert_eq!(r.registry_ca, Some(PathBuf::from("/etc/cameleer/ca.pem")));
-    }
-
-    #[test]
-    fn the_log_store_is_sqlite_or_a_clickhouse_url() {
-        let a = ServerArgs::parse(["--log-store", "clickhouse://127.0.0.1:8123/logs"])
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            a.log_store,
-            LogStoreArg::ClickHouse("clickhouse://127.0.0.1:8123/logs".into())
-        );
-        let a = ServerArgs::parse(["--log-store=sqlite"]).unwrap().unwrap();
-        assert_eq!(a.log_store, LogStoreArg::Sqlite);
-        for bad in ["postgres://x", "clickhouse://h/bad;db"] {
-            let e = ServerArgs::parse(["--log-store", bad]).unwrap_err();
-            assert!(e.contains("--log-store"), "{e}");
-        }
-    }
-
-    #[test]
-    fn bad_arguments_are_named() {
-        for (args, needle) in [
-            (vec!["--listen", "nowhere"], "--listen"),
-            (vec!["--listen"], "needs a value"),
-            (vec!["--base-image", "UPPER"], "--base-image"),
-            (vec!["serve"], "unknown argument"),
-            (vec!["--backend", "podman"], "--backend"),
-            (vec!["--keep-versions", "0"], "--keep-versions"),
-            (vec!["--keep-versions=ten"], "--keep-versions"),
-            (vec!["--backend", "kubernetes"], "--registry"),
-            (
-                vec!["--backend", "kubernetes", "--registry", "localhost:5001/c"],
-                "--registry",
-            ),
-            (
-                vec![
-                    "--backend",
-                    "kubernetes",
-                    "--image-builder",
-                    "kaniko",
-                    "--registry",
-                    "localhost:5001/c",
-                ],
-                "--base-image",
-            ),
-            (
-                vec![
-                    "--backend",
-                    "kubernetes",
-                    "--registry",
-                    "https://r.example.com",
-                    "--push-secret",
-                    "p",
-                ],
-                "kaniko",
-            ),
-            (vec!["--image-builder", "kaniko"], "--backend kubernetes"),
-            (vec!["--image-builder", "buildah"], "--image-builder"),
-            (vec!["--pull-secret", "p"], "--backend kubernetes"),
-            (vec!["--registry", "http://10.0.0.1:5000"], "loopback"),
-            (vec!["--registry-ca", "/ca.pem"], "need --registry"),
-            (
-                vec![
-                    "--registry",
-                    "http://127.0.0.1:5000",
-                    "--base-image",
-                    "a/b:1",
-                ],
-                "--base-image",
-            ),
-        ] {
-            let e = ServerArgs::parse(args).unwrap_err();
-            assert!(e.contains(needle), "{e}");
-        }
-    }
-}
+mod tests;

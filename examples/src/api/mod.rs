@@ -32,6 +32,7 @@ mod handlers;
 pub mod logs;
 mod quota;
 mod retention;
+pub mod shutdown;
 mod streams;
 mod tokens;
 

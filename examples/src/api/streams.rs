@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::ApiError;
+use super::shutdown::endless;
 
 #[derive(Deserialize)]
 pub(crate) struct LogQuery {
@@ -74,15 +75,18 @@ pub async fn logs(
 ) -> Result<Response, ApiError> {
     let app = AppRef::parse(&tenant, &app, &env)?;
     let options = parse_query(&query)?;
-    if let Some(Extension(store)) = store {
-        return super::logs::logs_with_store(platform, store, app, options, wants_sse(&headers))
-            .await;
-    }
-    let lines = platform.logs(&app, options).await?;
-    Ok(respond(
-        lines.map(|l| l.map_err(ApiError::from)),
-        wants_sse(&headers),
-    ))
+    let follow = options.follow;
+    let response = if let Some(Extension(store)) = store {
+        super::logs::logs_with_store(platform, store, app, options, wants_sse(&headers)).await?
+    } else {
+        let lines = platform.logs(&app, options).await?;
+        respond(
+            lines.map(|l| l.map_err(ApiError::from)),
+            wants_sse(&headers),
+        )
+    };
+    // A follow streams until the client leaves, or the server stops.
+    Ok(if follow { endless(response) } else { response })
 }
 
 /// The response of a log route: SSE `log` events (an `error` event for an
@@ -169,11 +173,15 @@ pub(crate) fn events_of_tenant(
 pub async fn tenant_events(
     State(platform): State<Platform>,
     Path(tenant): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let tenant: TenantId = tenant.parse()?;
     let stream = events_of_tenant(platform.subscribe(), tenant)
         .map(|event| Ok::<_, Infallible>(sse_of(&event)));
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(endless(
+        Sse::new(stream)
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+            .into_response(),
+    ))
 }
 
 /// `GET …/events`: SSE of the app's status changes, build progress and
@@ -183,11 +191,15 @@ pub async fn tenant_events(
 pub async fn events(
     State(platform): State<Platform>,
     Path((tenant, app, env)): Path<(String, String, String)>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let app = AppRef::parse(&tenant, &app, &env)?;
     let stream =
         events_of(platform.subscribe(), app).map(|event| Ok::<_, Infallible>(sse_of(&event)));
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(endless(
+        Sse::new(stream)
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+            .into_response(),
+    ))
 }
 
 #[cfg(test)]

@@ -19,13 +19,17 @@
 //! deploys the same digest. With no `--agent-jar`, the demo agent is
 //! compiled from its source.
 
+use std::future::IntoFuture;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::middleware::from_fn_with_state;
 use cameleer_build::java::agent::agent_jar;
 use cameleer_examples::api;
+use cameleer_examples::api::shutdown::end_streams_on;
 use cameleer_examples::auth::{AdminToken, Auth};
-use cameleer_examples::server::{Backend, LogStoreArg, ServerArgs, USAGE};
+use cameleer_examples::server::{Backend, LogFormat, LogStoreArg, ServerArgs};
 use cameleer_examples::storage::{
     FsArtifactStore, SqliteDeploymentStore, SqliteQuotaStore, SqliteTokenStore,
 };
@@ -40,29 +44,24 @@ use cameleer_runtime_docker::{
     DockerImageBuilder, DockerImageBuilderOptions, DockerOrchestratorOptions,
     DockerRuntimeOrchestrator, RegistryLogin, connect,
 };
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = match ServerArgs::parse(std::env::args().skip(1)) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    // `--help`, `--version` (exit 0) and bad arguments (exit 2) print and
+    // exit here, before anything is logged.
+    let args = ServerArgs::from_env().unwrap_or_else(|e| e.exit());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => subscriber.init(),
+        LogFormat::Json => subscriber.json().init(),
+    }
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -132,12 +131,55 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
         "cameleer server listening on http://{}",
         listener.local_addr()?
     );
-    let app = api::router(platform.clone(), auth).layer(axum::Extension(logs_api));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let shutdown = CancellationToken::new();
+    let app = api::router(platform.clone(), auth)
+        .layer(axum::Extension(logs_api))
+        .layer(from_fn_with_state(shutdown.clone(), end_streams_on));
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        }
+    });
+    serve(listener, app, &shutdown, args.shutdown_grace).await?;
+    // Background work stops; the apps keep running, and a build or start
+    // cut short stays BUILDING or STARTING until the next start records it
+    // as interrupted.
     platform.shutdown().await;
     forwarder.shutdown().await;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+/// Serves until `shutdown` is cancelled, then stops accepting connections
+/// and gives the requests in flight `grace` to finish (the endless streams
+/// end at once, see [`end_streams_on`]); those still running then are cut
+/// off when the process exits.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: &CancellationToken,
+    grace: Duration,
+) -> Result<(), BoxError> {
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    let deadline = async {
+        shutdown.cancelled().await;
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: waiting for the requests in flight"
+        );
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        () = deadline => tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "requests still in flight after the grace period are cut off"
+        ),
+    }
     Ok(())
 }
 
@@ -290,5 +332,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down");
 }
