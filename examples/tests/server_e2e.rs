@@ -19,59 +19,11 @@ use cameleer_docker_testing::{CleanupGuard, containers_labelled};
 use cameleer_runtime_docker::connect::connect;
 use cameleer_runtime_docker::labels;
 use serde_json::{Value, json};
-use support::server::{Endpoint, Server};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::server::{Endpoint, Server, json_call, poll, read_response, send};
 
 /// A minimal HTTP/1.1 exchange (`Connection: close`, chunked or not).
 async fn http(addr: &Endpoint, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut stream = tokio::net::TcpStream::connect(addr.addr).await.unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Authorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        addr.token,
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
-    let status = head[9..12].parse().unwrap();
-    let mut body = raw[split + 4..].to_vec();
-    if head.contains("transfer-encoding: chunked") {
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
-                .unwrap();
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
-            rest = &rest[eol + 2 + size + 2..];
-        }
-        body = out;
-    }
-    (status, body)
-}
-
-async fn json_call(addr: &Endpoint, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let payload = if body.is_null() {
-        Vec::new()
-    } else {
-        body.to_string().into_bytes()
-    };
-    let (status, bytes) = http(addr, method, path, &payload).await;
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    read_response(send(addr, method, path, body).await).await
 }
 
 async fn wait_for_status(addr: &Endpoint, path: &str, want: &str, limit: Duration) -> Value {
@@ -295,24 +247,6 @@ async fn with_a_registry_uploads_end_as_pushed_images_and_promotion_pushes_nothi
     assert_eq!(count_containers(&docker, &tenant).await, 0);
 }
 
-/// `GET path` until `done` holds for the JSON answer (at most `limit`).
-async fn poll_json(
-    addr: &Endpoint,
-    path: &str,
-    limit: Duration,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let start = Instant::now();
-    loop {
-        let (code, body) = json_call(addr, "GET", path, Value::Null).await;
-        if code == 200 && done(&body) {
-            return body;
-        }
-        assert!(start.elapsed() < limit, "{path}: {code} {body}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_versions_logs_stay_searchable() {
     let docker = connect().await.unwrap();
@@ -344,7 +278,7 @@ async fn a_replaced_versions_logs_stay_searchable() {
     let v1_id = v1["deployment"]["id"].as_str().unwrap().to_owned();
     // The forwarder stores v1's lines while it runs.
     let search = format!("{app}/envs/dev/logs/search");
-    poll_json(
+    poll(
         addr,
         &format!("{search}?version=1&limit=1000"),
         patience,
@@ -355,11 +289,11 @@ async fn a_replaced_versions_logs_stay_searchable() {
     // v2 replaces it: the engine removes v1's container.
     let (code, _) = json_call(addr, "POST", &format!("{app}/envs/dev/deployments"), deploy).await;
     assert_eq!(code, 202);
-    poll_json(addr, &format!("{app}/envs/dev"), patience, |s| {
+    poll(addr, &format!("{app}/envs/dev"), patience, |s| {
         s["deployment"]["version"] == 2 && s["status"] == "RUNNING"
     })
     .await;
-    poll_json(
+    poll(
         addr,
         &format!("{search}?version=2&limit=5"),
         patience,

@@ -91,3 +91,118 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+impl Server {
+    /// SIGTERM (a graceful shutdown), then waits up to `limit` for the
+    /// process to exit: its exit status and how long it took, or `None`
+    /// if it still runs (it is killed on drop).
+    pub fn terminate(
+        &mut self,
+        limit: std::time::Duration,
+    ) -> Option<(std::process::ExitStatus, std::time::Duration)> {
+        let start = std::time::Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some((status, start.elapsed()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+// HTTP/1.1 over a bare socket: streamed responses can be read as they come.
+
+/// Sends one request (`Connection: close`) and returns the open
+/// connection, the response not read yet: the one place of these helpers
+/// that knows how to authenticate.
+pub async fn send(addr: &Endpoint, method: &str, path: &str, body: &[u8]) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(addr.addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        addr.token,
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, body)
+        .await
+        .unwrap();
+    stream
+}
+
+/// The status and the body (de-chunked) of a whole response.
+pub async fn read_response(mut stream: tokio::net::TcpStream) -> (u16, Vec<u8>) {
+    let mut raw = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut raw)
+        .await
+        .unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let body = raw[split + 4..].to_vec();
+    if !head.contains("transfer-encoding: chunked") {
+        return (status, body);
+    }
+    let mut out = Vec::new();
+    let mut rest = &body[..];
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+        rest = &rest[eol + 2 + size + 2..];
+    }
+    (status, out)
+}
+
+/// A JSON request (none for `Value::Null`) and its JSON answer (`Null` if
+/// it is not JSON).
+pub async fn json_call(
+    addr: &Endpoint,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let payload = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    let (status, bytes) = read_response(send(addr, method, path, &payload).await).await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// `GET path` until `done` holds for the JSON answer (at most `limit`).
+pub async fn poll(
+    addr: &Endpoint,
+    path: &str,
+    limit: std::time::Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let (code, view) = json_call(addr, "GET", path, serde_json::Value::Null).await;
+        if code == 200 && done(&view) {
+            return view;
+        }
+        assert!(start.elapsed() < limit, "not done after {limit:?}: {view}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}

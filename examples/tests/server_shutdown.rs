@@ -1,0 +1,161 @@
+//! End to end on the real Docker engine: SIGTERM to the server binary.
+//!
+//! An app RUNNING, a log follow open and a second deploy just accepted;
+//! then `kill -TERM`. The server must exit 0 within its grace period (the
+//! follow ends with a last `shutting_down` line instead of holding the
+//! shutdown forever), the app's container must still run, and a server
+//! started again on the same data dir must adopt it (the same container,
+//! RUNNING) and record the deploy it cut short as FAILED with the typed
+//! reason `interrupted`.
+
+mod support;
+
+use std::time::Duration;
+
+use cameleer_build::java::fixtures::{FixtureApp, app_jar};
+use cameleer_docker_testing::{CleanupGuard, containers_labelled};
+use cameleer_runtime_docker::connect::connect;
+use cameleer_runtime_docker::labels;
+use serde_json::{Value, json};
+use support::server::{Server, json_call, poll, read_response, send};
+use tokio::io::AsyncReadExt;
+
+/// The grace period the server is started with.
+const GRACE: Duration = Duration::from_secs(20);
+
+/// The ids of the tenant's containers that run now.
+async fn running_containers(docker: &bollard::Docker, tenant: &str) -> Vec<String> {
+    let mut running = Vec::new();
+    for id in containers_labelled(docker, labels::TENANT, tenant)
+        .await
+        .unwrap()
+    {
+        let inspect = docker.inspect_container(&id, None).await.unwrap();
+        if inspect.state.and_then(|s| s.running) == Some(true) {
+            running.push(id);
+        }
+    }
+    running
+}
+
+/// The code of the reason of a deployment's last status change.
+fn last_reason(deployment: &Value) -> &Value {
+    let history = deployment["history"].as_array().expect("a history");
+    assert!(!history.is_empty(), "{deployment}");
+    &history[history.len() - 1]["reason"]["code"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_requests_keeps_the_apps_and_the_next_start_adopts_them() {
+    let docker = connect().await.unwrap();
+    let tenant = format!("term-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let guard = CleanupGuard::new(&docker);
+    guard.label(labels::TENANT, &tenant);
+    let data = tempfile::tempdir().unwrap();
+    let jar = std::fs::read(app_jar(FixtureApp::Logging).unwrap()).unwrap();
+    let patience = Duration::from_secs(240);
+    let grace = GRACE.as_secs().to_string();
+    let args = ["--shutdown-grace-secs", grace.as_str()];
+
+    let mut server = Server::start_with(data.path(), &args, &[]);
+    let addr = &server.endpoint();
+    let app = format!("/api/v1/tenants/{tenant}/apps/orders");
+    let env = format!("{app}/envs/dev");
+    let upload = send(addr, "PUT", &format!("{env}/artifacts"), &jar).await;
+    let (code, body) = read_response(upload).await;
+    let uploaded: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(code, 201, "{uploaded}");
+    let deploy = |interval: &str| {
+        json!({
+            "artifact": uploaded["sha256"],
+            "config": {
+                "env": {"LOG_INTERVAL_MS": interval},
+                "resources": {"memory_mb": 256, "cpu_millis": 500},
+            },
+        })
+    };
+    let (code, first) = json_call(addr, "POST", &format!("{env}/deployments"), deploy("300")).await;
+    assert_eq!(code, 202, "{first}");
+    poll(addr, &env, patience, |v| {
+        v["deployment"]["status"] == "RUNNING"
+    })
+    .await;
+    let serving = running_containers(&docker, &tenant).await;
+    assert_eq!(serving.len(), 1, "{serving:?}");
+
+    // A request that never ends by itself: a follow of the logs, its
+    // first lines read before the shutdown.
+    let mut follow = send(addr, "GET", &format!("{env}/logs?follow=true"), b"").await;
+    let mut first_bytes = vec![0; 64];
+    let n = tokio::time::timeout(Duration::from_secs(30), follow.read(&mut first_bytes))
+        .await
+        .expect("the follow answers")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&first_bytes[..n]).starts_with("HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&first_bytes[..n])
+    );
+    let follow = tokio::spawn(async move {
+        let mut rest = Vec::new();
+        follow.read_to_end(&mut rest).await.unwrap();
+        rest
+    });
+
+    // A second deploy, accepted and building when the signal comes.
+    let (code, second) =
+        json_call(addr, "POST", &format!("{env}/deployments"), deploy("500")).await;
+    assert_eq!(code, 202, "{second}");
+    assert_eq!(second["status"], "BUILDING");
+
+    let (status, took) = server
+        .terminate(GRACE + Duration::from_secs(15))
+        .expect("the server exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < GRACE, "took {took:?}: the follow held the shutdown");
+    let rest = tokio::time::timeout(Duration::from_secs(5), follow)
+        .await
+        .expect("the follow ended")
+        .unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.contains(r#"{"error":{"code":"shutting_down""#),
+        "the follow says why it ended: {rest}"
+    );
+    assert_eq!(
+        running_containers(&docker, &tenant).await,
+        serving,
+        "the app was not stopped"
+    );
+
+    // Started again on the same data: the app adopted, the deploy cut
+    // short recorded as interrupted.
+    let server = Server::start_with(data.path(), &args, &[]);
+    let addr = &server.endpoint();
+    let view = poll(addr, &env, patience, |v| v["status"] == "RUNNING").await;
+    assert_eq!(view["runtime"]["deployment"], first["id"], "{view}");
+    let (code, history) = json_call(addr, "GET", &format!("{env}/deployments"), Value::Null).await;
+    assert_eq!(code, 200, "{history}");
+    let deployments = history.as_array().expect("a list");
+    assert_eq!(deployments.len(), 2, "{history}");
+    let (newest, oldest) = (&deployments[0], &deployments[1]);
+    assert_eq!(newest["id"], second["id"], "{history}");
+    assert_eq!(newest["status"], "FAILED", "{history}");
+    assert_eq!(last_reason(newest), "interrupted", "{history}");
+    assert_eq!(oldest["id"], first["id"], "{history}");
+    assert_eq!(oldest["status"], "RUNNING", "{history}");
+    assert_eq!(
+        running_containers(&docker, &tenant).await,
+        serving,
+        "adopted: the same container, not a new one"
+    );
+
+    drop(server);
+    guard.cleanup().await.unwrap();
+    assert!(
+        containers_labelled(&docker, labels::TENANT, &tenant)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
