@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cameleer_build::java::fixtures::{FixtureApp, app_jar};
 use cameleer_docker_testing::{CleanupGuard, containers_labelled};
@@ -157,5 +157,65 @@ async fn sigterm_drains_requests_keeps_the_apps_and_the_next_start_adopts_them()
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+#[test]
+fn with_log_format_json_every_log_line_is_an_object_and_an_idle_server_exits_at_once() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("CAMELEER_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening on http://127.0.0.1:"), "{line}");
+    let start = Instant::now();
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(start.elapsed() < GRACE, "idle, it waits for nothing");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() >= 2, "{stderr}");
+    for l in &lines {
+        assert!(l["level"].is_string() && l["timestamp"].is_string(), "{l}");
+    }
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    assert!(messages.contains(&"recovered state"), "{messages:?}");
+    assert_eq!(messages.last(), Some(&"shut down"), "{messages:?}");
+    assert!(
+        !stderr.contains(
+            std::fs::read_to_string(data.path().join("admin-token"))
+                .unwrap()
+                .trim()
+        ),
+        "the admin token is never logged"
     );
 }

@@ -18,6 +18,13 @@
 //! the engine pulls them by digest: uploads end as pushed images, promotion
 //! deploys the same digest. With no `--agent-jar`, the demo agent is
 //! compiled from its source.
+//!
+//! `--help` lists every flag and its `CAMELEER_*` variable (see
+//! [`ServerArgs`]). On SIGTERM or Ctrl-C: no new connections, the log
+//! follows and event streams end with a last `shutting_down` line or event,
+//! the other requests get `--shutdown-grace-secs`, background work stops,
+//! and the process exits 0; the apps keep running for the next start to
+//! adopt.
 
 use std::future::IntoFuture;
 use std::process::ExitCode;
@@ -125,23 +132,17 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
         "recovered state"
     );
 
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone())?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     // The one line on stdout: scripts and tests wait for it.
     println!(
         "cameleer server listening on http://{}",
         listener.local_addr()?
     );
-    let shutdown = CancellationToken::new();
     let app = api::router(platform.clone(), auth)
         .layer(axum::Extension(logs_api))
         .layer(from_fn_with_state(shutdown.clone(), end_streams_on));
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            shutdown_signal().await;
-            shutdown.cancel();
-        }
-    });
     serve(listener, app, &shutdown, args.shutdown_grace).await?;
     // Background work stops; the apps keep running, and a build or start
     // cut short stays BUILDING or STARTING until the next start records it
@@ -316,20 +317,19 @@ async fn kubernetes_backend(
     Err("this server was built without the `kubernetes` feature: cargo run -p cameleer-examples --features kubernetes --bin server -- --backend kubernetes …".into())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Cancels `shutdown` on the first SIGTERM or SIGINT (Ctrl-C). The
+/// handlers are in place when it returns, so a signal sent after the
+/// server says it listens always shuts it down gracefully.
+fn cancel_on_signal(shutdown: CancellationToken) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
+        shutdown.cancel();
+    });
+    Ok(())
 }
