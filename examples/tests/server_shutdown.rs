@@ -17,8 +17,8 @@ use cameleer_docker_testing::{CleanupGuard, containers_labelled};
 use cameleer_runtime_docker::connect::connect;
 use cameleer_runtime_docker::labels;
 use serde_json::{Value, json};
-use support::server::{Server, json_call, poll, read_response, send};
-use tokio::io::AsyncReadExt;
+use support::server::{Server, json_call, poll, read_response, send, send_head};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The grace period the server is started with.
 const GRACE: Duration = Duration::from_secs(20);
@@ -218,4 +218,86 @@ fn with_log_format_json_every_log_line_is_an_object_and_an_idle_server_exits_at_
         ),
         "the admin token is never logged"
     );
+}
+
+/// Files under `dir`, recursively (0 if it does not exist).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_in_flight_finishes_within_the_grace_and_one_past_it_leaves_nothing() {
+    let tenant = format!("term-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let data = tempfile::tempdir().unwrap();
+    let short = Duration::from_secs(3);
+    let grace = short.as_secs().to_string();
+    let args = ["--shutdown-grace-secs", grace.as_str()];
+    let logging = std::fs::read(app_jar(FixtureApp::Logging).unwrap()).unwrap();
+    let crashing = std::fs::read(app_jar(FixtureApp::Crashing).unwrap()).unwrap();
+    let half = |jar: &[u8]| jar.len() / 2;
+
+    let mut server = Server::start_with(data.path(), &args, &[]);
+    let addr = &server.endpoint();
+    let path = |app: &str| format!("/api/v1/tenants/{tenant}/apps/{app}/envs/dev/artifacts");
+    // Two uploads, half sent each: the head says how much is to come.
+    let mut finishing = send_head(addr, "PUT", &path("orders"), logging.len()).await;
+    finishing
+        .write_all(&logging[..half(&logging)])
+        .await
+        .unwrap();
+    let mut stalled = send_head(addr, "PUT", &path("billing"), crashing.len()).await;
+    stalled
+        .write_all(&crashing[..half(&crashing)])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let term = tokio::task::spawn_blocking(move || {
+        let exited = server.terminate(short + Duration::from_secs(15));
+        (server, exited)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    finishing
+        .write_all(&logging[half(&logging)..])
+        .await
+        .unwrap();
+    let (code, body) = read_response(finishing).await;
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+    let uploaded: Value = serde_json::from_slice(&body).unwrap();
+
+    let (server, exited) = term.await.unwrap();
+    let (status, took) = exited.expect("the server exits after its grace");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took >= short,
+        "took {took:?}: the stalled upload got its grace"
+    );
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest).await;
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        !rest.contains(" 201 "),
+        "the cut upload was not stored: {rest}"
+    );
+    drop(server);
+
+    // Started again: the finished upload stored, nothing of the cut one.
+    let server = Server::start_with(data.path(), &args, &[]);
+    let stored = files_under(&data.path().join("artifacts"));
+    let sha = uploaded["sha256"].as_str().unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(stored[0].ends_with(sha), "{stored:?}");
+    drop(server);
 }

@@ -122,18 +122,29 @@ impl Server {
 /// connection, the response not read yet: the one place of these helpers
 /// that knows how to authenticate.
 pub async fn send(addr: &Endpoint, method: &str, path: &str, body: &[u8]) -> tokio::net::TcpStream {
+    let mut stream = send_head(addr, method, path, body.len()).await;
+    tokio::io::AsyncWriteExt::write_all(&mut stream, body)
+        .await
+        .unwrap();
+    stream
+}
+
+/// Sends a request's head only, announcing a body of `len` bytes for the
+/// caller to write (a slow client).
+pub async fn send_head(
+    addr: &Endpoint,
+    method: &str,
+    path: &str,
+    len: usize,
+) -> tokio::net::TcpStream {
     let mut stream = tokio::net::TcpStream::connect(addr.addr).await.unwrap();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
          Authorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+         Content-Type: application/json\r\nContent-Length: {len}\r\n\r\n",
         addr.token,
-        body.len()
     );
     tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes())
-        .await
-        .unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stream, body)
         .await
         .unwrap();
     stream
