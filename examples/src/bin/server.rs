@@ -85,8 +85,13 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
     let store = SqliteDeploymentStore::open(&args.data_dir.join("cameleer.sqlite"))?;
     let quotas = SqliteQuotaStore::open(&args.data_dir.join("cameleer.sqlite"))?;
     // Before anything slow: a server that cannot check tokens does not start.
-    let admin = AdminToken::read_or_create(&args.data_dir.join("admin-token"))
-        .map_err(|e| format!("{e} ({})", e.code()))?;
+    // A named file must exist (a typo must not mint a new admin token); the
+    // default one is made at the first start.
+    let admin = match &args.admin_token_file {
+        Some(file) => AdminToken::read(file),
+        None => AdminToken::read_or_create(&args.data_dir.join("admin-token")),
+    }
+    .map_err(|e| format!("{e} ({})", e.code()))?;
     let auth = Auth::new(
         &admin,
         Arc::new(SqliteTokenStore::open(
