@@ -35,9 +35,9 @@ CREATE INDEX IF NOT EXISTS log_lines_by_app
 CREATE VIRTUAL TABLE IF NOT EXISTS log_text USING fts5(
     line, content = 'log_lines', content_rowid = 'id', tokenize = 'trigram'
 );
-CREATE TRIGGER IF NOT EXISTS log_lines_ai AFTER INSERT ON log_lines BEGIN
-    INSERT INTO log_text (rowid, line) VALUES (new.id, new.line);
-END;
+-- Appends index their lines in one statement (see `insert`): a trigger
+-- per row made FTS5 flush its pending terms at every row, ~8x slower.
+DROP TRIGGER IF EXISTS log_lines_ai;
 CREATE TRIGGER IF NOT EXISTS log_lines_ad AFTER DELETE ON log_lines BEGIN
     INSERT INTO log_text (log_text, rowid, line) VALUES ('delete', old.id, old.line);
 END;
@@ -48,7 +48,8 @@ END;
 /// an FTS5 index with the trigram tokenizer for text search (substrings of
 /// three characters or more; shorter ones scan the app's lines).
 ///
-/// Appends run in one transaction each, on one writer connection; queries
+/// Appends run in one transaction each, on one writer connection, which
+/// indexes the batch's text in one statement at the end; queries
 /// on a small pool of readers (WAL lets them run beside the writer). Every
 /// call runs on tokio's blocking pool.
 ///
@@ -167,6 +168,11 @@ fn stream_code(s: LogSource) -> i64 {
 fn insert(conn: &mut Connection, lines: &[StoredLine]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
+        // Rows get ids above the largest (one writer, in a transaction),
+        // so the new ones are those above it.
+        let before: i64 = tx
+            .prepare_cached("SELECT coalesce(max(id), 0) FROM log_lines")?
+            .query_row([], |r| r.get(0))?;
         let mut stmt = tx.prepare_cached(
             "INSERT OR IGNORE INTO log_lines \
              (tenant, app, env, deployment, version, ts, stream, seq, line) \
@@ -185,6 +191,12 @@ fn insert(conn: &mut Connection, lines: &[StoredLine]) -> rusqlite::Result<()> {
                 l.line,
             ])?;
         }
+        // One statement for the batch's text: FTS5 builds its terms in
+        // memory and writes one segment.
+        tx.prepare_cached(
+            "INSERT INTO log_text (rowid, line) SELECT id, line FROM log_lines WHERE id > ?1",
+        )?
+        .execute([before])?;
     }
     tx.commit()
 }
