@@ -2,13 +2,16 @@
 //! `benches/scripts/logstore_vs_clickhouse.sh`):
 //!
 //! - `ingest`: lines of one deployment through the [`LogForwarder`] into a
-//!   [`ClickHouseLogStore`] (core default batches, and 100k-line batches),
-//!   against `clickhouse-client` inserting the same lines (JSONEachRow,
-//!   one invocation) into the same schema, interleaved run by run; the
-//!   ratio of throughputs (target ≥ 0.5).
-//! - `query`: `STORED` lines (default 10 M) over 4 apps and 7 days in each
-//!   store; a text search (a rare order number, newest 100) and a one-hour
-//!   page (oldest 100) of one app, median and p99 of `QUERIES` runs.
+//!   [`ClickHouseLogStore`] (batches of `BATCHES`, a comma-separated list,
+//!   default the core's default), against `clickhouse-client` inserting
+//!   the same lines (one invocation, as JSONEachRow and as TabSeparated)
+//!   into the same schema, interleaved run by run; the ratio of medians
+//!   to each (target ≥ 0.5 of the faster).
+//! - `query`: `STORED` lines (default 10 M) over 4 apps and 7 days loaded
+//!   into each store through `append` (100k-line batches); a text search
+//!   (a rare order number, newest 100) and a one-hour page (oldest 100) of
+//!   one app, each query on both stores in turn, median and p99 of
+//!   `QUERIES` (default 50).
 //!
 //! Runs a `clickhouse-server` of its own on loopback. `LINES` (default
 //! 1,000,000) and `RUNS` (default 3) size the ingest. Under `cargo test
@@ -162,25 +165,32 @@ async fn connect(server: &ClickHouseServer, db: &str) -> ClickHouseLogStore {
         .unwrap()
 }
 
-/// The JSONEachRow file of `lines` (what our store sends, all at once).
-fn json_rows(lines: &[LogLine], deployment: DeploymentId) -> Vec<u8> {
+/// `lines` as the peer gets them: JSONEachRow, or TabSeparated.
+fn peer_rows(lines: &[LogLine], deployment: DeploymentId, format: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(lines.len() * 200);
+    let d = deployment.as_uuid().simple().to_string();
     for (seq, l) in lines.iter().enumerate() {
-        let row = serde_json::json!({
-            "tenant": "acme", "app": "orders", "env": "prod",
-            "deployment": deployment.as_uuid().simple().to_string(),
-            "version": 1, "ts": cameleer_runtime::logs::nanos(l.ts),
-            "stream": 0, "seq": seq, "line": l.line,
-        });
-        out.extend_from_slice(row.to_string().as_bytes());
+        let ts = cameleer_runtime::logs::nanos(l.ts);
+        if format == "JSONEachRow" {
+            let row = serde_json::json!({
+                "tenant": "acme", "app": "orders", "env": "prod",
+                "deployment": d, "version": 1, "ts": ts,
+                "stream": 0, "seq": seq, "line": l.line,
+            });
+            out.extend_from_slice(row.to_string().as_bytes());
+        } else {
+            // The bench's lines have no tab, newline or backslash to escape.
+            let row = format!("acme\torders\tprod\t{d}\t1\t{ts}\t0\t{seq}\t{}", l.line);
+            out.extend_from_slice(row.as_bytes());
+        }
         out.push(b'\n');
     }
     out
 }
 
-/// The peer: `clickhouse-client` inserting `rows` into a fresh table of the
-/// same schema; lines per second.
-async fn peer(server: &ClickHouseServer, db: &str, rows: &[u8], n: usize) -> f64 {
+/// The peer: `clickhouse-client` inserting `rows` (in `format`) into a
+/// fresh table of the same schema; lines per second.
+async fn peer(server: &ClickHouseServer, db: &str, rows: &[u8], format: &str, n: usize) -> f64 {
     connect(server, db).await; // the same schema
     let start = Instant::now();
     let mut child = tokio::process::Command::new("clickhouse-client")
@@ -191,7 +201,7 @@ async fn peer(server: &ClickHouseServer, db: &str, rows: &[u8], n: usize) -> f64
             &server.tcp_port().to_string(),
         ])
         .arg("--query")
-        .arg(format!("INSERT INTO {db}.log_lines FORMAT JSONEachRow"))
+        .arg(format!("INSERT INTO {db}.log_lines FORMAT {format}"))
         .stdin(Stdio::piped())
         .spawn()
         .expect("clickhouse-client");
@@ -211,6 +221,16 @@ fn median(v: &mut [f64]) -> f64 {
 async fn ingest(server: &ClickHouseServer) {
     let n = env_usize("LINES", 1_000_000);
     let runs = env_usize("RUNS", 3);
+    let default_batch = ForwarderOptions::default().batch_lines;
+    let batches: Vec<usize> = std::env::var("BATCHES")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|b| b.trim().replace('_', "").parse().ok())
+                .collect()
+        })
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![default_batch]);
     let lines: Arc<Vec<LogLine>> = Arc::new(
         (0..n)
             .map(|i| LogLine {
@@ -221,32 +241,58 @@ async fn ingest(server: &ClickHouseServer) {
             })
             .collect(),
     );
-    let rows = json_rows(&lines, DeploymentId::new_random());
-    let default_batch = ForwarderOptions::default().batch_lines;
+    let formats = ["JSONEachRow", "TabSeparated"];
+    let peer_rows: Vec<Vec<u8>> = formats
+        .iter()
+        .map(|f| peer_rows(&lines, DeploymentId::new_random(), f))
+        .collect();
     println!(
-        "ingest: {n} lines ({} MB as JSONEachRow), {runs} interleaved runs",
-        rows.len() >> 20
+        "ingest: {n} lines ({} MB as JSONEachRow), {runs} interleaved runs, forwarder batches {batches:?} (core default {default_batch})",
+        peer_rows[0].len() >> 20
     );
-    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    let mut peers: Vec<Vec<f64>> = vec![Vec::new(); formats.len()];
+    let mut ours_by: Vec<Vec<f64>> = vec![Vec::new(); batches.len()];
     for run in 0..runs {
-        c.push(peer(server, &format!("peer{run}"), &rows, n).await);
-        a.push(ours(server, &format!("ours{run}"), lines.clone(), default_batch).await);
-        b.push(ours(server, &format!("big{run}"), lines.clone(), 100_000).await);
+        let mut line = format!("  run {run}, load {}:", load_avg());
+        for (k, f) in formats.iter().enumerate() {
+            let r = peer(server, &format!("peer{k}_{run}"), &peer_rows[k], f, n).await;
+            peers[k].push(r);
+            line.push_str(&format!(" clickhouse-client {f} {r:.0}/s,"));
+        }
+        for (k, b) in batches.iter().enumerate() {
+            let r = ours(server, &format!("ours{k}_{run}"), lines.clone(), *b).await;
+            ours_by[k].push(r);
+            line.push_str(&format!(" forwarder {b} {r:.0}/s,"));
+        }
+        println!("{}", line.trim_end_matches(','));
+    }
+    let peers: Vec<f64> = peers.iter_mut().map(|v| median(v)).collect();
+    let best = peers.iter().copied().fold(0.0, f64::max);
+    println!("ingest medians, load {}:", load_avg());
+    for (f, p) in formats.iter().zip(&peers) {
+        println!("  clickhouse-client {f}: {p:.0} lines/s");
+    }
+    for (b, v) in batches.iter().zip(ours_by.iter_mut()) {
+        let r = median(v);
         println!(
-            "  run {run}: clickhouse-client {:.0}/s, forwarder {:.0}/s (batches of {default_batch}), {:.0}/s (batches of 100k)",
-            c[run], a[run], b[run]
+            "  forwarder, batches of {b}{}: {r:.0} lines/s, ratio {:.2} (JSONEachRow client), {:.2} (fastest client)",
+            if *b == default_batch {
+                " (default)"
+            } else {
+                ""
+            },
+            r / peers[0],
+            r / best
         );
     }
-    let (a, b, c) = (median(&mut a), median(&mut b), median(&mut c));
-    println!("ingest median: clickhouse-client {c:.0} lines/s");
-    println!(
-        "  forwarder, batches of {default_batch}: {a:.0} lines/s, ratio {:.2}",
-        a / c
-    );
-    println!(
-        "  forwarder, batches of 100k: {b:.0} lines/s, ratio {:.2}",
-        b / c
-    );
+}
+
+/// The 1-minute load average, for the record.
+fn load_avg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// `STORED` lines over apps a..d, 7 days: line i of app k at
@@ -289,16 +335,26 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn timed(store: &dyn LogStore, queries: &[LogQuery]) -> (Duration, Duration, usize) {
-    let mut took = Vec::new();
-    let mut found = 0;
+/// Runs each query on each store in turn (so both see the same load);
+/// per store, the median and p99 latency and the lines found.
+async fn timed(
+    stores: &[(&str, &dyn LogStore)],
+    queries: &[LogQuery],
+) -> Vec<(Duration, Duration, usize)> {
+    let mut took = vec![Vec::new(); stores.len()];
+    let mut found = vec![0; stores.len()];
     for q in queries {
-        let start = Instant::now();
-        let page = store.query(q).await.unwrap();
-        took.push(start.elapsed());
-        found += page.lines.len();
+        for (k, (_, store)) in stores.iter().enumerate() {
+            let start = Instant::now();
+            let page = store.query(q).await.unwrap();
+            took[k].push(start.elapsed());
+            found[k] += page.lines.len();
+        }
     }
-    (pct(&mut took, 0.5), pct(&mut took, 0.99), found)
+    took.iter_mut()
+        .zip(found)
+        .map(|(t, f)| (pct(t, 0.5), pct(t, 0.99), f))
+        .collect()
 }
 
 async fn query(server: &ClickHouseServer) {
@@ -313,19 +369,35 @@ async fn query(server: &ClickHouseServer) {
     let clickhouse = connect(server, "query").await;
     let stores: [(&str, &dyn LogStore); 2] = [("clickhouse", &clickhouse), ("sqlite", &sqlite)];
     for (name, store) in stores {
+        let load_before = load_avg();
         let took = load(store, total, &apps).await;
         println!(
-            "query: loaded {total} lines into {name} in {:.1} s",
-            took.as_secs_f64()
+            "query: loaded {total} lines into {name} in {:.1} s ({:.0} lines/s; load {load_before} before, {} after)",
+            took.as_secs_f64(),
+            total as f64 / took.as_secs_f64(),
+            load_avg()
         );
     }
+    let bytes: u64 = std::fs::read_dir(dir.path())
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    println!(
+        "query: the SQLite file (with its WAL) holds {} MB",
+        bytes >> 20
+    );
     // A rare order number (one WARN line) of app `orders`, and one-hour
     // pages at varied times.
-    let per_app = total / apps.len();
     let search: Vec<LogQuery> = (0..n)
         .map(|k| {
             let mut q = LogQuery::new(apps[0].0.clone());
-            let line = (k * 7919 * 50 * 4) % total / 200 * 200; // a WARN line of app 0
+            // A WARN line of app 0: a multiple of 200 (so of 4 and 50)
+            // that is not one of 1,000 (an ERROR line, without an order).
+            let line = (k * 7919) % (total / 1000).max(1) * 1000 + 200 * (1 + k % 4);
             q.text = Some(format!("order-{line} "));
             q.limit = 100;
             q
@@ -342,20 +414,16 @@ async fn query(server: &ClickHouseServer) {
             q
         })
         .collect();
-    let _ = per_app;
-    for (name, store) in stores {
-        let (m, p99, found) = timed(store, &search).await;
-        println!(
-            "query {name}: text search median {:.1} ms, p99 {:.1} ms ({found} lines found in {n} queries)",
-            m.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
-        );
-        let (m, p99, found) = timed(store, &pages).await;
-        println!(
-            "query {name}: one-hour page median {:.1} ms, p99 {:.1} ms ({found} lines in {n} pages)",
-            m.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
-        );
+    for (what, queries) in [("text search", &search), ("one-hour page", &pages)] {
+        let load_before = load_avg();
+        let results = timed(&stores, queries).await;
+        for ((name, _), (m, p99, found)) in stores.iter().zip(results) {
+            println!(
+                "query {name}: {what} median {:.1} ms, p99 {:.1} ms ({found} lines in {n} queries, load {load_before})",
+                m.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3
+            );
+        }
     }
 }
 

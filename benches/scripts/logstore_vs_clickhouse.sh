@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # The log stores side by side with ClickHouse's own client, in one run
 # (release build), printing:
-#   ingest   lines through the LogForwarder into ClickHouseLogStore (core
-#            default batches, and 100k-line batches) vs clickhouse-client
-#            inserting the same lines into the same schema, interleaved run
-#            by run; medians and the ratio of throughputs (target >= 0.5x).
-#   query    STORED lines (default 10 M) in SQLite and in ClickHouse: a text
-#            search and a one-hour page of one app, median and p99.
+#   ingest   lines through the LogForwarder into ClickHouseLogStore
+#            (BATCHES=5000,100000: batch sizes; default the core's) vs
+#            clickhouse-client inserting the same lines into the same schema
+#            (JSONEachRow and TabSeparated), interleaved run by run; medians
+#            and the ratios of throughputs (target >= 0.5x the faster client).
+#   query    STORED lines (default 10 M) loaded into SQLite and ClickHouse
+#            through append; a text search and a one-hour page of one app,
+#            each query on both stores in turn, median and p99.
 # Starts its own clickhouse-server on loopback (temp dir, free ports).
 #
 #   benches/scripts/logstore_vs_clickhouse.sh            # both
-#   benches/scripts/logstore_vs_clickhouse.sh ingest     # LINES=1000000 RUNS=3
-#   STORED=10000000 QUERIES=50 benches/scripts/logstore_vs_clickhouse.sh query
+#   BATCHES=5000,100000 benches/scripts/logstore_vs_clickhouse.sh ingest   # LINES=1000000 RUNS=3
+#   STORED=10000000 QUERIES=100 benches/scripts/logstore_vs_clickhouse.sh query
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

@@ -6,7 +6,7 @@
 //!   its data dir).
 //! - [`ClickHouseLogStore`]: ClickHouse over its HTTP interface, a
 //!   `ReplacingMergeTree` partitioned by tenant and month, ordered for the
-//!   per-app query, with retention by TTL. For scale.
+//!   per-app query, with retention by dropping old months. For scale.
 //!
 //! Both pass the same suite as the in-memory store
 //! (`cameleer_runtime::log_store_conformance_tests!`).

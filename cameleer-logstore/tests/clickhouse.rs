@@ -15,14 +15,22 @@ fn server() -> &'static ClickHouseServer {
     SERVER.get_or_init(|| ClickHouseServer::start().expect("clickhouse-server must start"))
 }
 
-async fn fresh() -> ClickHouseLogStore {
+/// A database of its own for each test.
+fn fresh_db() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let db = format!(
+    format!(
         "t{}_{}",
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
-    );
-    let options = ClickHouseOptions::from_url(&server().store_url(&db)).unwrap();
+    )
+}
+
+async fn fresh() -> ClickHouseLogStore {
+    connect(&fresh_db()).await
+}
+
+async fn connect(db: &str) -> ClickHouseLogStore {
+    let options = ClickHouseOptions::from_url(&server().store_url(db)).unwrap();
     ClickHouseLogStore::connect(options).await.unwrap()
 }
 
@@ -68,4 +76,39 @@ async fn an_unreachable_server_is_a_typed_error() {
     let e = ClickHouseLogStore::connect(options).await.unwrap_err();
     assert_eq!(e.code(), "log_store_unavailable");
     assert!(e.to_string().contains(&port.to_string()), "{e}");
+}
+
+#[tokio::test]
+async fn a_restarted_writer_stores_no_line_twice() {
+    let db = fresh_db();
+    let before = connect(&db).await;
+    let app = AppRef::parse("acme", "orders", "prod").unwrap();
+    let d = DeploymentId::new_random();
+    let batch = |from: u64, to: u64| -> Vec<_> {
+        (from..to)
+            .map(|i| line(&app, d, 1, i, i as i64, "x"))
+            .collect()
+    };
+    // The old writer's last batch lands after the new one read where the
+    // store ends (seq 49); the new one knows nothing of what it wrote.
+    before.append(&batch(0, 50)).await.unwrap();
+    let after = connect(&db).await;
+    before.append(&batch(50, 100)).await.unwrap();
+    for (from, to) in [(50, 60), (60, 70), (70, 130), (130, 140)] {
+        after.append(&batch(from, to)).await.unwrap();
+    }
+    // And the old writer, still running, retries a batch it thinks failed.
+    before.append(&batch(50, 100)).await.unwrap();
+    let mut q = LogQuery::new(app);
+    q.limit = 1000;
+    let seqs: Vec<u64> = after
+        .query(&q)
+        .await
+        .unwrap()
+        .lines
+        .iter()
+        .map(|l| l.seq)
+        .rev()
+        .collect();
+    assert_eq!(seqs, (0..140).collect::<Vec<_>>());
 }

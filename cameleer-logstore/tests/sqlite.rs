@@ -48,3 +48,43 @@ async fn an_unwritable_path_is_a_typed_error_naming_it() {
     assert_eq!(e.code(), "log_store_unavailable");
     assert!(e.to_string().contains("/proc/nope/logs.db"), "{e}");
 }
+
+#[tokio::test]
+async fn a_common_text_and_a_rare_one_both_page_right() {
+    // More lines hold "common" than the store reads by id (2,000): that
+    // query walks the app's lines instead; "rare" is read by id.
+    let store = fresh().await;
+    let app = AppRef::parse("acme", "orders", "prod").unwrap();
+    let d = DeploymentId::new_random();
+    let lines: Vec<_> = (0..2_500u64)
+        .map(|i| {
+            let text = if i == 1_234 {
+                format!("a Rare line {i}")
+            } else {
+                format!("a common line {i}")
+            };
+            line(&app, d, 1, i, i as i64, &text)
+        })
+        .collect();
+    store.append(&lines).await.unwrap();
+    let mut q = LogQuery::new(app.clone());
+    q.text = Some("COMMON".into());
+    q.limit = 10;
+    let page = store.query(&q).await.unwrap();
+    let seqs: Vec<u64> = page.lines.iter().map(|l| l.seq).collect();
+    assert_eq!(seqs, (2_490..2_500).rev().collect::<Vec<_>>());
+    assert!(page.next.is_some());
+    q.text = Some("rare".into());
+    let page = store.query(&q).await.unwrap();
+    assert_eq!(page.lines.len(), 1);
+    assert_eq!(page.lines[0].seq, 1_234);
+    assert_eq!(page.next, None);
+    // Another app's line with the rare text stays out.
+    let other = AppRef::parse("acme", "billing", "prod").unwrap();
+    let od = DeploymentId::new_random();
+    store
+        .append(&[line(&other, od, 1, 0, 5, "rare too")])
+        .await
+        .unwrap();
+    assert_eq!(store.query(&q).await.unwrap().lines.len(), 1);
+}

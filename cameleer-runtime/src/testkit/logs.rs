@@ -31,6 +31,7 @@ macro_rules! log_store_conformance_tests {
             lines_come_back_whole_in_both_orders,
             pages_cover_every_line_once,
             appending_twice_stores_once,
+            batches_after_an_overlap_store_each_line_once,
             the_resume_point_is_where_the_store_ends,
             filters_narrow_the_lines,
             text_matches_substrings_ignoring_case,
@@ -206,6 +207,37 @@ pub async fn appending_twice_stores_once(store: &dyn LogStore) {
     assert_eq!(seqs.len(), 15, "no seq twice");
     assert_eq!(got[7].line, "x7", "a stored line is never replaced");
     assert_eq!(got[12].line, "y12");
+}
+
+/// What a forwarder restarted mid-batch sends: a writer that resumed
+/// before the last batch landed sends an overlapping batch, then batches
+/// that continue it, the first of them still partly stored. Each key is
+/// stored once, with its first text.
+pub async fn batches_after_an_overlap_store_each_line_once(store: &dyn LogStore) {
+    let app = orders();
+    let d = DeploymentId::new_random();
+    let batch = |from: u64, to: u64, tag: &str| -> Vec<StoredLine> {
+        (from..to)
+            .map(|i| line(&app, d, 1, i, i as i64, &format!("{tag}{i}")))
+            .collect()
+    };
+    store.append(&batch(0, 100, "old")).await.unwrap();
+    store.append(&batch(50, 60, "new")).await.unwrap();
+    store.append(&batch(60, 150, "new")).await.unwrap();
+    store.append(&batch(150, 160, "new")).await.unwrap();
+    let mut q = LogQuery::new(app.clone());
+    q.order = LogOrder::OldestFirst;
+    q.limit = 1000;
+    let got = store.query(&q).await.unwrap().lines;
+    let seqs: Vec<u64> = got.iter().map(|l| l.seq).collect();
+    assert_eq!(
+        seqs,
+        (0..160).collect::<Vec<_>>(),
+        "every seq once, in order"
+    );
+    assert_eq!(got[99].line, "old99", "a stored line is never replaced");
+    assert_eq!(got[100].line, "new100");
+    assert_eq!(store.resume_point(&d).await.unwrap().unwrap().last_seq, 159);
 }
 
 /// `resume_point` is `None` for an unknown deployment, and the last seq,

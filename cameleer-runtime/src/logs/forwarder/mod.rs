@@ -44,7 +44,10 @@ use crate::{
 /// How a [`LogForwarder`] batches and how much it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwarderOptions {
-    /// Lines per append. Default 5,000.
+    /// The most lines per append. Default 100,000: a store writes a batch
+    /// at once (ClickHouse makes one part of it, SQLite one transaction),
+    /// so a backlog drains in few appends; at a steady rate below it,
+    /// `flush_interval` sets the batches.
     pub batch_lines: usize,
     /// The longest a line waits for its batch to fill. Default 1 s.
     pub flush_interval: Duration,
@@ -72,7 +75,7 @@ pub struct ForwarderOptions {
 impl Default for ForwarderOptions {
     fn default() -> Self {
         Self {
-            batch_lines: 5_000,
+            batch_lines: 100_000,
             flush_interval: Duration::from_secs(1),
             buffer_lines: 200_000,
             buffer_bytes: 64 << 20,

@@ -1,7 +1,8 @@
 //! [`ClickHouseLogStore`]: ClickHouse over its HTTP interface, for scale.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +12,8 @@ use cameleer_runtime::logs::{
 };
 use cameleer_runtime::{AppRef, DeploymentId, LogSource};
 use url::Url;
+
+mod rows;
 
 const NAME: &str = "clickhouse";
 
@@ -106,11 +109,18 @@ impl ClickHouseOptions {
 /// `(tenant, toYYYYMM(time))` and ordered by
 /// `(tenant, app, env, ts, deployment, seq)`: the per-app query by time
 /// reads one contiguous range, and a tenant's month is one partition to
-/// drop. Appends are idempotent: before inserting, the store reads which of
-/// the batch's keys exist in the batch's own time range (a line's key
-/// always comes with the same time, so the primary key narrows that read),
-/// and inserts the rest in one `INSERT` (one block, atomic); the engine's
-/// replacing merge also folds any duplicate two racing writers might make.
+/// drop. Rows go as `RowBinary`, one batch in one `INSERT` (one block per
+/// partition).
+///
+/// Appends are idempotent without a read per batch: one append runs at a
+/// time, and the store remembers where each deployment it wrote ends. A
+/// batch that continues exactly there is inserted as it is; any other (the
+/// first of a deployment after a restart, the one after a failed or
+/// abandoned append, an overlapping one) first reads the deployment's
+/// stored seqs from the batch's lowest up and leaves those out. After a
+/// check the store trusts its tail only if the table had nothing past the
+/// batch. The replacing merge also folds any duplicate that a second
+/// writer racing on the same deployment might make.
 ///
 /// Text search is a case-insensitive substring match
 /// (`position(lowerUTF8(line), …)`), a scan of the app's range.
@@ -119,6 +129,8 @@ pub struct ClickHouseLogStore {
     options: ClickHouseOptions,
     client: reqwest::Client,
     table: String,
+    /// Held through each append; see [`rows::Tails`].
+    tails: Arc<tokio::sync::Mutex<rows::Tails>>,
 }
 
 /// `s` as a ClickHouse string literal.
@@ -183,6 +195,7 @@ impl ClickHouseLogStore {
             options,
             client,
             table,
+            tails: Arc::default(),
         };
         store
             .run(&format!(
@@ -247,7 +260,11 @@ impl ClickHouseLogStore {
         self.send(self.options.url.clone(), sql.to_owned()).await
     }
 
-    async fn send(&self, url: Url, body: String) -> Result<String, LogStoreError> {
+    async fn send(
+        &self,
+        url: Url,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<String, LogStoreError> {
         let mut req = self.client.post(url).body(body);
         if let Some(user) = &self.options.user {
             req = req.basic_auth(user, self.options.password.as_deref());
@@ -273,33 +290,23 @@ impl ClickHouseLogStore {
         Ok(text)
     }
 
-    /// The keys of `lines` the table already has.
-    async fn existing(
+    /// The stored seqs of `spans`' deployments from each span's lowest
+    /// seq up (in the span's app: the table's key narrows the read to it).
+    async fn stored_from(
         &self,
-        lines: &[StoredLine],
-    ) -> Result<HashSet<(String, u64)>, LogStoreError> {
-        // Per app: the batch's time range and deployments.
-        let mut ranges: BTreeMap<&AppRef, (i64, i64, HashSet<String>)> = BTreeMap::new();
-        for l in lines {
-            let ts = l.timestamp_nanos();
-            let r = ranges
-                .entry(&l.app)
-                .or_insert_with(|| (ts, ts, HashSet::new()));
-            r.0 = r.0.min(ts);
-            r.1 = r.1.max(ts);
-            r.2.insert(dep_hex(&l.deployment));
-        }
+        spans: &[(rows::Key, rows::Span)],
+    ) -> Result<HashSet<(DeploymentId, u64)>, LogStoreError> {
         let mut sql = format!("SELECT deployment, seq FROM {} WHERE ", self.table);
-        for (i, (app, (lo, hi, deps))) in ranges.iter().enumerate() {
+        for (i, ((app, d), span)) in spans.iter().enumerate() {
             if i > 0 {
                 sql.push_str(" OR ");
             }
-            let deps: Vec<String> = deps.iter().map(|d| quote(d)).collect();
             let _ = write!(
                 sql,
-                "({} AND ts >= {lo} AND ts <= {hi} AND deployment IN ({}))",
+                "({} AND deployment = {} AND seq >= {})",
                 app_filter(app),
-                deps.join(",")
+                quote(&dep_hex(d)),
+                span.min
             );
         }
         sql.push_str(" FORMAT TabSeparated");
@@ -307,7 +314,8 @@ impl ClickHouseLogStore {
         let mut out = HashSet::new();
         for row in text.lines().filter(|r| !r.is_empty()) {
             let (d, s) = row.split_once('\t').ok_or_else(|| corrupt(row))?;
-            out.insert((d.to_owned(), s.parse().map_err(|_| corrupt(row))?));
+            let d: DeploymentId = d.parse().map_err(|_| corrupt(row))?;
+            out.insert((d, s.parse().map_err(|_| corrupt(row))?));
         }
         Ok(out)
     }
@@ -361,37 +369,36 @@ impl LogStore for ClickHouseLogStore {
         if lines.is_empty() {
             return Ok(());
         }
-        let existing = self.existing(lines).await?;
-        let mut body = String::with_capacity(lines.len() * 160);
-        let mut seen = HashSet::new();
-        for l in lines {
-            let key = (dep_hex(&l.deployment), l.seq);
-            if existing.contains(&key) || !seen.insert(key.clone()) {
-                continue;
-            }
-            let row = serde_json::json!({
-                "tenant": l.app.tenant.as_str(),
-                "app": l.app.app.as_str(),
-                "env": l.app.env.as_str(),
-                "deployment": key.0,
-                "version": l.version,
-                "ts": l.timestamp_nanos(),
-                "stream": stream_code(l.stream),
-                "seq": l.seq,
-                "line": l.line,
-            });
-            body.push_str(&row.to_string());
-            body.push('\n');
+        // One append at a time: a check and its insert are not split by
+        // another append of this store.
+        let mut tails = self.tails.lock().await;
+        let spans = rows::spans(lines);
+        let unknown = tails.take(&spans);
+        let stored = if unknown.is_empty() {
+            HashSet::new()
+        } else {
+            self.stored_from(&unknown).await?
+        };
+        let (body, rows) = rows::row_binary(lines, &spans, &stored);
+        if rows > 0 {
+            let mut url = self.options.url.clone();
+            url.query_pairs_mut().append_pair(
+                "query",
+                &format!(
+                    "INSERT INTO {} ({}) FORMAT RowBinary",
+                    self.table,
+                    rows::COLUMNS
+                ),
+            );
+            self.send(url, body).await?;
         }
-        if body.is_empty() {
-            return Ok(());
+        let mut stored_max: HashMap<DeploymentId, u64> = HashMap::new();
+        for (d, seq) in stored {
+            let m = stored_max.entry(d).or_insert(seq);
+            *m = (*m).max(seq);
         }
-        let mut url = self.options.url.clone();
-        url.query_pairs_mut().append_pair(
-            "query",
-            &format!("INSERT INTO {} FORMAT JSONEachRow", self.table),
-        );
-        self.send(url, body).await.map(drop)
+        tails.stored(spans, &stored_max);
+        Ok(())
     }
 
     async fn resume_point(
