@@ -175,12 +175,16 @@ fn peer_rows(lines: &[LogLine], deployment: DeploymentId, format: &str) -> Vec<u
             let row = serde_json::json!({
                 "tenant": "acme", "app": "orders", "env": "prod",
                 "deployment": d, "version": 1, "ts": ts,
-                "stream": 0, "seq": seq, "line": l.line,
+                "stream": 0, "seq": seq, "line": l.line, "instance": l.instance,
             });
             out.extend_from_slice(row.to_string().as_bytes());
         } else {
             // The bench's lines have no tab, newline or backslash to escape.
-            let row = format!("acme\torders\tprod\t{d}\t1\t{ts}\t0\t{seq}\t{}", l.line);
+            let instance = l.instance.map_or("\\N".to_owned(), |i| i.to_string());
+            let row = format!(
+                "acme\torders\tprod\t{d}\t1\t{ts}\t0\t{seq}\t{}\t{instance}",
+                l.line
+            );
             out.extend_from_slice(row.as_bytes());
         }
         out.push(b'\n');
@@ -237,7 +241,7 @@ async fn ingest(server: &ClickHouseServer) {
                 ts: from_nanos(T0 + i as i64 * 1_000),
                 stream: LogSource::Stdout,
                 line: text(i),
-                instance: None,
+                instance: Some((i % 2) as u32),
             })
             .collect(),
     );
@@ -312,6 +316,7 @@ fn stored_line(i: usize, apps: &[(AppRef, DeploymentId)], per_app: usize) -> Sto
             LogSource::Stdout
         },
         seq: k as u64,
+        instance: Some((k % 2) as u32),
         line: text(i),
     }
 }

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS log_lines (
     stream INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     line TEXT NOT NULL,
+    instance INTEGER,
     UNIQUE (deployment, seq)
 );
 CREATE INDEX IF NOT EXISTS log_lines_by_app
@@ -97,6 +98,7 @@ impl SqliteLogStore {
             .map_err(|e| unavailable(format!("opening {}", path.display()), e))?;
         writer
             .execute_batch(SCHEMA)
+            .and_then(|()| add_instance_column(&writer))
             .map_err(|e| unavailable(format!("creating the schema in {}", path.display()), e))?;
         writer
             .busy_timeout(std::time::Duration::from_secs(10))
@@ -175,8 +177,8 @@ fn insert(conn: &mut Connection, lines: &[StoredLine]) -> rusqlite::Result<()> {
             .query_row([], |r| r.get(0))?;
         let mut stmt = tx.prepare_cached(
             "INSERT OR IGNORE INTO log_lines \
-             (tenant, app, env, deployment, version, ts, stream, seq, line) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             (tenant, app, env, deployment, version, ts, stream, seq, line, instance) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         for l in lines {
             stmt.execute(params![
@@ -189,6 +191,7 @@ fn insert(conn: &mut Connection, lines: &[StoredLine]) -> rusqlite::Result<()> {
                 stream_code(l.stream),
                 i64::try_from(l.seq).unwrap_or(i64::MAX),
                 l.line,
+                l.instance,
             ])?;
         }
         // One statement for the batch's text: FTS5 builds its terms in
@@ -252,7 +255,7 @@ fn select(query: &LogQuery, plan: Option<&TextPlan>) -> (String, Vec<Value>) {
         ""
     };
     let mut sql = format!(
-        "SELECT deployment, version, ts, stream, seq, line FROM log_lines \
+        "SELECT deployment, version, ts, stream, seq, line, instance FROM log_lines \
          WHERE {by_id}tenant = ? AND {by_id}app = ? AND {by_id}env = ?"
     );
     let mut args: Vec<Value> = vec![
@@ -339,7 +342,20 @@ fn read_line(app: &AppRef, row: &rusqlite::Row<'_>) -> Result<StoredLine, LogSto
         stream,
         seq: row.get::<_, i64>(4).map_err(get)?.max(0) as u64,
         line: row.get(5).map_err(get)?,
+        instance: row.get(6).map_err(get)?,
     })
+}
+
+/// Files made before lines knew their instance lack the column: it is added
+/// (empty for the old lines).
+fn add_instance_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('log_lines') WHERE name = 'instance'")?
+        .exists([])?;
+    if !has {
+        conn.execute_batch("ALTER TABLE log_lines ADD COLUMN instance INTEGER")?;
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -112,3 +112,42 @@ async fn a_restarted_writer_stores_no_line_twice() {
         .collect();
     assert_eq!(seqs, (0..140).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_table_made_before_instances_gets_the_column_and_keeps_its_lines() {
+    let db = fresh_db();
+    let sql = |q: String| {
+        let out = std::process::Command::new("clickhouse-client")
+            .args(["--host", "127.0.0.1", "--port"])
+            .arg(server().tcp_port().to_string())
+            .arg("--query")
+            .arg(&q)
+            .output()
+            .expect("clickhouse-client runs");
+        assert!(
+            out.status.success(),
+            "{q}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The table as the first release made it, with one line in it.
+    sql(format!("CREATE DATABASE {db}"));
+    sql(format!(
+        "CREATE TABLE {db}.log_lines (tenant String, app String, env String, \
+         deployment String, version UInt64, ts Int64, stream UInt8, seq UInt64, line String) \
+         ENGINE = ReplacingMergeTree() \
+         PARTITION BY (tenant, toYYYYMM(toDateTime(intDiv(ts, 1000000000)))) \
+         ORDER BY (tenant, app, env, ts, deployment, seq)"
+    ));
+    let app = AppRef::parse("acme", "orders", "prod").unwrap();
+    let d = DeploymentId::new_random();
+    let old = line(&app, d, 1, 0, 0, "before");
+    sql(format!(
+        "INSERT INTO {db}.log_lines VALUES ('acme', 'orders', 'prod', '{}', 1, {}, 0, 0, 'before')",
+        d.as_uuid().simple(),
+        old.timestamp_nanos()
+    ));
+
+    let store = connect(&db).await;
+    cameleer_runtime::testkit::logs::check_upgraded_store(&store, &app, d).await;
+}

@@ -88,3 +88,31 @@ async fn a_common_text_and_a_rare_one_both_page_right() {
         .unwrap();
     assert_eq!(store.query(&q).await.unwrap().lines.len(), 1);
 }
+
+#[tokio::test]
+async fn a_file_made_before_instances_gets_the_column_and_keeps_its_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs.db");
+    let app = AppRef::parse("acme", "orders", "prod").unwrap();
+    let d = DeploymentId::new_random();
+    let old = line(&app, d, 1, 0, 0, "before");
+    {
+        // The table as the first release made it, with one line in it.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE log_lines (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, \
+             app TEXT NOT NULL, env TEXT NOT NULL, deployment BLOB NOT NULL, \
+             version INTEGER NOT NULL, ts INTEGER NOT NULL, stream INTEGER NOT NULL, \
+             seq INTEGER NOT NULL, line TEXT NOT NULL, UNIQUE (deployment, seq))",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO log_lines (tenant, app, env, deployment, version, ts, stream, seq, line) \
+             VALUES ('acme', 'orders', 'prod', ?1, 1, ?2, 0, 0, 'before')",
+            rusqlite::params![&d.as_uuid().as_bytes()[..], old.timestamp_nanos()],
+        )
+        .unwrap();
+    }
+    let store = SqliteLogStore::open(&path).unwrap();
+    cameleer_runtime::testkit::logs::check_upgraded_store(&store, &app, d).await;
+}

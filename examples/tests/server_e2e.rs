@@ -278,13 +278,17 @@ async fn a_replaced_versions_logs_stay_searchable() {
     let v1_id = v1["deployment"]["id"].as_str().unwrap().to_owned();
     // The forwarder stores v1's lines while it runs.
     let search = format!("{app}/envs/dev/logs/search");
-    poll(
+    let v1_page = poll(
         addr,
         &format!("{search}?version=1&limit=1000"),
         patience,
         |page| page["lines"].as_array().is_some_and(|l| l.len() >= 3),
     )
     .await;
+    // Stored with the instance that wrote them (one replica: instance 0).
+    let stored = v1_page["lines"].as_array().unwrap();
+    assert!(!stored.is_empty());
+    assert!(stored.iter().all(|l| l["instance"] == 0), "{v1_page}");
 
     // v2 replaces it: the engine removes v1's container.
     let (code, _) = json_call(addr, "POST", &format!("{app}/envs/dev/deployments"), deploy).await;

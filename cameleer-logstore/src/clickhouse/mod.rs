@@ -207,14 +207,39 @@ impl ClickHouseLogStore {
             .run(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (\
                  tenant String, app String, env String, deployment String, \
-                 version UInt64, ts Int64, stream UInt8, seq UInt64, line String\
+                 version UInt64, ts Int64, stream UInt8, seq UInt64, line String, \
+                 instance Nullable(UInt32)\
                  ) ENGINE = ReplacingMergeTree() \
                  PARTITION BY (tenant, toYYYYMM(toDateTime(intDiv(ts, 1000000000)))) \
                  ORDER BY (tenant, app, env, ts, deployment, seq)",
                 store.table
             ))
             .await?;
+        store.add_instance_column().await?;
         Ok(store)
+    }
+
+    /// Tables made before lines knew their instance lack the column: it is
+    /// added (empty for the old lines). Asked of `system.columns` first, as
+    /// `ADD COLUMN IF NOT EXISTS` is younger than the oldest server
+    /// supported.
+    async fn add_instance_column(&self) -> Result<(), LogStoreError> {
+        let has = self
+            .run(&format!(
+                "SELECT count() FROM system.columns WHERE database = {} AND table = {} \
+                 AND name = 'instance'",
+                quote(&self.options.database),
+                quote(&self.options.table)
+            ))
+            .await?;
+        if has.trim() == "0" {
+            self.run(&format!(
+                "ALTER TABLE {} ADD COLUMN instance Nullable(UInt32)",
+                self.table
+            ))
+            .await?;
+        }
+        Ok(())
     }
 
     /// The server's version (`SELECT version()`).
@@ -355,6 +380,14 @@ fn read_row(app: &AppRef, row: &str) -> Result<StoredLine, LogStoreError> {
             LogSource::Stdout
         },
         seq: u64::try_from(n("seq")?).map_err(|_| corrupt(row))?,
+        instance: match &v["instance"] {
+            serde_json::Value::Null => None,
+            i => Some(
+                int(i)
+                    .and_then(|i| u32::try_from(i).ok())
+                    .ok_or_else(|| corrupt(row))?,
+            ),
+        },
         line: v["line"].as_str().ok_or_else(|| corrupt(row))?.to_owned(),
     })
 }
@@ -436,7 +469,7 @@ impl LogStore for ClickHouseLogStore {
     async fn query(&self, query: &LogQuery) -> Result<LogPage, LogStoreError> {
         query.validate()?;
         let mut sql = format!(
-            "SELECT deployment, version, ts, stream, seq, line FROM {} WHERE {}",
+            "SELECT deployment, version, ts, stream, seq, line, instance FROM {} WHERE {}",
             self.table,
             app_filter(&query.app)
         );

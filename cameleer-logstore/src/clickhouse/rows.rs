@@ -15,7 +15,8 @@ use cameleer_runtime::logs::StoredLine;
 use cameleer_runtime::{AppRef, DeploymentId, LogSource};
 
 /// The columns of a row, in the order [`row_binary`] writes them.
-pub(super) const COLUMNS: &str = "tenant, app, env, deployment, version, ts, stream, seq, line";
+pub(super) const COLUMNS: &str =
+    "tenant, app, env, deployment, version, ts, stream, seq, line, instance";
 
 /// A deployment's lines in one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +130,14 @@ pub(super) fn row_binary(
         });
         out.extend_from_slice(&l.seq.to_le_bytes());
         string(&mut out, l.line.as_bytes());
+        // Nullable: a null flag, then the value when there is one.
+        match l.instance {
+            None => out.push(1),
+            Some(i) => {
+                out.push(0);
+                out.extend_from_slice(&i.to_le_bytes());
+            }
+        }
         rows += 1;
     }
     (out, rows)
@@ -184,7 +193,20 @@ mod tests {
         want.push(0);
         want.extend_from_slice(&3u64.to_le_bytes());
         string(&mut want, b"hi\tthere\n");
+        // Seq 3's instance is 0: not null, then the value.
+        assert_eq!(l.instance, Some(0));
+        want.push(0);
+        want.extend_from_slice(&0u32.to_le_bytes());
         assert_eq!(body, want);
+
+        // Without an instance: the null flag alone.
+        let none = StoredLine {
+            instance: None,
+            ..l
+        };
+        let (body, _) = row_binary(std::slice::from_ref(&none), &s, &HashSet::new());
+        assert_eq!(body.len(), want.len() - 4);
+        assert_eq!(body.last(), Some(&1));
     }
 
     #[test]

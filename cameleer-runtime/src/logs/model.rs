@@ -31,6 +31,10 @@ pub struct StoredLine {
     pub stream: LogSource,
     /// The line's number within its deployment, from 0.
     pub seq: u64,
+    /// Which instance of the deployment wrote it (`0..replicas`), when
+    /// the backend says; absent on the wire when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
     /// The text, without the trailing newline.
     pub line: String,
 }

@@ -72,8 +72,29 @@ pub fn line(
             LogSource::Stdout
         },
         seq,
+        // Some lines with an instance, some without: both round-trip.
+        instance: (!seq.is_multiple_of(4)).then_some((seq % 3) as u32),
         line: text.to_owned(),
     }
+}
+
+/// For a store opened over data an older release wrote: `store` holds
+/// `before`, a line of `app` at seq 0 with no instance (the old schema had
+/// none); appends seq 1 with its instance and checks both read back, oldest
+/// first, with the instance only on the new one.
+pub async fn check_upgraded_store(store: &dyn LogStore, app: &AppRef, deployment: DeploymentId) {
+    let new = line(app, deployment, 1, 1, 1000, "after");
+    assert_eq!(new.instance, Some(1));
+    store.append(std::slice::from_ref(&new)).await.unwrap();
+    let mut q = LogQuery::new(app.clone());
+    q.order = LogOrder::OldestFirst;
+    let page = store.query(&q).await.unwrap();
+    let got: Vec<_> = page
+        .lines
+        .iter()
+        .map(|l| (l.line.as_str(), l.instance))
+        .collect();
+    assert_eq!(got, [("before", None), ("after", Some(1))]);
 }
 
 fn orders() -> AppRef {

@@ -108,6 +108,9 @@ pub struct FoundLine {
     pub version: u64,
     /// Its deployment.
     pub deployment: String,
+    /// The instance that wrote it, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
 }
 
 impl From<StoredLine> for FoundLine {
@@ -118,6 +121,7 @@ impl From<StoredLine> for FoundLine {
             line: l.line,
             version: l.version,
             deployment: l.deployment.to_string(),
+            instance: l.instance,
         }
     }
 }
@@ -253,8 +257,7 @@ fn log_line(l: StoredLine) -> LogLine {
         ts: l.timestamp,
         stream: l.stream,
         line: l.line,
-        // Stores keep lines by deployment, not by instance (yet).
-        instance: None,
+        instance: l.instance,
     }
 }
 

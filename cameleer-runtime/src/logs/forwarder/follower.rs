@@ -161,6 +161,7 @@ pub(super) async fn run(
                 timestamp: line.ts,
                 stream: line.stream,
                 seq,
+                instance: line.instance,
                 line: line.line,
             };
             if sink.send(stored).await.is_err() {
