@@ -24,7 +24,10 @@
 # directory and entrypoint (read off our image), docker run -d with the
 # same limits and hardening, docker logs -f until the same line. The line
 # is `[app] args=[v<N>]`, which names the version. Rounds alternate which
-# side goes first; round 0 warms up and is not counted.
+# side goes first; round 0 warms up and is not counted. Between runs, not
+# timed, each side settles: theirs removes its previous container and
+# image; ours waits until the deployment is RUNNING and the older version's
+# container is gone (a deploy waits for the app's previous rollout to end).
 #
 # The breakdown uses timestamps on one clock: the client's, the
 # deployment's history (BUILDING, STARTING), the engine's container
