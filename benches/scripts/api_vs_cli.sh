@@ -4,7 +4,10 @@
 # doing the same work, in one run; prints each side's median, the ratio
 # (target <= 0.35x) and a measured breakdown of where the time goes.
 #
-#   commit    the server as shipped (images committed by the engine);
+#   commit    the server as shipped: images made on the engine by
+#             DockerImageBuilder's default route (the load route, the app
+#             layer handed to `docker load`; a container commit before
+#             5681e72);
 #             the CLI: docker build + docker run + docker logs -f;
 #   registry  the server with --registry (images built without the engine
 #             and pushed to a loopback docker-registry; the engine pulls
