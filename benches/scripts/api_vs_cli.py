@@ -271,16 +271,33 @@ class Ours:
         line = line_time(name, needle)
         building, starting = history.get("BUILDING"), history.get("STARTING")
         self.image = self.image_of(deployment)
+        self.settle(deployment, name)
         return {
             "total": t_end - t0,
             "upload + validation": t1 - t0,
             "deploy call": t2 - t1,
+            "to build": building - t2,
             "image": starting - building,
             "to container create": events["create"] - starting,
             "create to start": events["start"] - events["create"],
             "JVM start to line": line - events["start"],
             "line to client": t_end - line,
         }
+
+    def settle(self, deployment, name):
+        """Not timed: waits until the deployment is RUNNING and the older
+        version's container is gone, as the CLI side removes its previous
+        container before the next round; otherwise the next version's
+        deploy would wait for this one's rollout to end."""
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            running = "RUNNING" in self.history(deployment)
+            names = run("docker", "ps", "-a", "--filter", f"name=^/{self.prefix}",
+                        "--format", "{{.Names}}").split()
+            if running and names == [name]:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"deployment {deployment} did not settle in 60 s")
 
     def history(self, deployment):
         status, body = self.server.call("GET", self.base + "/deployments")
@@ -451,6 +468,8 @@ def bench(route, work, jars, runs):
                 o = ours.new_version(version, our_jar)
             print(f"round {round_}: ours {ms(o['total']):.0f} ms, theirs {ms(t['total']):.0f} ms"
                   + (" (warm-up)" if round_ == 0 else ""), flush=True)
+            print("  ours: " + ", ".join(f"{k} {ms(v):.0f}" for k, v in o.items() if k != "total"),
+                  flush=True)
             if round_ > 0:
                 ours_runs.append(o)
                 their_runs.append(t)

@@ -4,7 +4,10 @@
 # doing the same work, in one run; prints each side's median, the ratio
 # (target <= 0.35x) and a measured breakdown of where the time goes.
 #
-#   commit    the server as shipped (images committed by the engine);
+#   commit    the server as shipped: images made on the engine by
+#             DockerImageBuilder's default route (the load route, the app
+#             layer handed to `docker load`; a container commit before
+#             5681e72);
 #             the CLI: docker build + docker run + docker logs -f;
 #   registry  the server with --registry (images built without the engine
 #             and pushed to a loopback docker-registry; the engine pulls
@@ -24,7 +27,10 @@
 # directory and entrypoint (read off our image), docker run -d with the
 # same limits and hardening, docker logs -f until the same line. The line
 # is `[app] args=[v<N>]`, which names the version. Rounds alternate which
-# side goes first; round 0 warms up and is not counted.
+# side goes first; round 0 warms up and is not counted. Between runs, not
+# timed, each side settles: theirs removes its previous container and
+# image; ours waits until the deployment is RUNNING and the older version's
+# container is gone (a deploy waits for the app's previous rollout to end).
 #
 # The breakdown uses timestamps on one clock: the client's, the
 # deployment's history (BUILDING, STARTING), the engine's container

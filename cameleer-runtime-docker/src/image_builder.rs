@@ -1,11 +1,18 @@
 //! [`DockerImageBuilder`]: JAR bytes in, an immutable image out.
 //!
-//! Two routes lead to the same image shape (the JRE base, the agent at
+//! Three routes lead to the same image shape (the JRE base, the agent at
 //! `/opt/cameleer/cameleer-agent.jar`, the JAR at `/app/app.jar` owned by
 //! root, `WORKDIR /app`, `USER 10001:10001`, the entrypoint of
 //! [`DockerfileSpec::command`]), chosen by [`BuildRoute`]:
 //!
-//! - [`BuildRoute::Commit`] (the default): a content-keyed *base+agent*
+//! - [`BuildRoute::Load`] (the default): the same one-layer image on the
+//!   same base+agent image as the commit route, but the layer is a tar made
+//!   here (the JAR checked as it streams) and handed to the engine's image
+//!   loader in a tarball that holds only that layer, the image config and
+//!   the manifest: the engine skips the layers it has. No container, no
+//!   mount, no diff; the image id is the SHA-256 of a config written here.
+//!   See `image_builder/load.rs`.
+//! - [`BuildRoute::Commit`]: a content-keyed *base+agent*
 //!   image is made once (`cameleer/agent-base:<key>`, the key a SHA-256 over
 //!   the base image's id, the agent's SHA-256, the entrypoint and this
 //!   recipe's version); each app image is then one layer on it: a container
@@ -17,8 +24,8 @@
 //!   step with a container commit of its own, about 9 s per build; kept for
 //!   engines or policies that want a `docker build` they can reproduce.
 //!
-//! Both routes stream the JAR from the artifact store: it is never held
-//! whole in memory. Both look for a finished image before building: each
+//! All routes stream the JAR from the artifact store: it is never held
+//! whole in memory. All look for a finished image before building: each
 //! image is labelled `io.cameleer.context=<key>`, a SHA-256 over the route,
 //! the parent image's id, the agent, the entrypoint, the JAR's SHA-256 and
 //! the labels that go into the image, and an image with that label is
@@ -36,6 +43,8 @@
 
 mod classic;
 mod commit;
+mod layer_tar;
+mod load;
 mod remove;
 
 pub use commit::AGENT_BASE_REPOSITORY;
@@ -62,9 +71,13 @@ use crate::labels;
 #[non_exhaustive]
 pub enum BuildRoute {
     /// One layer committed onto a cached base+agent image: create a
-    /// container, upload the JAR, commit. The default: about 0.7 s.
-    #[default]
+    /// container, upload the JAR, commit. About 0.7 s.
     Commit,
+    /// One layer made here and loaded onto the cached base+agent image with
+    /// the engine's image loader: a tarball of the new layer, the config
+    /// and the manifest only, no container. The default.
+    #[default]
+    Load,
     /// The engine's classic build API with the `cameleer-build` Dockerfile:
     /// about 9 s, one container commit per instruction.
     Dockerfile,
@@ -76,6 +89,7 @@ impl BuildRoute {
     fn recipe(self) -> &'static str {
         match self {
             BuildRoute::Commit => "cameleer-app-image-commit-v1",
+            BuildRoute::Load => "cameleer-app-image-load-v1",
             BuildRoute::Dockerfile => "cameleer-app-image-dockerfile-v1",
         }
     }
@@ -375,7 +389,7 @@ impl ImageBuilder for DockerImageBuilder {
         let agent = self.agent().await?;
         let route = self.options.route;
         let parent_id = match route {
-            BuildRoute::Commit => {
+            BuildRoute::Commit | BuildRoute::Load => {
                 self.ensure_agent_base(&base_id, &agent, &entrypoint, &progress)
                     .await?
             }
@@ -397,6 +411,10 @@ impl ImageBuilder for DockerImageBuilder {
         let id = match route {
             BuildRoute::Commit => {
                 self.commit_app_image(spec, jar, &parent_id, &entrypoint, &image_labels, &progress)
+                    .await?
+            }
+            BuildRoute::Load => {
+                self.load_app_image(spec, jar, &parent_id, &entrypoint, &image_labels, &progress)
                     .await?
             }
             BuildRoute::Dockerfile => {

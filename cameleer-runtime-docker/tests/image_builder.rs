@@ -1,4 +1,4 @@
-//! `DockerImageBuilder` against the real engine, on both routes: an
+//! `DockerImageBuilder` against the real engine, on every route: an
 //! immutable, labelled image pinned to its id whose config and content are
 //! exactly the recipe; the same context twice from cache; the engine's
 //! error text when a build fails; nothing tagged or left behind when the
@@ -25,7 +25,7 @@ use futures::StreamExt;
 
 mod support;
 
-const ROUTES: [BuildRoute; 2] = [BuildRoute::Commit, BuildRoute::Dockerfile];
+const ROUTES: [BuildRoute; 3] = [BuildRoute::Load, BuildRoute::Commit, BuildRoute::Dockerfile];
 
 fn unique_tenant() -> String {
     format!("ib-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
@@ -99,6 +99,7 @@ async fn builds_a_labelled_pinned_image_and_serves_the_same_context_from_cache()
         }
         let route_line = match route {
             BuildRoute::Commit => "committing",
+            BuildRoute::Load => "loading",
             _ => "Step",
         };
         assert!(
@@ -273,7 +274,7 @@ async fn the_image_is_exactly_the_recipe_holds_the_jar_and_runs() {
                 .cloned()
                 .unwrap_or_else(|| panic!("{route:?}: no cache key label")),
         );
-        if route == BuildRoute::Commit {
+        if route != BuildRoute::Dockerfile {
             let agent = Sha256Digest::of(&std::fs::read(agent_jar().unwrap()).unwrap());
             expected.insert(labels::AGENT_SHA256.into(), agent.to_string());
             let base = docker
@@ -374,9 +375,9 @@ async fn a_jar_that_is_not_what_was_announced_fails_the_build_and_tags_nothing()
         let jar = app_jar(FixtureApp::Logging).unwrap();
         let (_, digest, size) = jar_stream(&jar);
         let mut cases = vec![(spec(&tenant, 1, digest, size + 10), "short")];
-        if route == BuildRoute::Commit {
-            // Only the commit route checks the digest as it streams (the
-            // Dockerfile route hands the bytes to the engine's builder).
+        if route != BuildRoute::Dockerfile {
+            // The commit and load routes check the digest as they stream
+            // (the Dockerfile route hands the bytes to the engine's builder).
             cases.push((
                 spec(&tenant, 2, Sha256Digest::of(b"another jar"), size),
                 "SHA-256",
@@ -402,4 +403,42 @@ async fn a_jar_that_is_not_what_was_announced_fails_the_build_and_tags_nothing()
             "{route:?}: no build container left"
         );
     }
+}
+
+#[tokio::test]
+async fn the_load_route_makes_the_same_image_again_and_keeps_the_history() {
+    let (docker, tenant, _guard, builder) = setup(BuildRoute::Load).await;
+    let jar = app_jar(FixtureApp::Logging).unwrap();
+    let (stream, digest, size) = jar_stream(&jar);
+    let spec = spec(&tenant, 1, digest, size);
+    let first = builder
+        .build(&spec, stream, ProgressSink::discard(spec.deployment))
+        .await
+        .unwrap();
+    let id = first.image.digest().unwrap().oci();
+
+    // One history entry per layer of the parent, plus the JAR's.
+    let inspect = docker.inspect_image(&id).await.unwrap();
+    let layers = inspect.root_fs.unwrap().layers.unwrap();
+    let history = docker.image_history(&id).await.unwrap();
+    assert!(!history.is_empty());
+    assert!(
+        history[0].created_by.contains("/app/app.jar"),
+        "{:?}",
+        history[0]
+    );
+    let with_size = history.iter().filter(|h| h.size > 0).count();
+    assert_eq!(with_size, layers.len(), "{history:?}");
+
+    // The image id is a function of the inputs: removed and built again,
+    // the same id.
+    builder.remove_image(&first.image).await.unwrap();
+    assert!(docker.inspect_image(&id).await.is_err(), "not removed");
+    let (stream, _, _) = jar_stream(&jar);
+    let again = builder
+        .build(&spec, stream, ProgressSink::discard(spec.deployment))
+        .await
+        .unwrap();
+    assert!(!again.cached);
+    assert_eq!(again.image, first.image);
 }

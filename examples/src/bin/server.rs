@@ -56,6 +56,9 @@ use tracing_subscriber::EnvFilter;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The longest a log line waits in the forwarder before it is stored.
+const LOG_FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // `--help`, `--version` (exit 0) and bad arguments (exit 2) print and
@@ -124,7 +127,15 @@ async fn run(args: ServerArgs) -> Result<(), BoxError> {
         .build();
     // Before the platform starts: the forwarder sees recovery's events too.
     let logs = open_log_store(&args).await?;
-    let forwarder = LogForwarder::start(&platform, logs.clone(), ForwarderOptions::default());
+    // A line is readable through the API at most `LOG_FLUSH` after the app
+    // wrote it (the core's default, 1 s, suits a store far away): a new
+    // version's first lines are what its deployer waits for. Under load
+    // batches still fill up while an append is in flight.
+    let forwarder_options = ForwarderOptions {
+        flush_interval: LOG_FLUSH,
+        ..ForwarderOptions::default()
+    };
+    let forwarder = LogForwarder::start(&platform, logs.clone(), forwarder_options);
     let logs_api = api::logs::LogsApi {
         store: logs,
         forwarder: forwarder.clone(),

@@ -106,6 +106,10 @@ pub(super) async fn run(
         return;
     };
     let mut stopping = !follow || *stop.borrow();
+    // A deployment is followed from `Starting` on, before its container
+    // exists or runs (and a backend may end the stream of a container that
+    // has not started yet): until the first line comes, look again soon.
+    let mut idle = FIRST_LOOK;
     loop {
         let read = LogOptions {
             since: pos.since(),
@@ -121,10 +125,13 @@ pub(super) async fn run(
                 return;
             }
             Err(e) => {
-                if !e.is_not_found() {
+                let delay = if e.is_not_found() {
+                    next_look(&mut idle, options.reopen_delay)
+                } else {
                     shared.source_failed(format!("{}: {e}", target.deployment));
-                }
-                if pause(options.reopen_delay, &mut stop).await {
+                    options.reopen_delay
+                };
+                if pause(delay, &mut stop).await {
                     stopping = true;
                 }
                 continue;
@@ -133,6 +140,7 @@ pub(super) async fn run(
         let mut lines = lines;
         let mut reread = Reread::new(&pos);
         let mut interrupted = false;
+        let mut got_lines = false;
         loop {
             let next = tokio::select! {
                 biased;
@@ -151,6 +159,7 @@ pub(super) async fn run(
                 None => break,
             };
             shared.read(1);
+            got_lines = true;
             let Some(seq) = reread.take(&mut pos, &line) else {
                 continue;
             };
@@ -176,12 +185,30 @@ pub(super) async fn run(
             continue;
         }
         // The stream ended on its own (the container stopped or was
-        // replaced): read again after a pause; the stop, if it is one, comes
-        // as an event.
-        if pause(options.reopen_delay, &mut stop).await {
+        // replaced, or has not started yet): read again after a pause; the
+        // stop, if it is one, comes as an event.
+        let delay = if got_lines {
+            idle = FIRST_LOOK;
+            options.reopen_delay
+        } else {
+            next_look(&mut idle, options.reopen_delay)
+        };
+        if pause(delay, &mut stop).await {
             stopping = true;
         }
     }
+}
+
+/// The first pause before reading a deployment's output again when the
+/// last read found nothing; it doubles up to `reopen_delay`.
+const FIRST_LOOK: Duration = Duration::from_millis(20);
+
+/// The pause after a read that found nothing: `idle`, which doubles for the
+/// next one, at most `max`.
+fn next_look(idle: &mut Duration, max: Duration) -> Duration {
+    let now = (*idle).min(max);
+    *idle = (*idle * 2).min(max);
+    now
 }
 
 /// Waits `delay`; true when `stop` turned true meanwhile.
@@ -259,5 +286,15 @@ mod tests {
             None,
             "older than the store's end"
         );
+    }
+
+    #[test]
+    fn the_pause_after_an_empty_read_doubles_up_to_the_reopen_delay() {
+        let max = Duration::from_millis(100);
+        let mut idle = FIRST_LOOK;
+        let pauses: Vec<u128> = (0..5)
+            .map(|_| next_look(&mut idle, max).as_millis())
+            .collect();
+        assert_eq!(pauses, [20, 40, 80, 100, 100]);
     }
 }

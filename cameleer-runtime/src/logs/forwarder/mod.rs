@@ -65,7 +65,10 @@ pub struct ForwarderOptions {
     /// See [`retry_min`](Self::retry_min).
     pub retry_max: Duration,
     /// Pause before reading a deployment's output again after its stream
-    /// ended or failed. Default 1 s.
+    /// ended or failed. Default 1 s. A read that found no container or no
+    /// line (a deployment is followed from `Starting` on, before its
+    /// container runs) is tried again sooner: after 20 ms, doubling up to
+    /// this.
     pub reopen_delay: Duration,
     /// On [`LogForwarder::shutdown`], how long to keep trying to store what
     /// is held. Default 10 s.
