@@ -13,7 +13,8 @@
 //! - **deploy**: applies the namespace and its policies, then the app's
 //!   Deployment with the new version's pod template; the rolling update
 //!   (`maxUnavailable: 0`) keeps the old pods serving until the new ones are
-//!   ready. Returns once the watches show the new version RUNNING, or FAILED
+//!   ready. Returns once the watches show the new version RUNNING (and the
+//!   old version's pods gone or being deleted), or FAILED
 //!   (see [`crate::status`]), or its start timeout plus
 //!   [`progress_margin`](KubernetesOptions::progress_margin) passed. On
 //!   failure the error is [`Error::StartFailed`] with the typed reason and
@@ -28,7 +29,10 @@
 //!   `kubectl.kubernetes.io/restartedAt`), with the replicas back, waited for
 //!   like a deploy.
 //! - **logs**: see [`crate::logs`].
-//! - **list**: the Deployments labelled with the tenant, in every namespace.
+//! - **status**, **list** (the Deployments labelled with the tenant, in
+//!   every namespace): the version that serves, see
+//!   [`status::observe_serving`]: during a rollout the older version until
+//!   the new one has all its pods ready.
 //! - **events**: see [`crate::watch`].
 //! - **reconcile**: see `reconcile` below.
 

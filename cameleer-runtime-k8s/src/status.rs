@@ -28,6 +28,12 @@
 //!      is [`StatusReason::CrashLoop`] with that exit as `last`. So a pod in
 //!      `CrashLoopBackOff` never reads RUNNING, and the first crash reads as
 //!      what it was, as on Docker.
+//!
+//!    With several replicas, a crash (the container ended, now or before
+//!    the kubelet restarted it) fails the app only when none of the current
+//!    pods' containers runs: otherwise it is one instance down, counted in
+//!    the restarts (rule 4), as on Docker. The other failures (image,
+//!    runtime, scheduling) fail it whatever the other pods do.
 //! 3. A Deployment whose rollout missed its deadline
 //!    (`Progressing=False`, `ProgressDeadlineExceeded`) is FAILED,
 //!    [`StatusReason::HealthTimeout`]; one whose pods cannot be created
@@ -35,6 +41,12 @@
 //!    [`StatusReason::StartRefused`].
 //! 4. As many current pods ready (for `minReadySeconds`) as replicas wanted:
 //!    RUNNING. Anything else: STARTING.
+//!
+//! That is [`observe`]: the status of the version of the Deployment's pod
+//! template, which a deploy waits on and events report.
+//! [`observe_serving`], what `app_status` and `list_apps` report, is the
+//! version that serves: while the template's is not RUNNING and pods of an
+//! older template are still ready, the older one.
 
 use std::collections::BTreeMap;
 

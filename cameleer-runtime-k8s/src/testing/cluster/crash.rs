@@ -105,8 +105,10 @@ impl FakeCluster {
     /// Kills instance `instance` of `app`: the app's container of its
     /// `instance`-th pod, oldest first (the order its logs number
     /// instances in), ends with exit 137 as a `SIGKILL` ends it, and the
-    /// kubelet restarts it (see the [module docs](self)) over the next
-    /// [`tick`](Self::tick)s. Whether there was such a pod.
+    /// kubelet restarts it under `restartPolicy: Always`: on the next
+    /// [`tick`](Self::tick) its container runs again (`restartCount` one
+    /// up, the ended run in `lastState`), and half a second later it is
+    /// ready again if it was. Whether there was such a pod.
     pub fn kill_instance(&self, app: &cameleer_runtime::AppRef, instance: u32) -> bool {
         let ns = crate::namespace::namespace_name(&app.tenant, &app.env);
         let selector = vec![("cameleer.io/app".to_string(), app.app.to_string())];
