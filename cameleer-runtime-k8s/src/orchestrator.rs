@@ -13,7 +13,8 @@
 //! - **deploy**: applies the namespace and its policies, then the app's
 //!   Deployment with the new version's pod template; the rolling update
 //!   (`maxUnavailable: 0`) keeps the old pods serving until the new ones are
-//!   ready. Returns once the watches show the new version RUNNING, or FAILED
+//!   ready. Returns once the watches show the new version RUNNING (and the
+//!   old version's pods gone or being deleted), or FAILED
 //!   (see [`crate::status`]), or its start timeout plus
 //!   [`progress_margin`](KubernetesOptions::progress_margin) passed. On
 //!   failure the error is [`Error::StartFailed`] with the typed reason and
@@ -28,7 +29,10 @@
 //!   `kubectl.kubernetes.io/restartedAt`), with the replicas back, waited for
 //!   like a deploy.
 //! - **logs**: see [`crate::logs`].
-//! - **list**: the Deployments labelled with the tenant, in every namespace.
+//! - **status**, **list** (the Deployments labelled with the tenant, in
+//!   every namespace): the version that serves, see
+//!   [`status::observe_serving`]: during a rollout the older version until
+//!   the new one has all its pods ready.
 //! - **events**: see [`crate::watch`].
 //! - **reconcile**: see `reconcile` below.
 
@@ -187,7 +191,9 @@ impl KubernetesRuntimeOrchestrator {
         Ok(self.kube.list::<Pod>(Some(&ns), &selector).await?)
     }
 
-    /// What the API says of `deployment` right now.
+    /// What the API says of the version `deployment`'s template runs, right
+    /// now (not what serves while it rolls out: see
+    /// [`status::observe_serving`]).
     async fn observe_now(&self, app: &AppRef, deployment: &Deployment) -> Result<Observed> {
         let pods = self.pods_of(app).await?;
         status::observe(deployment, &pods, OffsetDateTime::now_utc())
@@ -241,7 +247,14 @@ impl KubernetesRuntimeOrchestrator {
                 if let Some(o) = status::observe(&d, &pods, now)
                     && o.identity.deployment == deployment
                 {
-                    if o.status != DeploymentStatus::Starting {
+                    // RUNNING once the rollout is over too, so the old
+                    // version's pods no longer count as ready.
+                    let settled = match o.status {
+                        DeploymentStatus::Starting => false,
+                        DeploymentStatus::Running => status::rollout_done(&d, &pods),
+                        _ => true,
+                    };
+                    if settled {
                         return (Some(o), status::last_output(&d, &pods));
                     }
                     last_probe = not_ready(&d, &pods).or(last_probe);
@@ -411,8 +424,10 @@ impl KubernetesRuntimeOrchestrator {
             .get_deployment(app)
             .await?
             .ok_or_else(|| Error::not_found("app", app))?;
-        let o = self.observe_now(app, &current).await?;
-        Ok(o.to_status(app))
+        let pods = self.pods_of(app).await?;
+        status::observe_serving(&current, &pods, OffsetDateTime::now_utc())
+            .map(|o| o.to_status(app))
+            .ok_or_else(|| Error::not_found("app", app))
     }
 
     async fn summaries(&self, tenant: &TenantId) -> Result<Vec<AppSummary>> {
@@ -432,7 +447,7 @@ impl KubernetesRuntimeOrchestrator {
             .filter_map(|d| {
                 let ns = d.metadata.namespace.clone().unwrap_or_default();
                 let pods = by_ns.get(&ns).map(Vec::as_slice).unwrap_or_default();
-                status::observe(d, pods, now)
+                status::observe_serving(d, pods, now)
             })
             .filter(|o| &o.identity.app.tenant == tenant)
             .map(|o| AppSummary::from(o.to_status(&o.identity.app)))

@@ -28,6 +28,12 @@
 //!      is [`StatusReason::CrashLoop`] with that exit as `last`. So a pod in
 //!      `CrashLoopBackOff` never reads RUNNING, and the first crash reads as
 //!      what it was, as on Docker.
+//!
+//!    With several replicas, a crash (the container ended, now or before
+//!    the kubelet restarted it) fails the app only when none of the current
+//!    pods' containers runs: otherwise it is one instance down, counted in
+//!    the restarts (rule 4), as on Docker. The other failures (image,
+//!    runtime, scheduling) fail it whatever the other pods do.
 //! 3. A Deployment whose rollout missed its deadline
 //!    (`Progressing=False`, `ProgressDeadlineExceeded`) is FAILED,
 //!    [`StatusReason::HealthTimeout`]; one whose pods cannot be created
@@ -35,13 +41,19 @@
 //!    [`StatusReason::StartRefused`].
 //! 4. As many current pods ready (for `minReadySeconds`) as replicas wanted:
 //!    RUNNING. Anything else: STARTING.
+//!
+//! That is [`observe`]: the status of the version of the Deployment's pod
+//! template, which a deploy waits on and events report.
+//! [`observe_serving`], what `app_status` and `list_apps` report, is the
+//! version that serves: while the template's is not RUNNING and pods of an
+//! older template are still ready, the older one.
 
 use std::collections::BTreeMap;
 
 use cameleer_runtime::identity::{DeploymentIdentity, IdentityKey};
 use cameleer_runtime::{DeploymentStatus, StatusReason};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod, PodTemplateSpec};
 use time::OffsetDateTime;
 
 use crate::compat;
@@ -168,6 +180,13 @@ fn termination_reason(t: &ContainerStateTerminated) -> StatusReason {
 
 /// Why `pod` failed, if it did; see the [module docs](self).
 pub fn pod_failure(pod: &Pod) -> Option<StatusReason> {
+    pod_refusal(pod).or_else(|| pod_crash(pod))
+}
+
+/// Why `pod` never started its app, if so: it failed as a whole, is not
+/// schedulable, or its container cannot be created (image, runtime). A
+/// restart does not heal these.
+fn pod_refusal(pod: &Pod) -> Option<StatusReason> {
     let status = pod.status.as_ref()?;
     if status.phase.as_deref() == Some("Failed") {
         return Some(StatusReason::StartRefused {
@@ -194,12 +213,7 @@ pub fn pod_failure(pod: &Pod) -> Option<StatusReason> {
             });
         }
     }
-    let container = status
-        .container_statuses
-        .iter()
-        .flatten()
-        .find(|c| c.name == CONTAINER)?;
-    let state = container.state.as_ref();
+    let state = app_container(pod)?.state.as_ref();
     if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
         let reason = waiting.reason.as_deref().unwrap_or_default();
         let detail = || {
@@ -215,6 +229,31 @@ pub fn pod_failure(pod: &Pod) -> Option<StatusReason> {
             return Some(StatusReason::StartRefused { detail: detail() });
         }
     }
+    None
+}
+
+/// The app's container of `pod`.
+fn app_container(pod: &Pod) -> Option<&ContainerStatus> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == CONTAINER)
+}
+
+/// Whether the app's container of `pod` runs now (restarted or not).
+fn is_running(pod: &Pod) -> bool {
+    app_container(pod)
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.running.is_some())
+}
+
+/// How the app's container of `pod` ended, now or before the kubelet
+/// restarted it, if it did (see the [module docs](self)).
+fn pod_crash(pod: &Pod) -> Option<StatusReason> {
+    let container = app_container(pod)?;
+    let state = container.state.as_ref();
     let terminated = state
         .and_then(|s| s.terminated.as_ref())
         .or_else(|| container.last_state.as_ref()?.terminated.as_ref());
@@ -320,7 +359,18 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], now: OffsetDateTime) -> Op
             ),
         });
     }
-    if let Some(reason) = current.iter().find_map(|p| pod_failure(p)) {
+    let failure = if desired <= 1 {
+        current.iter().find_map(|p| pod_failure(p))
+    } else {
+        // Several replicas: the kubelet restarts a crashed container, so
+        // while one of the current pods runs, a crash is one instance down
+        // (and counted in restarts), not a failed app.
+        let running = current.iter().any(|p| is_running(p));
+        current
+            .iter()
+            .find_map(|p| pod_refusal(p).or_else(|| pod_crash(p).filter(|_| !running)))
+    };
+    if let Some(reason) = failure {
         return Some(observed(DeploymentStatus::Failed, Some(reason)));
     }
     let conditions = deployment
@@ -382,6 +432,90 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], now: OffsetDateTime) -> Op
     // its pods yet; the pods are the fresher truth.
     o.ready = o.ready.max(ready);
     Some(o)
+}
+
+/// The status of the app `deployment` runs as its clients see it: the
+/// version that serves. [`observe`] is about the Deployment's pod template,
+/// the version being rolled out; while that one is not RUNNING (still
+/// rolling out, or its rollout failed) and pods of an older template are
+/// still ready, those serve (the rolling update with `maxUnavailable: 0`
+/// keeps them until the new pods are ready), so the status is theirs: their
+/// version, RUNNING when as many pods of any version are ready as the
+/// Deployment wants, and the restarts of their pods. Otherwise (the
+/// template's version is RUNNING or STOPPED, or nothing older serves) it is
+/// [`observe`]'s.
+pub fn observe_serving(
+    deployment: &Deployment,
+    pods: &[Pod],
+    now: OffsetDateTime,
+) -> Option<Observed> {
+    let rollout = observe(deployment, pods, now)?;
+    if matches!(
+        rollout.status,
+        DeploymentStatus::Running | DeploymentStatus::Stopped
+    ) {
+        return Some(rollout);
+    }
+    let live = || {
+        pods.iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && selects(deployment, p))
+    };
+    let mut older: Vec<(DeploymentIdentity, usize)> = Vec::new();
+    for pod in live().filter(|p| !is_current(deployment, p) && ready_since(p).is_some()) {
+        let Some(id) = identity_of(pod.metadata.labels.as_ref()) else {
+            continue;
+        };
+        match older.iter_mut().find(|(known, _)| *known == id) {
+            Some((_, n)) => *n += 1,
+            None => older.push((id, 1)),
+        }
+    }
+    // Of several older versions (redeploys in a row), the one with the
+    // most ready pods.
+    let Some((identity, _)) = older.into_iter().max_by_key(|(_, n)| *n) else {
+        return Some(rollout);
+    };
+    let ready = live().filter(|p| ready_since(p).is_some()).count();
+    let ready = u32::try_from(ready).unwrap_or(u32::MAX).max(rollout.ready);
+    let restarts = live()
+        .filter(|p| identity_of(p.metadata.labels.as_ref()).as_ref() == Some(&identity))
+        .filter_map(app_container)
+        .map(|c| u32::try_from(c.restart_count.max(0)).unwrap_or(0))
+        .sum();
+    let (status, reason) = match cameleer_runtime::instances_status(ready, rollout.desired) {
+        (status, _) if rollout.desired <= 1 => (status, None),
+        other => other,
+    };
+    Some(Observed {
+        identity,
+        status,
+        reason,
+        ready,
+        desired: rollout.desired,
+        restarts,
+    })
+}
+
+/// Whether `pod` carries the labels `deployment` selects its pods by (of
+/// whichever template): `pods` may hold a whole namespace's.
+fn selects(deployment: &Deployment, pod: &Pod) -> bool {
+    let Some(wanted) =
+        compat::deployment_spec(deployment).and_then(|s| s.selector.match_labels.as_ref())
+    else {
+        return false;
+    };
+    let labels = pod.metadata.labels.as_ref();
+    wanted
+        .iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+/// Whether the rollout of `deployment`'s template is over: no pod of it
+/// of another template is left that is not being deleted.
+pub fn rollout_done(deployment: &Deployment, pods: &[Pod]) -> bool {
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && selects(deployment, p))
+        .all(|p| is_current(deployment, p))
 }
 
 /// The start timeout a pod template's annotations record (120 s when they

@@ -15,10 +15,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cameleer_runtime::testkit::conformance::{self, Check, ConformanceFixture, FixtureApp};
 use cameleer_runtime::{
-    AppConfig, HealthCheck, ImageRef, Resources, RuntimeOrchestrator, TenantId,
+    AppConfig, AppRef, HealthCheck, ImageRef, Resources, RuntimeOrchestrator, TenantId,
 };
 use cameleer_runtime_k8s::{KubernetesOptions, KubernetesRuntimeOrchestrator};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
 
 struct ClusterFixture {
@@ -118,6 +118,45 @@ impl ConformanceFixture for ClusterFixture {
         Duration::from_secs(180)
     }
 
+    fn supports_replicas(&self) -> bool {
+        true
+    }
+
+    /// Deletes the pod of instance `instance` (the app's pods oldest first,
+    /// the order its logs number instances in), as `kubectl delete pod`
+    /// would: not a crash of its process (that needs `pods/exec`, which the
+    /// controller's role does not grant), so its ReplicaSet replaces it with
+    /// a new pod and the app's `restarts` do not grow (see
+    /// `killed_instance_is_replaced` below).
+    async fn kill_instance(&self, app: &AppRef, instance: u32) -> cameleer_runtime::Result<()> {
+        let ns = cameleer_runtime_k8s::namespace::namespace_name(&app.tenant, &app.env);
+        let pods = Api::<Pod>::namespaced(self.orchestrator.client().clone(), &ns);
+        let selector = format!("cameleer.io/app={}", app.app);
+        let mut live: Vec<Pod> = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| cameleer_runtime::Error::backend("listing the app's pods", e))?
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        live.sort_by(|a, b| {
+            (&a.metadata.creation_timestamp, &a.metadata.name)
+                .cmp(&(&b.metadata.creation_timestamp, &b.metadata.name))
+        });
+        let name = usize::try_from(instance)
+            .ok()
+            .and_then(|i| live.get(i))
+            .and_then(|p| p.metadata.name.clone())
+            .ok_or_else(|| {
+                cameleer_runtime::Error::not_found("instance", format!("{app} #{instance}"))
+            })?;
+        pods.delete(&name, &DeleteParams::default())
+            .await
+            .map_err(|e| cameleer_runtime::Error::backend("deleting the instance's pod", e))?;
+        Ok(())
+    }
+
     async fn cleanup(&self, tenant: &TenantId) {
         let namespaces = Api::<Namespace>::all(self.orchestrator.client().clone());
         let selector = format!("cameleer.io/tenant={tenant}");
@@ -185,17 +224,19 @@ live! {
 live!(@one redeploy_keeps_old_serving RedeployKeepsOldServing
     "no_reachable: the live fixture has no in-cluster client yet (tests/conformance_fake.rs runs it)");
 
-// Replicas map onto the Deployment (tests/replicas.rs), but a crashed pod
-// reads FAILED and the live fixture cannot kill one instance the way the
-// suite asks: the replica checks are not run live yet.
-live!(@one replicas_reach_running ReplicasReachRunning
-    "no_replicas: the live fixture has no kill_instance yet (tests/replicas.rs covers the mapping)");
+// The replica checks: the live fixture has no Serving image (as above),
+// and its kill_instance deletes the pod, which its ReplicaSet replaces with
+// a new one, so `restarts` (container restarts, as the kubelet counts them)
+// do not grow; the fake kubelet of tests/conformance_fake.rs restarts the
+// killed container and runs both checks.
+live! {
+    replicas_reach_running => ReplicasReachRunning,
+    failed_rolling_redeploy_keeps_old => FailedRollingRedeployKeepsOld,
+}
 live!(@one rolling_redeploy_keeps_ready RollingRedeployKeepsReady
-    "no_replicas: app_status reports the new template STARTING while it rolls out");
-live!(@one failed_rolling_redeploy_keeps_old FailedRollingRedeployKeepsOld
-    "no_replicas: the live fixture has no kill_instance yet (tests/replicas.rs covers the mapping)");
+    "no_reachable: the live fixture has no Serving image yet (tests/conformance_fake.rs runs it)");
 live!(@one killed_instance_is_replaced KilledInstanceIsReplaced
-    "no_replicas: a crashed pod reads FAILED on this backend (the kubelet restarts it)");
+    "kill_instance deletes the pod (no pods/exec): its replacement is no restart (tests/conformance_fake.rs runs it)");
 
 #[test]
 fn every_check_of_the_suite_has_a_live_test() {

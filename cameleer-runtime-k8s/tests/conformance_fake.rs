@@ -3,7 +3,8 @@
 //! logging app becomes ready and logs every 200 ms, the crashing one exits
 //! with 3, the OOM one is OOM-killed, the late crasher is ready and exits 3
 //! seconds later, the unhealthy one never gets ready, the serving one gets
-//! ready after half a second and answers with its version), so every check
+//! ready after half a second and answers with its version; a killed pod's
+//! container is restarted by the fake kubelet), so every check
 //! runs end to end through the orchestrator's real requests and watches,
 //! with no cluster.
 
@@ -139,9 +140,26 @@ impl ConformanceFixture for FakeClusterFixture {
         true
     }
 
+    fn supports_replicas(&self) -> bool {
+        true
+    }
+
+    /// The pod's container ends with exit 137 and the (fake) kubelet
+    /// restarts it: see `FakeCluster::kill_instance`.
+    async fn kill_instance(&self, app: &AppRef, instance: u32) -> cameleer_runtime::Result<()> {
+        if self.cluster.kill_instance(app, instance) {
+            Ok(())
+        } else {
+            Err(cameleer_runtime::Error::not_found(
+                "instance",
+                format!("{app} #{instance}"),
+            ))
+        }
+    }
+
     fn patience(&self) -> Duration {
         Duration::from_secs(30)
     }
 }
 
-cameleer_runtime::conformance_tests!(no_replicas; async { FakeClusterFixture::new().await });
+cameleer_runtime::conformance_tests!(async { FakeClusterFixture::new().await });

@@ -386,3 +386,180 @@ fn three_replicas_are_running_only_when_all_three_are_ready() {
     let o = observe(&d, &two, now()).unwrap();
     assert_eq!((o.status, o.ready, o.desired), (Starting, 4, 3));
 }
+
+/// A deployment of `version` with 3 replicas.
+fn replicated(version: u64) -> Deployment {
+    let mut req = request(HealthCheck::TcpPort(8080));
+    req.version = version;
+    req.config.replicas = 3;
+    workload::deployment(&req, &KubernetesOptions::default()).unwrap()
+}
+
+/// `pod` after its app's container was killed (exit 137): ended now when
+/// not `restarted`, else running again (restart count 1), ready or not.
+fn killed(mut pod: Pod, restarted: bool, ready: bool) -> Pod {
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated};
+    let status = pod.status.as_mut().unwrap();
+    for c in status.conditions.iter_mut().flatten() {
+        if c.type_ == "Ready" || c.type_ == "ContainersReady" {
+            c.status = if ready { "True" } else { "False" }.into();
+        }
+    }
+    let c = &mut status.container_statuses.as_mut().unwrap()[0];
+    let ended = ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code: 137,
+            reason: Some("Error".into()),
+            ..ContainerStateTerminated::default()
+        }),
+        ..ContainerState::default()
+    };
+    c.ready = ready;
+    if restarted {
+        c.last_state = Some(ended);
+        c.restart_count = 1;
+    } else {
+        c.state = Some(ended);
+    }
+    pod
+}
+
+#[test]
+fn a_crashed_replica_is_one_instance_down_while_others_run() {
+    use DeploymentStatus::*;
+    let d = replicated(1);
+    let pod = |i: usize, s: &PodScript| pod_for(&d, &format!("orders-{i}"), s, t0());
+    let with = |third: Pod| vec![pod(0, &PodScript::Ready), pod(1, &PodScript::Ready), third];
+    let not_ready = Some(StatusReason::InstancesNotReady {
+        ready: 2,
+        desired: 3,
+    });
+
+    // Ended, not restarted yet: not ready, no restart counted yet.
+    let o = observe(
+        &d,
+        &with(killed(pod(2, &PodScript::Ready), false, false)),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(
+        (o.status, o.reason, o.restarts),
+        (Starting, not_ready.clone(), 0)
+    );
+    // Restarted, its probe not passed yet.
+    let o = observe(
+        &d,
+        &with(killed(pod(2, &PodScript::Ready), true, false)),
+        now(),
+    )
+    .unwrap();
+    assert_eq!((o.status, o.reason, o.restarts), (Starting, not_ready, 1));
+    // Ready again: RUNNING, the restart counted.
+    let o = observe(
+        &d,
+        &with(killed(pod(2, &PodScript::Ready), true, true)),
+        now(),
+    )
+    .unwrap();
+    assert_eq!((o.status, o.ready, o.restarts), (Running, 3, 1));
+
+    // A pod that cannot start is no crash: FAILED whatever the others do.
+    let o = observe(&d, &with(pod(2, &PodScript::ImagePullBackOff)), now()).unwrap();
+    assert!(matches!(
+        o.reason,
+        Some(StatusReason::ImagePullFailed { .. })
+    ));
+    // When none runs, the crash is the app's.
+    let all = [0, 1, 2].map(|i| pod(i, &PodScript::crash(3)));
+    let o = observe(&d, &all, now()).unwrap();
+    assert_eq!(o.status, Failed);
+    assert!(o.reason.is_some());
+
+    // One replica: its crash reads FAILED, restarted or not, as it did.
+    let one = tcp();
+    for restarted in [false, true] {
+        let p = killed(
+            pod_for(&one, "orders-0", &PodScript::Ready, t0()),
+            restarted,
+            restarted,
+        );
+        let o = observe(&one, &[p], now()).unwrap();
+        assert_eq!(
+            (o.status, o.reason),
+            (Failed, Some(StatusReason::from_exit(137, None))),
+            "restarted: {restarted}"
+        );
+    }
+}
+
+#[test]
+fn while_a_new_version_rolls_out_the_old_one_serves() {
+    use DeploymentStatus::*;
+    let v1 = replicated(1);
+    let v2 = replicated(2);
+    let old = |i: usize| pod_for(&v1, &format!("old-{i}"), &PodScript::Ready, t0());
+    let new = |i: usize, s: &PodScript| pod_for(&v2, &format!("new-{i}"), s, t0());
+    let v1_id = deployment_identity(&v1).unwrap();
+    let v2_id = deployment_identity(&v2).unwrap();
+
+    // A surge pod starting: the template's version is STARTING, v1 serves.
+    let pods = vec![old(0), old(1), old(2), new(0, &PodScript::Running)];
+    assert_eq!(observe(&v2, &pods, now()).unwrap().status, Starting);
+    let o = observe_serving(&v2, &pods, now()).unwrap();
+    assert_eq!(
+        (o.identity.clone(), o.status, o.reason, o.ready, o.desired),
+        (v1_id.clone(), Running, None, 3, 3)
+    );
+    assert!(!rollout_done(&v2, &pods));
+
+    // One new ready, one old gone: still v1, counting every ready pod.
+    let pods = vec![
+        old(1),
+        old(2),
+        new(0, &PodScript::Ready),
+        new(1, &PodScript::Running),
+    ];
+    let o = observe_serving(&v2, &pods, now()).unwrap();
+    assert_eq!(
+        (o.identity.clone(), o.status, o.ready),
+        (v1_id.clone(), Running, 3)
+    );
+
+    // A pod of another app in the namespace serves nothing of this one.
+    let mut billing = request(HealthCheck::TcpPort(8080));
+    billing.app = AppRef::parse("acme", "billing", "dev").unwrap();
+    let billing = workload::deployment(&billing, &KubernetesOptions::default()).unwrap();
+    let other = pod_for(&billing, "billing-0", &PodScript::Ready, t0());
+    let pods = vec![other.clone(), new(0, &PodScript::Running)];
+    let o = observe_serving(&v2, &pods, now()).unwrap();
+    assert_eq!(
+        (o.identity.clone(), o.status, o.ready),
+        (v2_id.clone(), Starting, 0)
+    );
+    assert!(rollout_done(&v2, &pods));
+
+    // The rollout missed its deadline: v2 FAILED, v1 still serves.
+    let mut failed = v2.clone();
+    failed.status = Some(K8sDeploymentStatus {
+        conditions: Some(vec![k8s_openapi::api::apps::v1::DeploymentCondition {
+            reason: Some("ProgressDeadlineExceeded".into()),
+            ..crate::compat::new_condition("Progressing", "False")
+        }]),
+        ..K8sDeploymentStatus::default()
+    });
+    let pods = vec![old(0), old(1), old(2), new(0, &PodScript::Running)];
+    assert_eq!(observe(&failed, &pods, now()).unwrap().status, Failed);
+    let o = observe_serving(&failed, &pods, now()).unwrap();
+    assert_eq!((o.identity.clone(), o.status, o.ready), (v1_id, Running, 3));
+
+    // All new ones ready: v2, whatever is left of v1.
+    let pods = vec![
+        old(0),
+        new(0, &PodScript::Ready),
+        new(1, &PodScript::Ready),
+        new(2, &PodScript::Ready),
+    ];
+    let o = observe_serving(&v2, &pods, now()).unwrap();
+    assert_eq!((o.identity, o.status), (v2_id, Running));
+    assert!(!rollout_done(&v2, &pods));
+}

@@ -12,11 +12,14 @@
 //! - `pods/log` with `sinceTime`, `timestamps` and `follow`.
 //!
 //! It plays the controllers a test needs: a Deployment's pods follow its
-//! template and replicas (old pods go once the new ones are ready, as with
-//! `maxUnavailable: 0`), its status follows its pods, a Job gets a pod. The
-//! test plays the kubelet: [`FakeCluster::script`] sets what the pods of a
-//! deployment do ([`PodScript`]: ready, crash-looping, OOM-killed, image not
-//! pullable…), [`FakeCluster::log`] what they write. It can also break
+//! template and replicas with the rolling update the backend renders (one
+//! new pod at a time, an old one going once a new one is ready: see
+//! `rollout`), its status follows its pods as the Deployment controller
+//! writes it, a Job gets a pod. The test plays the kubelet:
+//! [`FakeCluster::script`] sets what the pods of a deployment do
+//! ([`PodScript`]: ready, crash-looping, OOM-killed, image not pullable…),
+//! [`FakeCluster::log`] what they write, [`FakeCluster::kill_instance`]
+//! crashes one pod's container, which the kubelet restarts. It can also break
 //! things: fail the next matching calls with a status
 //! ([`FakeCluster::fail`]), drop every watch ([`FakeCluster::drop_watches`])
 //! or compact history so watches get `410 Gone`
@@ -31,13 +34,15 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::kubelet::PodScript;
+
+mod crash;
+mod rollout;
 
 /// One request the fake API server answered.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,12 +184,25 @@ struct State {
     born: BTreeMap<(String, String), std::time::Instant>,
     /// Pods that took their later script already.
     moved_on: std::collections::BTreeSet<(String, String)>,
+    /// When a ready pod becomes available by `minReadySeconds`, for
+    /// [`FakeCluster::requeue`].
+    wake_at: Option<std::time::Instant>,
+    /// Pods killed with [`FakeCluster::kill_instance`], being restarted.
+    restarting: BTreeMap<Key, crash::Restart>,
     /// When each Deployment's current generation was applied.
     applied_at: BTreeMap<(String, String), (i64, std::time::Instant)>,
 }
 
 fn meta_str<'a>(o: &'a Value, field: &str) -> Option<&'a str> {
     o.get("metadata")?.get(field)?.as_str()
+}
+
+/// The image of the first container of pod `o`.
+fn image_of(o: &Value) -> String {
+    o.pointer("/spec/containers/0/image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn labels_of(o: &Value) -> BTreeMap<String, String> {
@@ -326,146 +344,6 @@ impl State {
     fn new_pod_name(&mut self, base: &str, hash: &str) -> String {
         self.pod_counter += 1;
         format!("{base}-{hash}-{:05x}", self.pod_counter)
-    }
-
-    fn step_deployment(&mut self, key: &Key, object: &Value) -> bool {
-        let ns = key.1.clone();
-        let Ok(d) = serde_json::from_value::<Deployment>(object.clone()) else {
-            return false;
-        };
-        let Some(spec) = crate::compat::deployment_spec(&d) else {
-            return false;
-        };
-        let replicas = spec.replicas.unwrap_or(1).max(0) as usize;
-        let selector: Vec<(String, String)> = spec
-            .selector
-            .match_labels
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        let template = serde_json::to_value(&spec.template).unwrap_or_default();
-        let hash = {
-            let digest = cameleer_build::Sha256Digest::of(template.to_string().as_bytes());
-            digest.to_string()[..10].to_string()
-        };
-        let pods: Vec<(Key, Value)> = self
-            .objects
-            .iter()
-            .filter(|((r, n, _), o)| r == "pods" && *n == ns && matches(o, &selector))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let is_new = |o: &Value| {
-            o.pointer("/metadata/labels/pod-template-hash")
-                .and_then(Value::as_str)
-                == Some(hash.as_str())
-        };
-        let ready = |o: &Value| {
-            o.pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
-        };
-        let mut changed = false;
-        let new: Vec<&(Key, Value)> = pods.iter().filter(|(_, o)| is_new(o)).collect();
-        if replicas == 0 {
-            for (k, _) in &pods {
-                self.remove(k);
-                changed = true;
-            }
-        } else {
-            for _ in new.len()..replicas {
-                let name = self.new_pod_name(&key.2, &hash);
-                let mut pod = json!({
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": template.get("metadata").cloned().unwrap_or(json!({})),
-                    "spec": template.get("spec").cloned().unwrap_or(json!({})),
-                });
-                pod["metadata"]["name"] = json!(name);
-                pod["metadata"]["namespace"] = json!(ns);
-                pod["metadata"]["labels"]["pod-template-hash"] = json!(hash);
-                pod["metadata"]["creationTimestamp"] = json!(Timestamp::now().to_string());
-                pod["metadata"]["uid"] = json!(format!("uid-{name}"));
-                let id = pod
-                    .pointer("/metadata/labels/cameleer.io~1deployment")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                let image = pod
-                    .pointer("/spec/containers/0/image")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                let script = self
-                    .scripts
-                    .get(&id)
-                    .or_else(|| {
-                        self.by_image
-                            .iter()
-                            .find(|(key, _)| image.contains(key.as_str()))
-                            .map(|(_, script)| script)
-                    })
-                    .cloned()
-                    .unwrap_or(PodScript::Pending);
-                pod["status"] =
-                    serde_json::to_value(script.status(Timestamp::now())).unwrap_or_default();
-                self.born
-                    .insert((ns.clone(), name.clone()), std::time::Instant::now());
-                self.put(("pods".into(), ns.clone(), name), pod);
-                changed = true;
-            }
-            let ready_new = new.iter().filter(|(_, o)| ready(o)).count();
-            if ready_new >= replicas {
-                for (k, o) in &pods {
-                    if !is_new(o) {
-                        self.remove(k);
-                        changed = true;
-                    }
-                }
-            }
-        }
-        // The status follows the pods.
-        let pods: Vec<Value> = self
-            .list("pods", Some(&ns), &selector)
-            .into_iter()
-            .collect();
-        let updated = pods.iter().filter(|o| is_new(o)).count();
-        let ready_count = pods.iter().filter(|o| ready(o)).count();
-        let generation = object
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(1);
-        let deadline = self.deadlines.get(&(ns.clone(), key.2.clone())) == Some(&generation);
-        let complete =
-            replicas == 0 || pods.iter().filter(|o| is_new(o) && ready(o)).count() >= replicas;
-        let progressing = if deadline {
-            json!({"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-                   "message": format!("ReplicaSet \"{}-{hash}\" has timed out progressing.", key.2)})
-        } else if complete {
-            json!({"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"})
-        } else {
-            json!({"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"})
-        };
-        let status = json!({
-            "observedGeneration": generation,
-            "replicas": pods.len(),
-            "updatedReplicas": updated,
-            "readyReplicas": ready_count,
-            "availableReplicas": ready_count,
-            "conditions": [progressing],
-        });
-        if object.get("status") != Some(&status)
-            && let Some(current) = self.objects.get(key).cloned()
-        {
-            let mut current = current;
-            current["status"] = status;
-            self.put(key.clone(), current);
-            changed = true;
-        }
-        changed
     }
 
     fn step_job(&mut self, key: &Key, object: &Value) -> bool {
@@ -662,6 +540,8 @@ impl FakeCluster {
             s.put(k, pod);
         }
         s.settle();
+        drop(s);
+        self.requeue();
     }
 
     /// Plays the kubelet by image: every new pod whose image contains
@@ -710,11 +590,7 @@ impl FakeCluster {
             let Some(born) = s.born.get(&id).copied() else {
                 continue;
             };
-            let image = pod
-                .pointer("/spec/containers/0/image")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            let image = image_of(&pod);
             let later = s
                 .later_by_image
                 .iter()
@@ -727,6 +603,7 @@ impl FakeCluster {
                 s.put(key, pod);
             }
         }
+        s.restart_killed(now);
         let late: Vec<((String, String), i64)> = s
             .applied_at
             .iter()
@@ -739,9 +616,11 @@ impl FakeCluster {
                     .and_then(Value::as_u64)
                     .unwrap_or(600);
                 let complete = d
-                    .pointer("/status/conditions/0/reason")
-                    .and_then(Value::as_str)
-                    == Some("NewReplicaSetAvailable");
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Progressing" && c["reason"] == "NewReplicaSetAvailable");
                 (!complete && now - *at >= std::time::Duration::from_secs(deadline))
                     .then(|| ((ns.clone(), name.clone()), *generation))
             })
@@ -750,6 +629,8 @@ impl FakeCluster {
             s.deadlines.insert(key, generation);
         }
         s.settle();
+        drop(s);
+        self.requeue();
     }
 
     /// The version that answers a client of `app` now: the newest of its
@@ -833,6 +714,8 @@ impl FakeCluster {
             s.put(key, pod);
         }
         s.settle();
+        drop(s);
+        self.requeue();
     }
 
     /// Lets the progress deadline of Deployment `ns/name`'s current
@@ -853,6 +736,8 @@ impl FakeCluster {
             s.deadlines.insert((ns.to_string(), name.to_string()), g);
         }
         s.settle();
+        drop(s);
+        self.requeue();
     }
 
     /// Pod `ns/pod` writes `line` at `at`.
@@ -904,6 +789,8 @@ impl FakeCluster {
         let mut s = self.state();
         s.put((resource.to_string(), ns, name), object);
         s.settle();
+        drop(s);
+        self.requeue();
     }
 
     /// Answers one request: the kube client's in process, or one read off
@@ -980,14 +867,35 @@ impl FakeCluster {
                 return error(status, &message);
             }
         }
-        match (parts.method.clone(), route.sub.as_deref()) {
+        let response = match (parts.method.clone(), route.sub.as_deref()) {
             (Method::GET, Some("log")) => self.pod_log(&route, &query),
             (Method::GET, None) if watch => self.watch(&route, &query),
             (Method::GET, None) => self.get_or_list(&route, &query),
             (Method::PATCH, None) => self.apply(&route, &query, &parts.headers, body_json),
             (Method::DELETE, None) => self.delete(&route),
             _ => error(405, "not supported by the fake API server"),
-        }
+        };
+        self.requeue();
+        response
+    }
+
+    /// Has the controllers look again when a pod becomes available by
+    /// `minReadySeconds` alone (no change announces it), as the Deployment
+    /// controller requeues a Deployment: on the current tokio runtime, if
+    /// there is one.
+    fn requeue(&self) {
+        let Some(at) = self.state().wake_at.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cluster = self.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            cluster.state().settle();
+            cluster.requeue();
+        });
     }
 
     fn get_or_list(&self, route: &Route, query: &BTreeMap<String, String>) -> Response<Body> {
