@@ -58,6 +58,7 @@ pub const RESERVED_ENV: &[&str] = &["JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_J
 /// assert_eq!(too_big.validate().unwrap_err().code(), "invalid_config");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     /// Environment variables of the app's process.
@@ -140,6 +141,7 @@ pub const DEFAULT_CPU_MILLIS: u32 = 1000;
 /// assert_eq!((r.memory_mb, r.cpu_millis, r.cpu_shares), (256, 1000, None));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// Memory limit in MiB; swap is not allowed on top of it. At least 64.
@@ -179,6 +181,7 @@ impl Default for Resources {
 /// "/health"}}` (the path defaults to `/`) or `"none"`. With `none`, the app is up once its process has
 /// stayed alive through a short grace period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HealthCheck {
     /// A TCP connection to this port of the app succeeds.
