@@ -11,6 +11,9 @@
 #   EXAMPLES=200 SEED=1 examples/scripts/schemathesis.sh
 #
 # Environment: EXAMPLES (test cases per operation and phase, default 100),
+# CHECKS (schemathesis's checks, default the four above plus
+# unsupported_method, 405 for every other method, and ignored_auth, 401
+# without the token),
 # MIN_REQUESTS (default 1000), SEED (default: random), REPORT_DIR (where the
 # NDJSON event log and the JUnit report go; default a temporary directory,
 # removed unless the run failed).
@@ -23,6 +26,7 @@
 set -euo pipefail
 
 EXAMPLES=${EXAMPLES:-100}
+CHECKS=${CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,unsupported_method,ignored_auth}
 MIN_REQUESTS=${MIN_REQUESTS:-1000}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -113,7 +117,7 @@ set +e
 cd "$REPORT_DIR"
 schemathesis run "http://$ADDR/api/v1/openapi.json" \
     "${AUTH[@]}" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --checks "$CHECKS" \
     --exclude-path-regex '/events$' \
     --max-examples "$EXAMPLES" \
     "${SEED_ARGS[@]}" \

@@ -305,3 +305,95 @@ async fn a_path_that_does_not_decode_is_400_invalid_path_in_the_envelope() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(code(&body), "invalid_path", "{body}");
 }
+
+// What schemathesis found (examples/scripts/schemathesis.sh with
+// CHECKS=all): requests the document allowed and the server refused, or
+// the other way round. Each now agrees.
+
+#[tokio::test]
+async fn a_null_body_is_a_left_out_body_as_the_document_says() {
+    let api = authed().await;
+    let doc = document(&api.bare).await;
+    for (path, method) in [
+        ("/api/v1/tenants/{tenant}/tokens", "post"),
+        (
+            "/api/v1/tenants/{tenant}/apps/{app}/envs/{env}/rollback",
+            "post",
+        ),
+        ("/api/v1/tenants/{tenant}/quota", "put"),
+    ] {
+        let body = &doc["paths"][path][method]["requestBody"];
+        assert_ne!(body["required"], true, "{method} {path}: {body}");
+    }
+    // Found: `null` was 422 `invalid_request`.
+    let (status, _, body) = send(
+        &api.router,
+        request(Method::POST, "/api/v1/tenants/acme/tokens", "null"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _, body) = send(
+        &api.router,
+        request(
+            Method::POST,
+            "/api/v1/tenants/acme/apps/orders/envs/dev/rollback",
+            "null",
+        ),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    // Found: a PUT of the quota without a body was 200 while the document
+    // said the body was required.
+    let (status, _, body) = send(
+        &api.router,
+        request(Method::PUT, "/api/v1/tenants/acme/quota", Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn the_documented_query_values_are_the_ones_accepted() {
+    let api = authed().await;
+    let doc = document(&api.bare).await;
+    let param = |path: &str, name: &str| -> Value {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["schema"]
+            .clone()
+    };
+    // Found: `dry_run=false` was documented (a boolean) and is refused.
+    let dry_run = param("/api/v1/admin/retention", "dry_run");
+    assert_eq!(
+        dry_run["enum"],
+        serde_json::json!(["true", "1"]),
+        "{dry_run}"
+    );
+    let (status, _, _) = send(
+        &api.router,
+        request(
+            Method::GET,
+            "/api/v1/admin/retention?dry_run=false",
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Found: `limit=0` was documented and is refused.
+    let limit = param(
+        "/api/v1/tenants/{tenant}/apps/{app}/envs/{env}/logs/search",
+        "limit",
+    );
+    assert_eq!(
+        (limit["minimum"].as_u64(), limit["maximum"].as_u64()),
+        (Some(1), Some(10_000))
+    );
+    // Found: a token name with control characters was documented and is
+    // refused.
+    let name = &doc["components"]["schemas"]["CreateToken"]["properties"]["name"];
+    assert_eq!(name["maxLength"], 100, "{name}");
+    assert!(name["pattern"].as_str().unwrap().contains("x1F"), "{name}");
+}

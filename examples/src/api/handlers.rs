@@ -37,9 +37,11 @@ fn app_ref((tenant, app, env): (String, String, String)) -> ApiResult<AppRef> {
     Ok(AppRef::parse(&tenant, &app, &env)?)
 }
 
-/// Parses a JSON body; an empty body reads as `{}`.
+/// Parses a JSON body; an empty body, or `null`, reads as `{}` (every
+/// body that may be left out is documented as nullable).
 pub(super) fn json_body<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+    let trimmed = body.trim_ascii();
+    let text: &[u8] = if trimmed.is_empty() || trimmed == b"null" {
         b"{}"
     } else {
         body

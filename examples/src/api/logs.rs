@@ -103,10 +103,10 @@ pub struct SearchParams {
     /// Lines of this version only.
     #[param(value_type = Option<u64>)]
     version: Option<String>,
-    /// The `next` of the previous page.
+    /// The `next` of the previous page (empty: the first page).
     cursor: Option<String>,
-    /// Lines per page.
-    #[param(value_type = Option<u32>)]
+    /// Lines per page, 1 to 10000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000)]
     limit: Option<String>,
     /// `newest` (the default) or `oldest` first.
     #[param(value_type = Option<SearchOrder>, inline)]
@@ -186,9 +186,11 @@ fn search_query(app: AppRef, p: &SearchParams) -> Result<LogQuery, ApiError> {
             .parse()
             .map_err(|_| bad("limit", format!("not a number: {l:?}")))?;
     }
+    // An empty cursor (a form's empty field) is the first page.
     q.cursor = p
         .cursor
         .as_deref()
+        .filter(|c| !c.is_empty())
         .map(str::parse::<LogCursor>)
         .transpose()?;
     q.order = match p.order.as_deref() {
@@ -361,4 +363,32 @@ pub(crate) async fn logs_with_store(
     .flatten();
     let lines = history.chain(live);
     Ok(super::streams::respond(lines, sse))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(cursor: &str) -> SearchParams {
+        SearchParams {
+            q: None,
+            from: None,
+            to: None,
+            stream: None,
+            version: None,
+            cursor: Some(cursor.to_owned()),
+            limit: None,
+            order: None,
+        }
+    }
+
+    // Found by schemathesis: `cursor=` (documented as any string) was 400.
+    #[test]
+    fn an_empty_cursor_is_the_first_page_and_a_bad_one_is_400() {
+        let app = AppRef::parse("acme", "orders", "dev").unwrap();
+        let q = search_query(app.clone(), &params("")).unwrap();
+        assert!(q.cursor.is_none());
+        let e = search_query(app, &params("not-a-cursor")).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
 }

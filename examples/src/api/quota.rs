@@ -57,7 +57,7 @@ pub async fn get_quota(
     path = "/api/v1/tenants/{tenant}/quota",
     tag = "quota",
     params(TenantPath),
-    request_body(content = Quota, content_type = "application/json"),
+    request_body(content = Option<Quota>, content_type = "application/json", description = "Left out or `{}`: no limit"),
     responses(
         (status = 200, description = "The quota as set, and the usage", body = QuotaResponse),
     )

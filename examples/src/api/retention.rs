@@ -11,15 +11,28 @@ use serde::Deserialize;
 use super::ApiError;
 use super::error::ErrorBody;
 use super::extract::ApiQuery;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 /// The query of `GET /api/v1/admin/retention`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct RetentionQuery {
     /// Must be `true` (the default): a GET only lists.
-    #[param(value_type = Option<bool>)]
+    #[param(value_type = Option<DryRun>, inline)]
     dry_run: Option<String>,
+}
+
+/// The values `dry_run` takes: each means true (so does an empty one, which
+/// a schema cannot name).
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only: the query is parsed by hand
+enum DryRun {
+    /// List only.
+    #[schema(rename = "true")]
+    True,
+    /// The same.
+    #[schema(rename = "1")]
+    One,
 }
 
 /// `GET /api/v1/admin/retention?dry_run=true`: the images (with the

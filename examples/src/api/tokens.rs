@@ -24,6 +24,7 @@ pub const MAX_TOKEN_NAME: usize = 100;
 pub(crate) struct CreateToken {
     /// What to call it (e.g. `ci`); at most 100 characters, no control
     /// characters.
+    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     name: Option<String>,
 }
 
