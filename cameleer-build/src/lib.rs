@@ -57,6 +57,8 @@ mod image_ref;
 pub mod launch;
 mod manifest;
 pub mod oci;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod policy;
 mod report;
 mod scan;

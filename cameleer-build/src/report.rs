@@ -46,6 +46,7 @@ pub struct ValidatedJar {
 ///   `META-INF/quarkus*` metadata or `io/quarkus/` classes.
 /// - **Plain**: anything else with a `Main-Class`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Runtime {
     /// A Spring Boot executable JAR (`BOOT-INF/` layout).
@@ -58,6 +59,7 @@ pub enum Runtime {
 
 /// A non-fatal observation about an accepted JAR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Finding {
     /// What was observed.
     pub kind: FindingKind,
@@ -70,6 +72,7 @@ pub struct Finding {
 
 /// The kinds of [`Finding`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum FindingKind {

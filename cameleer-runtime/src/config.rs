@@ -58,6 +58,7 @@ pub const RESERVED_ENV: &[&str] = &["JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_J
 /// assert_eq!(too_big.validate().unwrap_err().code(), "invalid_config");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     /// Environment variables of the app's process.
@@ -77,6 +78,7 @@ pub struct AppConfig {
     pub health: HealthCheck,
     /// How long the app may take to become healthy, in seconds.
     #[serde(default = "default_start_timeout_secs")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3600))]
     pub start_timeout_secs: u32,
     /// How many instances of the app run side by side behind its address,
     /// `1..=`[`MAX_REPLICAS`]. Default 1. A redeploy replaces them one at a
@@ -86,6 +88,7 @@ pub struct AppConfig {
     /// [`sha256`](Self::sha256) of a config written before replicas existed
     /// does not change.
     #[serde(default = "default_replicas", skip_serializing_if = "is_one")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 32))]
     pub replicas: u32,
 }
 
@@ -140,18 +143,22 @@ pub const DEFAULT_CPU_MILLIS: u32 = 1000;
 /// assert_eq!((r.memory_mb, r.cpu_millis, r.cpu_shares), (256, 1000, None));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// Memory limit in MiB; swap is not allowed on top of it. At least 64.
     /// Default [`DEFAULT_MEMORY_MB`].
     #[serde(default = "default_memory_mb")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 1048576))]
     pub memory_mb: u32,
     /// CPU limit in thousandths of a core (`500` = half a core). Default
     /// [`DEFAULT_CPU_MILLIS`].
     #[serde(default = "default_cpu_millis")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 10, maximum = 256000))]
     pub cpu_millis: u32,
     /// Relative CPU weight when cores are contended (Docker `CpuShares`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 262144))]
     pub cpu_shares: Option<u32>,
 }
 
@@ -179,6 +186,7 @@ impl Default for Resources {
 /// "/health"}}` (the path defaults to `/`) or `"none"`. With `none`, the app is up once its process has
 /// stayed alive through a short grace period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HealthCheck {
     /// A TCP connection to this port of the app succeeds.
@@ -186,9 +194,11 @@ pub enum HealthCheck {
     /// An HTTP GET of `path` on `port` answers 2xx or 3xx.
     Http {
         /// The port (required).
+        #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
         port: u16,
         /// The path, starting with `/`. Default `/`.
         #[serde(default = "root_path")]
+        #[cfg_attr(feature = "openapi", schema(pattern = "^/"))]
         path: String,
     },
     /// No probe: the process staying up through a grace period counts.
@@ -665,5 +675,32 @@ mod tests {
     fn unknown_fields_are_rejected() {
         let e = serde_json::from_str::<AppConfig>(r#"{"jvm_opts": []}"#).unwrap_err();
         assert!(e.to_string().contains("jvm_opts"), "{e}");
+    }
+}
+
+/// The schema's bounds are the ones [`AppConfig::validate`] applies.
+#[cfg(all(test, feature = "openapi"))]
+mod openapi_tests {
+    use utoipa::PartialSchema;
+
+    use super::*;
+
+    fn bounds(schema: &serde_json::Value, field: &str) -> (u64, u64) {
+        let f = &schema["properties"][field];
+        (
+            f["minimum"].as_u64().unwrap(),
+            f["maximum"].as_u64().unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_schemas_bounds_are_the_validators() {
+        let resources = serde_json::to_value(Resources::schema()).unwrap();
+        assert_eq!(
+            bounds(&resources, "memory_mb"),
+            (u64::from(MIN_MEMORY_MB), u64::from(MAX_MEMORY_MB))
+        );
+        let config = serde_json::to_value(AppConfig::schema()).unwrap();
+        assert_eq!(bounds(&config, "replicas"), (1, u64::from(MAX_REPLICAS)));
     }
 }

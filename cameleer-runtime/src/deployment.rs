@@ -26,6 +26,7 @@ use crate::{AppConfig, AppRef, DeploymentId, Error, Result, StatusReason};
 /// Where a deployment is in its life. Serialized exactly as the upper-case
 /// names (`"BUILDING"`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DeploymentStatus {
     /// The image is being built.
@@ -189,11 +190,13 @@ pub fn transition(from: DeploymentStatus, event: &DeploymentEvent) -> Result<Dep
 
 /// One entry of a deployment's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusChange {
     /// The status entered.
     pub status: DeploymentStatus,
     /// When.
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: OffsetDateTime,
     /// Why, when there is more to say than the status (exit code, OOM kill,
     /// build error text). Histories stored before reasons were typed load
@@ -211,6 +214,7 @@ pub struct StatusChange {
 
 /// How a deployment got its image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DeploymentSource {
     /// Built from the artifact.
@@ -229,6 +233,7 @@ pub enum DeploymentSource {
 
 /// One version of one app in one environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Deployment {
     /// The unique id.
     pub id: DeploymentId,
@@ -251,6 +256,7 @@ pub struct Deployment {
     pub history: Vec<StatusChange>,
     /// When the deployment was created.
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
     /// Bumped by the store on every write; conditional updates compare it.
     pub revision: u64,

@@ -61,6 +61,22 @@ fn check_label(kind: &'static str, value: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
+/// The schema of a label id: the rules of [`check_label`] as a pattern (a
+/// letter first, then letters, digits and single `-`s, no `-` last).
+#[cfg(feature = "openapi")]
+fn label_schema(kind: &str, max: usize) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .description(Some(format!(
+            "A {kind} id: lowercase letters, digits and single '-', starting with a letter, not ending with '-'."
+        )))
+        .pattern(Some("^[a-z](-?[a-z0-9])*$"))
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .into()
+}
+
 macro_rules! label_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr) => {
         $(#[$doc])*
@@ -123,6 +139,20 @@ macro_rules! label_id {
                 Self::new(s).map_err(serde::de::Error::custom)
             }
         }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                label_schema($kind, $max)
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
     };
 }
 
@@ -166,6 +196,7 @@ label_id!(
 /// Versions, deployments and runtime places (a network, a namespace) are all
 /// per `AppRef`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppRef {
     /// The owning tenant.
     pub tenant: TenantId,
@@ -227,6 +258,25 @@ impl fmt::Debug for AppRef {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct DeploymentId(uuid::Uuid);
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for DeploymentId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .format(Some(SchemaFormat::Custom("uuid".into())))
+            .description(Some("A deployment id (a UUID)."))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for DeploymentId {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("DeploymentId")
+    }
+}
 
 impl DeploymentId {
     /// A fresh random id.

@@ -47,6 +47,7 @@ impl DeployRequest {
 /// What the backend sees of an app right now: the truth read back from the
 /// engine or cluster, not from the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppStatus {
     /// Which app.
     pub app: AppRef,
@@ -182,6 +183,7 @@ impl From<AppStatus> for AppSummary {
 
 /// Which output stream a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LogSource {
     /// Standard output.
@@ -192,9 +194,11 @@ pub enum LogSource {
 
 /// One line an app wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     /// When the runtime received it.
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub ts: OffsetDateTime,
     /// stdout or stderr.
     pub stream: LogSource,

@@ -87,6 +87,7 @@ impl std::fmt::Display for QuotaKind {
 /// assert_eq!(serde_json::from_str::<Quota>("{}").unwrap(), Quota::unlimited());
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
     /// Bytes of artifacts the tenant has uploaded and that are still
@@ -128,6 +129,7 @@ impl Quota {
 
 /// What one tenant uses now, in the units of [`Quota`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuotaUsage {
     /// Bytes of stored artifacts charged to the tenant.
     pub artifact_bytes: u64,

@@ -48,6 +48,7 @@ use crate::launch::{JVM_OOM_EXIT_CODE, JVM_OOM_MARKER};
 /// assert_eq!(legacy, StatusReason::OomKilled);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "code", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum StatusReason {
@@ -90,6 +91,7 @@ pub enum StatusReason {
         restarts: Option<u32>,
         /// The reason of the last exit, when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(no_recursion))]
         last: Option<Box<StatusReason>>,
     },
     /// The runtime refused to start the app's process (a bad command, a

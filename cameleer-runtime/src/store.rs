@@ -77,6 +77,7 @@ pub trait DeploymentStore: Send + Sync {
 
 /// A stored artifact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ArtifactInfo {
     /// Its SHA-256, which is also its key.
     pub sha256: Sha256Digest,

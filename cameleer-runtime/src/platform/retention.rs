@@ -76,6 +76,7 @@ impl Default for RetentionOptions {
 
 /// One version that used an image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageUse {
     /// The app and environment.
     pub app: AppRef,
@@ -85,6 +86,7 @@ pub struct ImageUse {
 
 /// An image a sweep removes, and the versions that used it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RemovableImage {
     /// The image, pinned to its digest.
     pub image: ImageRef,
@@ -96,6 +98,7 @@ pub struct RemovableImage {
 ///
 /// [`Platform::retention_plan`]: crate::Platform::retention_plan
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetentionPlan {
     /// Versions kept per app and environment.
     pub keep_versions: usize,
@@ -108,6 +111,7 @@ pub struct RetentionPlan {
 
 /// Something a sweep meant to remove and did not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SweepSkip {
     /// The image reference or the artifact's digest.
     pub item: String,
@@ -122,6 +126,7 @@ pub struct SweepSkip {
 ///
 /// [`Platform::sweep`]: crate::Platform::sweep
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SweepReport {
     /// Images removed (or found gone already).
     pub removed_images: Vec<ImageRef>,

@@ -18,14 +18,18 @@ pub struct ApiError {
 }
 
 /// The JSON body of an error: `{"error": {"code", "message"}}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody<'a> {
-    error: Inner<'a>,
+    error: ErrorDetail<'a>,
 }
 
-#[derive(Debug, Serialize)]
-struct Inner<'a> {
+/// What went wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail<'a> {
+    /// A stable code, e.g. `not_found`, `invalid_id`, `unauthorized`.
     code: &'a str,
+    /// What went wrong, for people.
     message: &'a str,
 }
 
@@ -42,7 +46,7 @@ impl ApiError {
     /// The JSON body of this error.
     pub fn body(&self) -> ErrorBody<'_> {
         ErrorBody {
-            error: Inner {
+            error: ErrorDetail {
                 code: self.code,
                 message: &self.message,
             },

@@ -19,17 +19,54 @@
 //! | `GET /api/v1/admin/retention?dry_run=true`, `POST /api/v1/admin/retention/sweep` | what a retention sweep would remove; sweep now (admin) |
 //! | `POST`, `GET /api/v1/tenants/{tenant}/tokens`, `DELETE …/tokens/{id}` | (admin) make a tenant token (shown once), list them without secrets, revoke one |
 //! | `GET /healthz` | liveness (no token needed) |
+//! | `GET /api/v1/openapi.json` | the [OpenAPI 3 document](openapi) of every route above (no token needed) |
 //!
-//! Every route but `/healthz` (and the dashboard's static files) needs
-//! `Authorization: Bearer <token>`: see [`auth`](crate::auth).
+//! Every route but `/healthz` and `/api/v1/openapi.json` (and the
+//! dashboard's static files) needs `Authorization: Bearer <token>`: see
+//! [`auth`](crate::auth).
 //!
-//! Errors are `{"error": {"code", "message"}}` with 400, 404, 409, 413 or
-//! 422 as fits, 503 `shutting_down` while the server stops (see
-//! [`status_for`]).
+//! # Errors
+//!
+//! Every error, the router's own included, is `{"error": {"code",
+//! "message"}}` (`application/json`), with a stable code:
+//!
+//! | status | codes |
+//! |---|---|
+//! | 400 | `invalid_id`, `invalid_path` (a path that does not decode), `invalid_query`, `malformed_json`, `invalid_body`, `invalid_digest`, `upload_failed`, `invalid_cursor` |
+//! | 401 | `unauthorized` (no token, or an unknown one) |
+//! | 403 | `admin_only`; a quota's code (e.g. `memory_quota_exceeded`) |
+//! | 404 | `not_found` (no such route, thing, or another tenant's route), `token_not_found`, `log_store_not_configured` |
+//! | 405 | `method_not_allowed` (with `Allow`) |
+//! | 409 | `conflict`, `illegal_transition` |
+//! | 413 | `body_too_large` (a JSON body over [`MAX_JSON_BODY`]), `artifact_too_large` |
+//! | 422 | `invalid_request` (JSON of the wrong shape), `invalid_config`, `invalid_token_name`, `checksum_mismatch`, the validator's codes |
+//! | 502, 504 | `backend_error`, `build_failed`, `timeout` |
+//! | 503 | `shutting_down` while the server stops, `log_store_unavailable` |
+//! | 507 | `insufficient_storage` |
+//!
+//! JSON bodies are read whatever their `Content-Type` (an empty body is
+//! `{}`), so no route answers 415.
+//!
+//! # Adding a route
+//!
+//! 1. Write the handler with [`extract`]'s extractors (`ApiPath`,
+//!    `ApiQuery`, `JsonBytes`, whose rejections are the envelope) and a
+//!    `#[utoipa::path(method, path = "...", params(...), request_body(...),
+//!    responses(...))]` listing its own answers (errors with `body =
+//!    ErrorBody`); derive `utoipa::ToSchema` on its body types. See
+//!    `tokens::revoke`.
+//! 2. Register it in [`router`] and list it in `paths(...)` of
+//!    [`openapi::ApiDoc`]. The `bearer` requirement, 401, and 404 or 403
+//!    are added from [`access_of`](crate::auth::access_of), the rule the
+//!    middleware applies.
+//! 3. `tests/api_openapi.rs` fails until the document has the route with
+//!    exactly the methods the router answers.
 
 mod error;
+pub mod extract;
 mod handlers;
 pub mod logs;
+pub mod openapi;
 mod quota;
 mod retention;
 pub mod shutdown;
@@ -103,6 +140,10 @@ pub fn router(platform: Platform, auth: Auth) -> Router {
         // public.
         .route_layer(from_fn_with_state(auth, require_token))
         .route("/healthz", get(handlers::healthz))
+        .route(openapi::OPENAPI_PATH, get(openapi::serve))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .merge(crate::dashboard::router())
+        // Last, so that they cover every route above.
+        .fallback(extract::not_found)
+        .method_not_allowed_fallback(extract::method_not_allowed)
 }

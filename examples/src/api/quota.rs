@@ -3,20 +3,24 @@
 //! the tenant too.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use cameleer_runtime::{Platform, Quota, QuotaUsage, TenantId};
 use serde::Serialize;
 
 use super::ApiError;
+use super::extract::{ApiPath, JsonBytes};
 use super::handlers::json_body;
+use super::openapi::TenantPath;
+use utoipa::ToSchema;
 
 /// The quota of a tenant and its usage, in the same units.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct QuotaResponse {
+    /// The tenant.
     tenant: TenantId,
     /// Absent fields are unlimited.
     quota: Quota,
+    /// What the tenant uses now.
     usage: QuotaUsage,
 }
 
@@ -29,9 +33,18 @@ async fn respond(platform: &Platform, tenant: TenantId) -> Result<Json<QuotaResp
 }
 
 /// `GET /api/v1/tenants/{tenant}/quota`: `{"tenant", "quota", "usage"}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant}/quota",
+    tag = "quota",
+    params(TenantPath),
+    responses(
+        (status = 200, description = "The quota and the usage", body = QuotaResponse),
+    )
+)]
 pub async fn get_quota(
     State(platform): State<Platform>,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<QuotaResponse>, ApiError> {
     respond(&platform, tenant.parse()?).await
 }
@@ -39,10 +52,20 @@ pub async fn get_quota(
 /// `PUT /api/v1/tenants/{tenant}/quota` with a [`Quota`] (every field
 /// optional, absent = unlimited; `{}` lifts every limit): the quota as set,
 /// with the usage. Lowering a quota below the usage removes nothing.
+#[utoipa::path(
+    put,
+    path = "/api/v1/tenants/{tenant}/quota",
+    tag = "quota",
+    params(TenantPath),
+    request_body(content = Option<Quota>, content_type = "application/json", description = "Left out or `{}`: no limit"),
+    responses(
+        (status = 200, description = "The quota as set, and the usage", body = QuotaResponse),
+    )
+)]
 pub async fn put_quota(
     State(platform): State<Platform>,
-    Path(tenant): Path<String>,
-    body: Bytes,
+    ApiPath(tenant): ApiPath<String>,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Json<QuotaResponse>, ApiError> {
     let tenant: TenantId = tenant.parse()?;
     let quota: Quota = json_body(&body)?;

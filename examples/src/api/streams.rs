@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -16,11 +16,21 @@ use time::format_description::well_known::Rfc3339;
 
 use super::ApiError;
 use super::shutdown::endless;
+use super::error::ErrorBody;
+use super::extract::{ApiPath, ApiQuery};
+use super::openapi::{EnvPath, EventStream, TenantPath};
+use utoipa::IntoParams;
 
-#[derive(Deserialize)]
+/// The query of `GET …/logs`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct LogQuery {
+    /// Lines at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
+    /// Keep the stream open for new lines (default false).
     #[serde(default)]
+    #[param(value_type = Option<bool>)]
     follow: Option<String>,
 }
 
@@ -66,11 +76,27 @@ fn parse_query(q: &LogQuery) -> Result<LogOptions, ApiError> {
 ///
 /// An error after the first line cannot change the status any more; it is
 /// sent as a last line `{"error": {...}}` (or an SSE `error` event).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant}/apps/{app}/envs/{env}/logs",
+    tag = "logs",
+    params(EnvPath, LogQuery),
+    responses(
+        (status = 200, description = "The lines: NDJSON `{ts, stream, line}`, or SSE `log` events with `Accept: text/event-stream`; an error after the first line is a last `{\"error\": ...}` line (an SSE `error` event)",
+            content(
+                (LogLine = "application/x-ndjson"),
+                (EventStream = "text/event-stream"),
+            )),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 404, description = "`not_found`: nothing runs here", body = ErrorBody),
+        (status = 503, description = "`log_store_unavailable`", body = ErrorBody),
+    )
+)]
 pub async fn logs(
     State(platform): State<Platform>,
     store: Option<Extension<super::logs::LogsApi>>,
-    Path((tenant, app, env)): Path<(String, String, String)>,
-    Query(query): Query<LogQuery>,
+    ApiPath((tenant, app, env)): ApiPath<(String, String, String)>,
+    ApiQuery(query): ApiQuery<LogQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let app = AppRef::parse(&tenant, &app, &env)?;
@@ -170,9 +196,18 @@ pub(crate) fn events_of_tenant(
 /// `GET /api/v1/tenants/{tenant}/events`: the events of the app route below
 /// for every app and environment of the tenant, on one connection (a
 /// dashboard's overview; browsers allow few connections per server).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant}/events",
+    tag = "apps",
+    params(TenantPath),
+    responses(
+        (status = 200, description = "SSE of every app and environment of the tenant", content_type = "text/event-stream", body = EventStream),
+    )
+)]
 pub async fn tenant_events(
     State(platform): State<Platform>,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let tenant: TenantId = tenant.parse()?;
     let stream = events_of_tenant(platform.subscribe(), tenant)
@@ -188,9 +223,18 @@ pub async fn tenant_events(
 /// health warnings. A client that falls behind gets a `lagged` event
 /// (`{"type": "lagged", "missed": N}`) in place of the events it missed, and
 /// should re-read the status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant}/apps/{app}/envs/{env}/events",
+    tag = "apps",
+    params(EnvPath),
+    responses(
+        (status = 200, description = "SSE of the app's status changes, build progress and health warnings", content_type = "text/event-stream", body = EventStream),
+    )
+)]
 pub async fn events(
     State(platform): State<Platform>,
-    Path((tenant, app, env)): Path<(String, String, String)>,
+    ApiPath((tenant, app, env)): ApiPath<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let app = AppRef::parse(&tenant, &app, &env)?;
     let stream =

@@ -2,28 +2,34 @@
 //! tenant's API tokens (see [`auth`](crate::auth)).
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use cameleer_runtime::TenantId;
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
+use super::error::ErrorBody;
+use super::extract::{ApiPath, JsonBytes};
 use super::handlers::json_body;
+use super::openapi::TenantPath;
 use crate::auth::{Auth, TokenId, TokenInfo};
+use utoipa::ToSchema;
 
 /// The longest token name accepted.
 pub const MAX_TOKEN_NAME: usize = 100;
 
 /// `POST …/tokens` body: `{"name"}`, optional (an empty body is `{}`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateToken {
+    /// What to call it (e.g. `ci`); at most 100 characters, no control
+    /// characters.
+    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     name: Option<String>,
 }
 
 /// A new token: its listed fields and, this once, the token itself.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CreatedToken {
     #[serde(flatten)]
     info: TokenInfo,
@@ -33,10 +39,21 @@ pub(crate) struct CreatedToken {
 
 /// `POST /api/v1/tenants/{tenant}/tokens` (admin): 201 with the new token,
 /// shown once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants/{tenant}/tokens",
+    tag = "tokens",
+    params(TenantPath),
+    request_body(content = Option<CreateToken>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new token, shown this once", body = CreatedToken),
+        (status = 422, description = "`invalid_token_name`", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(auth): State<Auth>,
-    Path(tenant): Path<String>,
-    body: Bytes,
+    ApiPath(tenant): ApiPath<String>,
+    JsonBytes(body): JsonBytes,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let tenant: TenantId = tenant.parse()?;
     let request: CreateToken = json_body(&body)?;
@@ -67,21 +84,47 @@ pub async fn create(
 
 /// `GET /api/v1/tenants/{tenant}/tokens` (admin): `{"tokens": [...]}`,
 /// oldest first, without secrets.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant}/tokens",
+    tag = "tokens",
+    params(TenantPath),
+    responses(
+        (status = 200, description = "The tenant's tokens, without secrets", body = TokenList),
+    )
+)]
 pub async fn list(
     State(auth): State<Auth>,
-    Path(tenant): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    ApiPath(tenant): ApiPath<String>,
+) -> Result<Json<TokenList>, ApiError> {
     let tenant: TenantId = tenant.parse()?;
     let tokens = auth.tokens(&tenant).await?;
-    Ok(Json(serde_json::json!({ "tokens": tokens })))
+    Ok(Json(TokenList { tokens }))
+}
+
+/// The answer of `GET …/tokens`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TokenList {
+    /// Oldest first.
+    tokens: Vec<TokenInfo>,
 }
 
 /// `DELETE /api/v1/tenants/{tenant}/tokens/{id}` (admin): 204; the token
 /// stops working at once. 404 `token_not_found` if the tenant has no such
 /// token.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tenants/{tenant}/tokens/{id}",
+    tag = "tokens",
+    params(TenantPath, ("id" = String, Path, description = "The token's id: 16 hex digits", pattern = "^[0-9a-f]{16}$")),
+    responses(
+        (status = 204, description = "Revoked: the token stops working at once"),
+        (status = 404, description = "`token_not_found`", body = ErrorBody),
+    )
+)]
 pub async fn revoke(
     State(auth): State<Auth>,
-    Path((tenant, id)): Path<(String, String)>,
+    ApiPath((tenant, id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let tenant: TenantId = tenant.parse()?;
     let id: TokenId = id.parse()?;

@@ -51,9 +51,10 @@ pub enum Principal {
 }
 
 /// A tenant token as stored and listed: never its secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     /// The token's id (the `<id>` of `cmr_<id>_<secret>`).
+    #[schema(value_type = String, pattern = "^[0-9a-f]{16}$")]
     pub id: TokenId,
     /// The tenant it opens.
     pub tenant: TenantId,
@@ -61,6 +62,7 @@ pub struct TokenInfo {
     pub name: Option<String>,
     /// When it was made.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
 }
 

@@ -93,6 +93,7 @@ impl Default for ForwarderOptions {
 
 /// What a [`LogForwarder`] did so far (since it started).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ForwarderStats {
     /// The store's [`name`](LogStore::name).
     pub store: String,
