@@ -27,6 +27,8 @@ struct World {
     admin: String,
     acme: String,
     other: String,
+    /// A token of acme's that the walk revokes.
+    doomed: String,
     jar: Vec<u8>,
     _dir: tempfile::TempDir,
 }
@@ -60,6 +62,11 @@ async fn world() -> World {
         .create_token("other".parse().unwrap(), None)
         .await
         .unwrap();
+    let (doomed, _) = authed
+        .auth
+        .create_token("acme".parse().unwrap(), Some("doomed".into()))
+        .await
+        .unwrap();
     World {
         router: authed
             .bare
@@ -68,6 +75,7 @@ async fn world() -> World {
         admin: authed.admin,
         acme: acme.expose().to_owned(),
         other: other.expose().to_owned(),
+        doomed: doomed.id.to_string(),
         jar: jars::plain_jar("com.acme.Main"),
         _dir: dir,
     }
@@ -145,9 +153,9 @@ enum For {
     Admin,
 }
 
-/// Every route of the API but `/healthz`, as the acme tenant calls it, with
-/// a body that makes it succeed.
-fn routes(jar: &[u8]) -> Vec<(Method, String, Vec<u8>, For)> {
+/// Every route of the API but the public ones, as the acme tenant calls it,
+/// with a body that makes it succeed (`doomed`: a token id to revoke, last).
+fn routes(jar: &[u8], doomed: &str) -> Vec<(Method, String, Vec<u8>, For)> {
     let sha = Sha256Digest::of(jar).to_string();
     let t = "/api/v1/tenants/acme";
     let j = |v: Value| v.to_string().into_bytes();
@@ -227,13 +235,63 @@ fn routes(jar: &[u8]) -> Vec<(Method, String, Vec<u8>, For)> {
             vec![],
             For::Admin,
         ),
+        (
+            Method::DELETE,
+            format!("{t}/tokens/{doomed}"),
+            vec![],
+            For::Admin,
+        ),
     ]
+}
+
+/// The route pattern of `uri`, as the OpenAPI document names it.
+fn template(uri: &str) -> String {
+    let path = uri.split('?').next().unwrap();
+    let mut out = Vec::new();
+    let mut before = "";
+    for seg in path.split('/') {
+        out.push(match before {
+            "tenants" => "{tenant}",
+            "apps" => "{app}",
+            "envs" => "{env}",
+            "tokens" => "{id}",
+            _ => seg,
+        });
+        before = seg;
+    }
+    out.join("/")
+}
+
+#[tokio::test]
+async fn the_walk_covers_every_secured_operation_of_the_document() {
+    let w = world().await;
+    let doc = w
+        .send(None, &Method::GET, "/api/v1/openapi.json", vec![])
+        .await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in doc.body["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op
+                .get("security")
+                .is_some_and(|s| !s.as_array().unwrap().is_empty())
+            {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    assert!(documented.len() >= 20, "{documented:?}");
+    let walked: std::collections::BTreeSet<_> = routes(&w.jar, &w.doomed)
+        .iter()
+        .map(|(m, uri, _, _)| (m.to_string(), template(uri)))
+        .collect();
+    assert_eq!(walked, documented);
 }
 
 #[tokio::test]
 async fn every_route_lets_in_only_its_tenant_and_the_admin() {
     let w = world().await;
-    let routes = routes(&w.jar);
+    let routes = routes(&w.jar, &w.doomed);
     assert!(routes.len() >= 20);
     let wrong = format!("cmr_{}_{}", "0".repeat(16), "0".repeat(64));
 
@@ -324,10 +382,11 @@ async fn tokens_are_made_once_listed_without_secrets_and_revoked_at_once() {
     let reply = w.send(Some(&token), &Method::GET, apps, vec![]).await;
     assert_eq!(reply.status, StatusCode::OK);
 
-    // Listed without a secret: the made one and the `ci` one of the world.
+    // Listed without a secret: the made one and the world's `ci` and
+    // `doomed` ones.
     let listed = w.send(Some(&w.admin), &Method::GET, tokens, vec![]).await;
     let items = listed.body["tokens"].as_array().unwrap();
-    assert_eq!(items.len(), 2, "{}", listed.body);
+    assert_eq!(items.len(), 3, "{}", listed.body);
     assert!(items.iter().any(|t| t["id"] == id.as_str()));
     let text = listed.body.to_string();
     assert!(

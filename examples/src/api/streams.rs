@@ -15,10 +15,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::ApiError;
-use super::shutdown::endless;
 use super::error::ErrorBody;
 use super::extract::{ApiPath, ApiQuery};
 use super::openapi::{EnvPath, EventStream, TenantPath};
+use super::shutdown::endless;
 use utoipa::IntoParams;
 
 /// The query of `GET …/logs`.
