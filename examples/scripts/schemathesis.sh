@@ -32,7 +32,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 
 if ! command -v schemathesis >/dev/null 2>&1; then
-    python3 -m pip install --quiet 'schemathesis>=4,<5'
+    python3 -m pip install --quiet 'schemathesis>=4,<5' \
+        || python3 -m pip install --quiet --break-system-packages 'schemathesis>=4,<5'
 fi
 
 cargo build --quiet -p cameleer-examples --bin server
