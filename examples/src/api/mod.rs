@@ -19,11 +19,10 @@
 //! | `GET /api/v1/admin/retention?dry_run=true`, `POST /api/v1/admin/retention/sweep` | what a retention sweep would remove; sweep now (admin) |
 //! | `POST`, `GET /api/v1/tenants/{tenant}/tokens`, `DELETE …/tokens/{id}` | (admin) make a tenant token (shown once), list them without secrets, revoke one |
 //! | `GET /healthz` | liveness (no token needed) |
-//! | `GET /api/v1/openapi.json` | the [OpenAPI 3 document](openapi) of every route above (no token needed) |
+//! | `GET /api/v1/openapi.json` | the [OpenAPI 3 document](openapi) of every route above (any token) |
 //!
-//! Every route but `/healthz` and `/api/v1/openapi.json` (and the
-//! dashboard's static files) needs `Authorization: Bearer <token>`: see
-//! [`auth`](crate::auth).
+//! Every route but `/healthz` (and the dashboard's static files) needs
+//! `Authorization: Bearer <token>`: see [`auth`](crate::auth).
 //!
 //! # Errors
 //!
@@ -136,11 +135,11 @@ pub fn router(platform: Platform, auth: Auth) -> Router {
         .route("/api/v1/admin/retention/sweep", post(retention::sweep))
         .with_state(platform)
         .merge(tokens)
+        .route(openapi::OPENAPI_PATH, get(openapi::serve))
         // Only the routes above: `/healthz` and the dashboard's assets are
         // public.
         .route_layer(from_fn_with_state(auth, require_token))
         .route("/healthz", get(handlers::healthz))
-        .route(openapi::OPENAPI_PATH, get(openapi::serve))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .merge(crate::dashboard::router())
         // Last, so that they cover every route above.

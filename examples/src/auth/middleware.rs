@@ -13,6 +13,9 @@ use crate::api::ApiError;
 /// What a route needs of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
+    /// Any token the server knows, a tenant's or the admin's: what every
+    /// caller may read (the API's own document).
+    AnyToken,
     /// The admin token, or a token of the tenant in the path.
     Tenant,
     /// The admin token only.
@@ -24,8 +27,13 @@ pub enum Access {
 /// (setting them), retention and the log forwarder are the admin's; every
 /// other route is its tenant's. A route without a `{tenant}` is the
 /// admin's, so a new platform-wide route is closed to tenants until
-/// someone decides otherwise.
+/// someone decides otherwise; the one exception is the API's document
+/// ([`OPENAPI_PATH`](crate::api::openapi::OPENAPI_PATH)), which any token
+/// may read.
 pub fn access_of(method: &Method, path: &str) -> Access {
+    if path == crate::api::openapi::OPENAPI_PATH {
+        return Access::AnyToken;
+    }
     let Some(rest) = path.strip_prefix("/api/v1/tenants/{tenant}") else {
         return Access::Admin;
     };
