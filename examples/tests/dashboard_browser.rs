@@ -19,8 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cameleer_build::java::fixtures::{APP_STARTED_LINE, FixtureApp, app_jar};
-use cameleer_docker_testing::{CleanupGuard, containers_labelled};
-use cameleer_runtime_docker::connect::connect;
+use cameleer_docker_testing::containers_labelled;
 use cameleer_runtime_docker::labels;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -65,10 +64,7 @@ async fn assert_console_clean(browser: &Browser, step: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_upload_deploy_watch_running_and_logs_then_stop_in_a_real_browser() {
-    let docker = connect().await.unwrap();
-    let tenant = format!("ui-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let guard = CleanupGuard::new(&docker);
-    guard.label(labels::TENANT, &tenant);
+    let (docker, tenant, guard) = support::server::isolated_tenant("ui").await;
     let data = tempfile::tempdir().unwrap();
     let jar_path = app_jar(FixtureApp::Logging).unwrap();
     let sha256 = hex_sha256(&std::fs::read(&jar_path).unwrap());

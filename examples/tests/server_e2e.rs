@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use cameleer_build::java::agent::AGENT_LINE_PREFIX;
 use cameleer_build::java::fixtures::{APP_STARTED_LINE, FixtureApp, app_jar};
-use cameleer_docker_testing::{CleanupGuard, containers_labelled};
-use cameleer_runtime_docker::connect::connect;
+use cameleer_docker_testing::containers_labelled;
 use cameleer_runtime_docker::labels;
 use serde_json::{Value, json};
 use support::server::{Endpoint, Server, json_call, poll, read_response, send};
@@ -52,10 +51,7 @@ async fn count_containers(docker: &bollard::Docker, tenant: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_deploy_logs_promote_stop_and_survive_a_sigkill() {
-    let docker = connect().await.unwrap();
-    let tenant = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let guard = CleanupGuard::new(&docker);
-    guard.label(labels::TENANT, &tenant);
+    let (docker, tenant, guard) = support::server::isolated_tenant("e2e").await;
     let data = tempfile::tempdir().unwrap();
     let jar = std::fs::read(app_jar(FixtureApp::Logging).unwrap()).unwrap();
     let patience = Duration::from_secs(240);
@@ -174,10 +170,7 @@ async fn with_a_registry_uploads_end_as_pushed_images_and_promotion_pushes_nothi
         .htpasswd("platform", "registry-secret")
         .start()
         .unwrap();
-    let docker = connect().await.unwrap();
-    let tenant = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let guard = CleanupGuard::new(&docker);
-    guard.label(labels::TENANT, &tenant);
+    let (docker, tenant, guard) = support::server::isolated_tenant("e2e").await;
     let data = tempfile::tempdir().unwrap();
     let jar = std::fs::read(app_jar(FixtureApp::Logging).unwrap()).unwrap();
     let patience = Duration::from_secs(240);
@@ -249,10 +242,7 @@ async fn with_a_registry_uploads_end_as_pushed_images_and_promotion_pushes_nothi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_versions_logs_stay_searchable() {
-    let docker = connect().await.unwrap();
-    let tenant = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let guard = CleanupGuard::new(&docker);
-    guard.label(labels::TENANT, &tenant);
+    let (docker, tenant, guard) = support::server::isolated_tenant("e2e").await;
     let data = tempfile::tempdir().unwrap();
     let jar = std::fs::read(app_jar(FixtureApp::Logging).unwrap()).unwrap();
     let patience = Duration::from_secs(240);

@@ -13,8 +13,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use cameleer_build::java::fixtures::{FixtureApp, app_jar};
-use cameleer_docker_testing::{CleanupGuard, containers_labelled};
-use cameleer_runtime_docker::connect::connect;
+use cameleer_docker_testing::containers_labelled;
 use cameleer_runtime_docker::labels;
 use serde_json::{Value, json};
 use support::server::{Server, json_call, poll, read_response, send, send_head};
@@ -47,10 +46,7 @@ fn last_reason(deployment: &Value) -> &Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_requests_keeps_the_apps_and_the_next_start_adopts_them() {
-    let docker = connect().await.unwrap();
-    let tenant = format!("term-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let guard = CleanupGuard::new(&docker);
-    guard.label(labels::TENANT, &tenant);
+    let (docker, tenant, guard) = support::server::isolated_tenant("term").await;
     let data = tempfile::tempdir().unwrap();
     let jar = std::fs::read(app_jar(FixtureApp::Logging).unwrap()).unwrap();
     let patience = Duration::from_secs(240);

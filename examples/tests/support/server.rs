@@ -217,3 +217,23 @@ pub async fn poll(
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
+
+/// The engine, a tenant no other test uses (`{prefix}-` and 10 hex
+/// digits), and a guard that removes every container, network and image
+/// labelled with it, on drop and on panic.
+pub async fn isolated_tenant(
+    prefix: &str,
+) -> (
+    bollard::Docker,
+    String,
+    cameleer_docker_testing::CleanupGuard,
+) {
+    let docker = cameleer_runtime_docker::connect::connect().await.unwrap();
+    let tenant = format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let guard = cameleer_docker_testing::CleanupGuard::new(&docker);
+    guard.label(cameleer_runtime_docker::labels::TENANT, &tenant);
+    (docker, tenant, guard)
+}
