@@ -485,3 +485,49 @@ async fn healthz_needs_no_token() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body["ok"], true);
 }
+
+#[tokio::test]
+async fn token_lifetimes_are_bounded_and_a_tenant_holds_at_most_100() {
+    let w = world().await;
+    let tokens = "/api/v1/tenants/acme/tokens";
+    let post = |body: Value| {
+        w.send(
+            Some(&w.admin),
+            &Method::POST,
+            tokens,
+            body.to_string().into_bytes(),
+        )
+    };
+    for bad in [
+        json!({"expires_in_secs": 59}),
+        json!({"expires_in_secs": 400_000_000u64}),
+    ] {
+        let reply = post(bad.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert_eq!(code(&reply.body), "invalid_token_expiry");
+    }
+    let made = post(json!({"name": "day", "expires_in_secs": 86_400})).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert!(made.body["expires_at"].is_string(), "{}", made.body);
+
+    // The world made two of acme's; fill up to the limit, then one more.
+    let held = w.send(Some(&w.admin), &Method::GET, tokens, vec![]).await;
+    let held = held.body["tokens"].as_array().unwrap().len();
+    assert_eq!(held, 3);
+    for _ in held..100 {
+        assert_eq!(post(json!({})).await.status, StatusCode::CREATED);
+    }
+    let reply = post(json!({})).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+    assert_eq!(code(&reply.body), "token_limit_reached");
+    // Another tenant is not held back by acme's.
+    let other = w
+        .send(
+            Some(&w.admin),
+            &Method::POST,
+            "/api/v1/tenants/other/tokens",
+            vec![],
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED);
+}

@@ -18,7 +18,15 @@ use utoipa::ToSchema;
 /// The longest token name accepted.
 pub const MAX_TOKEN_NAME: usize = 100;
 
-/// `POST …/tokens` body: `{"name"}`, optional (an empty body is `{}`).
+/// The most tokens a tenant may hold at once (revoke one to make another).
+pub const MAX_TOKENS_PER_TENANT: usize = 100;
+
+/// The shortest and longest lifetimes a token may be given, in seconds
+/// (a minute; ten years).
+pub const TOKEN_LIFETIME_SECS: std::ops::RangeInclusive<u64> = 60..=10 * 366 * 24 * 3600;
+
+/// `POST …/tokens` body: `{"name", "expires_in_secs"}`, both optional (an
+/// empty body is `{}`).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateToken {
@@ -26,6 +34,10 @@ pub(crate) struct CreateToken {
     /// characters.
     #[schema(max_length = 100, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     name: Option<String>,
+    /// Seconds until the token stops working (60 to ten years); left out,
+    /// it works until revoked.
+    #[schema(minimum = 60, maximum = 316_224_000)]
+    expires_in_secs: Option<u64>,
 }
 
 /// A new token: its listed fields and, this once, the token itself.
@@ -47,7 +59,8 @@ pub(crate) struct CreatedToken {
     request_body(content = Option<CreateToken>, content_type = "application/json"),
     responses(
         (status = 201, description = "The new token, shown this once", body = CreatedToken),
-        (status = 422, description = "`invalid_token_name`", body = ErrorBody),
+        (status = 409, description = "`token_limit_reached`: the tenant holds 100 tokens already", body = ErrorBody),
+        (status = 422, description = "`invalid_token_name`, `invalid_token_expiry`", body = ErrorBody),
     )
 )]
 pub async fn create(
@@ -72,7 +85,32 @@ pub async fn create(
         Some(name) if name.trim().is_empty() => None,
         other => other,
     };
-    let (info, secret) = auth.create_token(tenant, name).await?;
+    let expires_in = match request.expires_in_secs {
+        Some(secs) if !TOKEN_LIFETIME_SECS.contains(&secs) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_token_expiry",
+                format!(
+                    "expires_in_secs is {secs}: from {} (a minute) to {} (ten years)",
+                    TOKEN_LIFETIME_SECS.start(),
+                    TOKEN_LIFETIME_SECS.end()
+                ),
+            ));
+        }
+        secs => secs.map(std::time::Duration::from_secs),
+    };
+    // Admin requests, one at a time in practice: a race past the limit
+    // costs one token, not an unbounded table.
+    if auth.tokens(&tenant).await?.len() >= MAX_TOKENS_PER_TENANT {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "token_limit_reached",
+            format!(
+                "tenant {tenant} holds {MAX_TOKENS_PER_TENANT} tokens already: revoke one first"
+            ),
+        ));
+    }
+    let (info, secret) = auth.create_token_expiring(tenant, name, expires_in).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {

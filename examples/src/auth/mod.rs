@@ -64,6 +64,17 @@ pub struct TokenInfo {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
+    /// When it stops working; null: it works until revoked.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl TokenInfo {
+    /// Whether the token has expired at `now`.
+    pub fn expired_at(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
 }
 
 /// A stored tenant token: its [`TokenInfo`] and the SHA-256 of its secret.
@@ -129,6 +140,9 @@ impl Auth {
         let Some(stored) = self.store.get(&id).await? else {
             return Ok(None);
         };
+        if stored.info.expired_at(OffsetDateTime::now_utc()) {
+            return Ok(None);
+        }
         let matches: bool = token::sha256(secret.as_bytes())
             .ct_eq(&stored.secret_sha256)
             .into();
@@ -138,18 +152,32 @@ impl Auth {
         }))
     }
 
-    /// Makes a token for `tenant`: stored hashed, its secret returned once.
+    /// Makes a token for `tenant` that works until revoked: stored hashed,
+    /// its secret returned once.
     pub async fn create_token(
         &self,
         tenant: TenantId,
         name: Option<String>,
     ) -> Result<(TokenInfo, TokenSecret)> {
+        self.create_token_expiring(tenant, name, None).await
+    }
+
+    /// [`create_token`](Self::create_token), the token refused once
+    /// `expires_in` has passed (when given).
+    pub async fn create_token_expiring(
+        &self,
+        tenant: TenantId,
+        name: Option<String>,
+        expires_in: Option<std::time::Duration>,
+    ) -> Result<(TokenInfo, TokenSecret)> {
         let new = NewToken::generate()?;
+        let now = OffsetDateTime::now_utc();
         let info = TokenInfo {
             id: new.id.clone(),
             tenant,
             name,
-            created_at: OffsetDateTime::now_utc(),
+            created_at: now,
+            expires_at: expires_in.map(|d| now + d),
         };
         self.store
             .insert(StoredToken {

@@ -186,3 +186,30 @@ fn admin_routes_are_the_platform_wide_ones_and_the_tenant_admin_ones() {
         assert_eq!(access_of(&method, &path), want, "{method} {path}");
     }
 }
+
+#[tokio::test]
+async fn an_expired_token_is_refused_and_an_unexpired_one_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let (auth, _) = auth_in(dir.path());
+    let hour = std::time::Duration::from_secs(3600);
+    let (info, live) = auth
+        .create_token_expiring(tenant("acme"), None, Some(hour))
+        .await
+        .unwrap();
+    let expires = info.expires_at.unwrap();
+    assert!(expires > info.created_at && expires - info.created_at == hour);
+    assert!(auth.authenticate(live.expose()).await.unwrap().is_some());
+    // Listed with its expiry, read back from the store.
+    let listed = auth.tokens(&tenant("acme")).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].expires_at.map(|t| t.unix_timestamp()),
+        Some(expires.unix_timestamp())
+    );
+
+    let (_, dead) = auth
+        .create_token_expiring(tenant("acme"), None, Some(std::time::Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(auth.authenticate(dead.expose()).await.unwrap(), None);
+}

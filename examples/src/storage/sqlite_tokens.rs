@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     tenant TEXT NOT NULL,
     name TEXT,
     created_at TEXT NOT NULL,
-    secret_sha256 BLOB NOT NULL
+    secret_sha256 BLOB NOT NULL,
+    expires_at TEXT
 );
 CREATE INDEX IF NOT EXISTS api_tokens_tenant ON api_tokens (tenant, created_at);
 ";
@@ -37,13 +38,32 @@ fn corrupt(what: &str) -> Error {
     }
 }
 
-fn info_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, Option<String>, String)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+/// The listed columns, in the order every `SELECT` here names them.
+const INFO: &str = "id, tenant, name, created_at, expires_at";
+
+type InfoRow = (String, String, Option<String>, String, Option<String>);
+
+fn info_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<InfoRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
 }
 
-fn to_info(
-    (id, tenant, name, created): (String, String, Option<String>, String),
-) -> Result<TokenInfo> {
+fn rfc3339(t: OffsetDateTime) -> Result<String> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| Error::storage("formatting a time", e))
+}
+
+fn parse_time(text: &str, what: &str) -> Result<OffsetDateTime> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| corrupt(&format!("a row's {what} is not RFC 3339")))
+}
+
+fn to_info((id, tenant, name, created, expires): InfoRow) -> Result<TokenInfo> {
     Ok(TokenInfo {
         id: id
             .parse()
@@ -52,8 +72,8 @@ fn to_info(
             .parse()
             .map_err(|_| corrupt("a row's tenant is not a tenant id"))?,
         name,
-        created_at: OffsetDateTime::parse(&created, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| corrupt("a row's created_at is not RFC 3339"))?,
+        created_at: parse_time(&created, "created_at")?,
+        expires_at: expires.map(|e| parse_time(&e, "expires_at")).transpose()?,
     })
 }
 
@@ -62,19 +82,19 @@ impl TokenStore for SqliteTokenStore {
     async fn insert(&self, token: StoredToken) -> Result<()> {
         self.db
             .with(move |conn| {
-                let created = token
-                    .info
-                    .created_at
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .map_err(|e| Error::storage("formatting a time", e))?;
+                let created = rfc3339(token.info.created_at)?;
+                let expires = token.info.expires_at.map(rfc3339).transpose()?;
                 conn.execute(
-                    "INSERT INTO api_tokens (id, tenant, name, created_at, secret_sha256) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    &format!(
+                        "INSERT INTO api_tokens ({INFO}, secret_sha256) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                    ),
                     params![
                         token.info.id.as_str(),
                         token.info.tenant.as_str(),
                         token.info.name,
                         created,
+                        expires,
                         token.secret_sha256.as_slice(),
                     ],
                 )
@@ -90,10 +110,9 @@ impl TokenStore for SqliteTokenStore {
             .with(move |conn| {
                 let row = conn
                     .query_row(
-                        "SELECT id, tenant, name, created_at, secret_sha256 \
-                         FROM api_tokens WHERE id = ?1",
+                        &format!("SELECT {INFO}, secret_sha256 FROM api_tokens WHERE id = ?1"),
                         [id.as_str()],
-                        |row| Ok((info_of(row)?, row.get::<_, Vec<u8>>(4)?)),
+                        |row| Ok((info_of(row)?, row.get::<_, Vec<u8>>(5)?)),
                     )
                     .optional()
                     .map_err(db_err)?;
@@ -116,10 +135,9 @@ impl TokenStore for SqliteTokenStore {
         self.db
             .with(move |conn| {
                 let mut stmt = conn
-                    .prepare(
-                        "SELECT id, tenant, name, created_at FROM api_tokens \
-                         WHERE tenant = ?1 ORDER BY created_at, id",
-                    )
+                    .prepare(&format!(
+                        "SELECT {INFO} FROM api_tokens WHERE tenant = ?1 ORDER BY created_at, id"
+                    ))
                     .map_err(db_err)?;
                 let rows = stmt
                     .query_map([tenant.as_str()], info_of)
