@@ -19,8 +19,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cameleer_build::java::fixtures::{APP_STARTED_LINE, FixtureApp, app_jar};
-use cameleer_docker_testing::containers_labelled;
-use cameleer_runtime_docker::labels;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use support::server::Server;
@@ -336,13 +334,7 @@ async fn sign_in_upload_deploy_watch_running_and_logs_then_stop_in_a_real_browse
     drop(driver);
 
     drop(server);
-    guard.cleanup().await.unwrap();
-    assert!(
-        containers_labelled(&docker, labels::TENANT, &tenant)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    support::server::clean_up(&docker, &tenant, guard).await;
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {

@@ -157,8 +157,7 @@ async fn upload_deploy_logs_promote_stop_and_survive_a_sigkill() {
     assert_eq!(list["apps"].as_array().unwrap().len(), 2, "{list}");
 
     drop(server);
-    guard.cleanup().await.unwrap();
-    assert_eq!(count_containers(&docker, &tenant).await, 0);
+    support::server::clean_up(&docker, &tenant, guard).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,8 +235,7 @@ async fn with_a_registry_uploads_end_as_pushed_images_and_promotion_pushes_nothi
     );
 
     drop(server);
-    guard.cleanup().await.unwrap();
-    assert_eq!(count_containers(&docker, &tenant).await, 0);
+    support::server::clean_up(&docker, &tenant, guard).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,5 +363,5 @@ async fn a_replaced_versions_logs_stay_searchable() {
     assert_eq!(stats["lines_lost"], 0, "{stats}");
     assert!(stats["lines_stored"].as_u64().unwrap() > 3, "{stats}");
     drop(server);
-    guard.cleanup().await.unwrap();
+    support::server::clean_up(&docker, &tenant, guard).await;
 }

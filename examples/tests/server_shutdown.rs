@@ -147,13 +147,7 @@ async fn sigterm_drains_requests_keeps_the_apps_and_the_next_start_adopts_them()
     );
 
     drop(server);
-    guard.cleanup().await.unwrap();
-    assert!(
-        containers_labelled(&docker, labels::TENANT, &tenant)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    support::server::clean_up(&docker, &tenant, guard).await;
 }
 
 #[test]

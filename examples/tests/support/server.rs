@@ -237,3 +237,21 @@ pub async fn isolated_tenant(
     guard.label(cameleer_runtime_docker::labels::TENANT, &tenant);
     (docker, tenant, guard)
 }
+
+/// Removes what `guard` covers now (the server stopped first) and checks
+/// that no container of `tenant` is left.
+pub async fn clean_up(
+    docker: &bollard::Docker,
+    tenant: &str,
+    guard: cameleer_docker_testing::CleanupGuard,
+) {
+    guard.cleanup().await.unwrap();
+    let left = cameleer_docker_testing::containers_labelled(
+        docker,
+        cameleer_runtime_docker::labels::TENANT,
+        tenant,
+    )
+    .await
+    .unwrap();
+    assert!(left.is_empty(), "containers of {tenant} left: {left:?}");
+}
