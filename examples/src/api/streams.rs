@@ -134,9 +134,7 @@ pub(crate) fn respond(
                     .unwrap_or_default(),
             })
         });
-        return Sse::new(events)
-            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-            .into_response();
+        return sse_response(events);
     }
     let body = lines.map(|item| {
         let mut buf = match item {
@@ -152,6 +150,21 @@ pub(crate) fn respond(
         Body::from_stream(body),
     )
         .into_response()
+}
+
+/// An SSE response of `events`, kept alive with a comment every 15 s.
+fn sse_response(
+    events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> Response {
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// An events route's response: `events` as SSE, cut at shutdown (see
+/// [`endless`]).
+fn event_stream(events: impl Stream<Item = PlatformEvent> + Send + 'static) -> Response {
+    endless(sse_response(events.map(|event| Ok(sse_of(&event)))))
 }
 
 /// The SSE event of a platform event: named by its `type`, the JSON of the
@@ -210,13 +223,7 @@ pub async fn tenant_events(
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let tenant: TenantId = tenant.parse()?;
-    let stream = events_of_tenant(platform.subscribe(), tenant)
-        .map(|event| Ok::<_, Infallible>(sse_of(&event)));
-    Ok(endless(
-        Sse::new(stream)
-            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-            .into_response(),
-    ))
+    Ok(event_stream(events_of_tenant(platform.subscribe(), tenant)))
 }
 
 /// `GET …/events`: SSE of the app's status changes, build progress and
@@ -237,13 +244,7 @@ pub async fn events(
     ApiPath((tenant, app, env)): ApiPath<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let app = AppRef::parse(&tenant, &app, &env)?;
-    let stream =
-        events_of(platform.subscribe(), app).map(|event| Ok::<_, Infallible>(sse_of(&event)));
-    Ok(endless(
-        Sse::new(stream)
-            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-            .into_response(),
-    ))
+    Ok(event_stream(events_of(platform.subscribe(), app)))
 }
 
 #[cfg(test)]
