@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use cameleer_build::testing::jars;
 use cameleer_examples::api::logs::LogsApi;
@@ -17,7 +17,7 @@ use cameleer_runtime::logs::{ForwarderOptions, LogForwarder, MemoryLogStore};
 use cameleer_runtime::testkit::{FakeImageBuilder, FakeOrchestrator};
 use cameleer_runtime::{Platform, PlatformOptions, Sha256Digest};
 use serde_json::{Value, json};
-use tower::ServiceExt;
+use support::api::Reply;
 
 const ENV: &str = "/api/v1/tenants/acme/apps/orders/envs/dev";
 
@@ -81,12 +81,6 @@ async fn world() -> World {
     }
 }
 
-struct Reply {
-    status: StatusCode,
-    body: Value,
-    www_authenticate: Option<String>,
-}
-
 impl World {
     /// Sends a request; streams (events, followed logs) are not read.
     async fn send(&self, token: Option<&str>, method: &Method, uri: &str, body: Vec<u8>) -> Reply {
@@ -94,38 +88,7 @@ impl World {
         if let Some(token) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let www_authenticate = resp
-            .headers()
-            .get(header::WWW_AUTHENTICATE)
-            .map(|v| v.to_str().unwrap().to_owned());
-        let streaming = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
-        let body = if streaming {
-            Value::Null
-        } else {
-            let bytes = tokio::time::timeout(
-                Duration::from_secs(10),
-                to_bytes(resp.into_body(), 16 << 20),
-            )
-            .await
-            .expect("a non-streaming body ends")
-            .unwrap();
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        Reply {
-            status,
-            body,
-            www_authenticate,
-        }
+        support::api::send(&self.router, req.body(Body::from(body)).unwrap()).await
     }
 
     async fn history_len(&self) -> usize {
@@ -319,7 +282,12 @@ async fn every_route_lets_in_only_its_tenant_and_the_admin() {
                 "{method} {uri} {token:?}"
             );
             assert_eq!(code(&reply.body), "unauthorized", "{method} {uri}");
-            assert!(reply.www_authenticate.unwrap().starts_with("Bearer"));
+            assert!(
+                reply
+                    .header(header::WWW_AUTHENTICATE)
+                    .unwrap()
+                    .starts_with("Bearer")
+            );
         }
         // Another tenant: acme's routes do not exist for it; the
         // platform-wide admin routes are forbidden; the document is open.

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use cameleer_examples::api::MAX_JSON_BODY;
 use cameleer_examples::api::openapi::{PUBLIC_PATHS, SECURITY_SCHEME};
@@ -20,7 +20,6 @@ use cameleer_runtime::testkit::{FakeImageBuilder, FakeOrchestrator};
 use cameleer_runtime::{Platform, PlatformOptions};
 use serde_json::Value;
 use support::api::Authed;
-use tower::ServiceExt;
 
 /// The dashboard's static files: routes of the router, not of the API.
 const NOT_API: &[&str] = &["/", "/ui/{file}"];
@@ -46,23 +45,9 @@ async fn authed() -> Authed {
 }
 
 async fn send(router: &Router, request: Request<Body>) -> (StatusCode, Option<String>, Value) {
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned());
-    // Streams (SSE) never end: their bodies are not read.
-    let streaming = content_type
-        .as_deref()
-        .is_some_and(|t| t.starts_with("text/event-stream"));
-    let body = if streaming {
-        Value::Null
-    } else {
-        let bytes = to_bytes(response.into_body(), 16 << 20).await.unwrap();
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    };
-    (status, content_type, body)
+    let reply = support::api::send(router, request).await;
+    let content_type = reply.header(header::CONTENT_TYPE);
+    (reply.status, content_type, reply.body)
 }
 
 fn request(method: Method, uri: &str, body: impl Into<Body>) -> Request<Body> {

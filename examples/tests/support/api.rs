@@ -51,3 +51,51 @@ pub fn authed(platform: Platform) -> Authed {
         _dir: dir,
     }
 }
+
+/// A response as the API tests read it.
+pub struct Reply {
+    /// The status.
+    pub status: axum::http::StatusCode,
+    /// The headers.
+    pub headers: axum::http::HeaderMap,
+    /// The JSON body; `Null` for a body that is not JSON, or a stream.
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    /// A header's value, as text.
+    pub fn header(&self, name: axum::http::HeaderName) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+}
+
+/// Sends `request` through `router`. Streams (SSE) never end: their bodies
+/// are not read; any other body must end within 10 s.
+pub async fn send(router: &Router, request: axum::http::Request<axum::body::Body>) -> Reply {
+    use tower::ServiceExt;
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let streaming = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
+    let body = if streaming {
+        serde_json::Value::Null
+    } else {
+        let bytes = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            axum::body::to_bytes(response.into_body(), 16 << 20),
+        )
+        .await
+        .expect("a body that is not a stream ends")
+        .unwrap();
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
